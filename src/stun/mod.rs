@@ -1,0 +1,2 @@
+//! STUN (RFC 8489, compatible with RFC 5389): message codec, attributes, integrity, fingerprint
+//! and client transactions.
