@@ -30,11 +30,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod agent;
 mod endpoint;
 mod link;
 mod nat;
 mod network;
 
+pub use agent::{AgentEndpoint, ReceivedData};
 pub use endpoint::{Datagram, Endpoint, ReceivedDatagram, Recorder};
 pub use link::LinkConfig;
 pub use nat::{

@@ -438,6 +438,10 @@ impl Network {
             host,
             endpoint: Box::new(endpoint),
         });
+        let now = self.now;
+        if let Some(slot) = self.endpoints.get_mut(index) {
+            slot.endpoint.endpoint().touched(now);
+        }
         self.flush(index);
         Ok(EndpointHandle {
             index,
