@@ -35,6 +35,7 @@ mod endpoint;
 mod link;
 mod nat;
 mod network;
+mod stun_server;
 
 pub use agent::{AgentEndpoint, ReceivedData};
 pub use endpoint::{Datagram, Endpoint, ReceivedDatagram, Recorder};
@@ -47,3 +48,7 @@ pub use network::{
     DropReason, EndpointHandle, HostId, NatId, Network, NetworkStats, Realm, RunOutcome, SimError,
     TraceEvent, TraceKind,
 };
+pub use stun_server::{StunServer, StunServerStats};
+
+#[cfg(test)]
+mod tests;
