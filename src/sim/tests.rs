@@ -592,3 +592,42 @@ fn a_stuck_timer_is_reported_not_looped_on_forever() {
     );
     assert_eq!(net.now(), start + ms(5));
 }
+
+#[test]
+fn ipv6_hosts_and_a_nat66() {
+    let mut net = Network::new(3, Instant::now());
+    let nat = net
+        .add_nat(
+            Realm::Internet,
+            ip("2001:db8::1"),
+            NatConfig::new(
+                MappingBehavior::EndpointIndependent,
+                FilteringBehavior::AddressAndPortDependent,
+            ),
+            LinkConfig::ideal(),
+        )
+        .unwrap();
+    let inside = net
+        .add_host(Realm::Lan(nat), ip("fd00::2"), LinkConfig::ideal())
+        .unwrap();
+    let public = net
+        .add_host(Realm::Internet, ip("2001:db8::99"), LinkConfig::ideal())
+        .unwrap();
+    let e = net.add_endpoint(inside, &[1], Recorder::new()).unwrap();
+    let p = net.add_endpoint(public, &[1], Recorder::new()).unwrap();
+    net.with_endpoint(e, |r, _| {
+        r.send(sa("[fd00::2]:1"), sa("[2001:db8::99]:1"), vec![6]);
+        // No IPv4 anywhere: unroutable.
+        r.send(sa("[fd00::2]:1"), sa("198.51.100.1:1"), vec![4]);
+    });
+    net.run_for(ms(1));
+    let got = net.endpoint(p).unwrap().received().to_vec();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].remote.ip(), ip("2001:db8::1"));
+    net.with_endpoint(p, |r, _| {
+        r.send(sa("[2001:db8::99]:1"), got[0].remote, vec![7])
+    });
+    net.run_for(ms(1));
+    assert_eq!(net.endpoint(e).unwrap().received().len(), 1);
+    assert_eq!(net.stats().dropped_unroutable, 1);
+}
