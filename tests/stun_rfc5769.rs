@@ -70,7 +70,10 @@ const LONG_TERM_REALM: &str = "example.org";
 const LONG_TERM_PASSWORD: &str = "TheMatrIX";
 
 fn kinds(message: &Message<'_>) -> Vec<u16> {
-    message.attributes().map(|a: RawAttribute<'_>| a.kind).collect()
+    message
+        .attributes()
+        .map(|a: RawAttribute<'_>| a.kind)
+        .collect()
 }
 
 #[test]
