@@ -4,8 +4,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::constants::{
     attr, message_type, Class, Method, TransactionId, ATTRIBUTE_HEADER_LEN, FAMILY_IPV4,
-    FAMILY_IPV6, HEADER_LEN, MAGIC_COOKIE, MAX_TEXT_LEN, MAX_USERNAME_LEN, MESSAGE_INTEGRITY_LEN,
-    MESSAGE_INTEGRITY_SHA256_MAX_LEN,
+    FAMILY_IPV6, FINGERPRINT_LEN, HEADER_LEN, MAGIC_COOKIE, MAX_TEXT_LEN, MAX_USERNAME_LEN,
+    MESSAGE_INTEGRITY_LEN, MESSAGE_INTEGRITY_SHA256_MAX_LEN,
 };
 use super::integrity::{fingerprint, hmac_sha1, hmac_sha256};
 use super::message::padded;
@@ -204,7 +204,7 @@ impl<'b> MessageEncoder<'b> {
     /// FINGERPRINT: CRC-32 of the message so far XOR 0x5354554E, with the length field
     /// counting this attribute (RFC 8489 §14.7). Must be the last attribute.
     pub fn fingerprint(&mut self) -> &mut Self {
-        if !self.set_length_with(4) {
+        if !self.set_length_with(FINGERPRINT_LEN) {
             return self;
         }
         let value = fingerprint(self.buf.as_slice());

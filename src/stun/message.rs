@@ -254,15 +254,15 @@ impl<'a> Message<'a> {
             else {
                 return Err(DecodeError::AttributeOverrun { kind, len, offset });
             };
-            if self.fingerprint.is_some() {
-                return Err(DecodeError::FingerprintNotLast);
-            }
             let slot = Slot {
                 start: offset,
                 len: value.len(),
             };
             match kind {
                 attr::FINGERPRINT => {
+                    if padded_end != buf.len() {
+                        return Err(DecodeError::FingerprintNotLast);
+                    }
                     let found = be32(value, 0)
                         .filter(|_| value.len() == FINGERPRINT_LEN)
                         .ok_or(DecodeError::BadAttributeLength {
@@ -551,12 +551,7 @@ impl<'a> Message<'a> {
     /// Checks the HMAC of one integrity attribute: computed over the message up to the
     /// attribute, with the header's length field set as if the attribute were the last one
     /// (RFC 8489 §14.5).
-    fn verify_slot(
-        &self,
-        slot: Slot,
-        key: &[u8],
-        verify: fn(&[u8], &[&[u8]], &[u8]) -> bool,
-    ) -> Result<(), IntegrityError> {
+    fn verify_slot(&self, slot: Slot, key: &[u8], verify: VerifyFn) -> Result<(), IntegrityError> {
         let (Some(tag), Some(head), Some(rest)) = (
             slot.value(self.buf),
             self.buf.get(0..2),
@@ -583,6 +578,9 @@ impl<'a> Message<'a> {
         self.unknown.get(..self.unknown_len).unwrap_or_default()
     }
 }
+
+/// A constant-time HMAC check: key, message parts, tag.
+type VerifyFn = fn(&[u8], &[&[u8]], &[u8]) -> bool;
 
 /// Iterator over the attributes between two offsets of a decoded message.
 struct Attributes<'a> {

@@ -26,3 +26,6 @@ pub use transaction::{
     ClientTransaction, RetransmitConfig, TransactionState, DEFAULT_LAST_WAIT_FACTOR,
     DEFAULT_MAX_TRANSMITS, DEFAULT_RTO,
 };
+
+#[cfg(test)]
+mod tests;
