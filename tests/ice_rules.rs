@@ -19,6 +19,8 @@ fn addr(s: &str) -> SocketAddr {
 struct Side {
     agent: Agent,
     host: SocketAddr,
+    /// Further local addresses of this side (other components).
+    extra: Vec<SocketAddr>,
     events: Vec<Event>,
     data: Vec<Vec<u8>>,
 }
@@ -34,6 +36,10 @@ struct Harness {
     nat: HashMap<SocketAddr, SocketAddr>,
     /// Returns true to drop a datagram (source as sent, destination).
     drop: Box<dyn FnMut(&Transmit) -> bool>,
+    /// A STUN server that answers Binding requests with the (NATed) source address.
+    stun_server: Option<SocketAddr>,
+    /// Binding requests the STUN server answered.
+    stun_answered: usize,
 }
 
 fn config(seed: u64) -> AgentConfig {
@@ -53,6 +59,7 @@ impl Harness {
         let mk = |role, cfg, host: &str| Side {
             agent: Agent::new(cfg, role, now),
             host: addr(host),
+            extra: Vec::new(),
             events: Vec::new(),
             data: Vec::new(),
         };
@@ -67,6 +74,8 @@ impl Harness {
             seq: 0,
             nat: HashMap::new(),
             drop: Box::new(|_| false),
+            stun_server: None,
+            stun_answered: 0,
         }
     }
 
@@ -101,8 +110,10 @@ impl Harness {
 
     fn owner(&self, dst: SocketAddr) -> Option<(usize, SocketAddr)> {
         for (i, s) in self.sides.iter().enumerate() {
-            if s.host == dst || self.nat.get(&s.host) == Some(&dst) {
-                return Some((i, s.host));
+            for &local in std::iter::once(&s.host).chain(&s.extra) {
+                if local == dst || self.nat.get(&local) == Some(&dst) {
+                    return Some((i, local));
+                }
             }
         }
         None
@@ -115,10 +126,31 @@ impl Harness {
                 if (self.drop)(&t) {
                     continue;
                 }
+                let source = self.nat.get(&t.source).copied().unwrap_or(t.source);
+                if Some(t.destination) == self.stun_server {
+                    let Ok(req) = Message::decode(&t.contents) else {
+                        continue;
+                    };
+                    let mut buf = Vec::new();
+                    let mut enc = MessageEncoder::new(
+                        &mut buf,
+                        Class::SuccessResponse,
+                        Method::BINDING,
+                        req.transaction_id(),
+                    );
+                    enc.xor_mapped_address(source);
+                    enc.fingerprint();
+                    enc.finish();
+                    self.stun_answered += 1;
+                    self.seq += 1;
+                    let rtt = self.delay * 2;
+                    self.queue
+                        .push((self.now + rtt, self.seq, i, t.source, t.destination, buf));
+                    continue;
+                }
                 let Some((to, local)) = self.owner(t.destination) else {
                     continue;
                 };
-                let source = self.nat.get(&t.source).copied().unwrap_or(t.source);
                 self.seq += 1;
                 self.queue.push((
                     self.now + self.delay,
@@ -542,4 +574,231 @@ fn ice_restart_selects_a_new_pair_and_keeps_data_flowing() {
             > before));
     // Checks with the old credentials are refused now.
     assert!(h.sides[1].agent.selected_pair(1).is_some());
+}
+
+#[test]
+fn server_reflexive_candidates_are_gathered_and_redundant_ones_dropped() {
+    let mut h = Harness::new(Role::Controlling, Role::Controlled);
+    let stun = addr("192.0.2.100:3478");
+    h.stun_server = Some(stun);
+    // A is behind a NAT, B is not: B's mapped address equals its host address (redundant).
+    h.nat.insert(h.sides[0].host, addr("198.51.100.7:40000"));
+    for s in &mut h.sides {
+        s.agent.add_stun_server(stun);
+        s.agent.add_stun_server(stun); // duplicates are ignored
+    }
+    h.gather();
+    assert!(h.run(Duration::from_secs(5), |h| h
+        .sides
+        .iter()
+        .all(|s| s.events.contains(&Event::GatheringComplete))));
+    assert_eq!(h.stun_answered, 2);
+    let a: Vec<CandidateType> = h.sides[0]
+        .agent
+        .local_candidates()
+        .iter()
+        .map(|c| c.kind)
+        .collect();
+    assert_eq!(a, vec![CandidateType::Host, CandidateType::ServerReflexive]);
+    let srflx = &h.sides[0].agent.local_candidates()[1];
+    assert_eq!(srflx.address, addr("198.51.100.7:40000"));
+    assert_eq!(srflx.related_address, Some(h.sides[0].host));
+    assert!(srflx.priority < h.sides[0].agent.local_candidates()[0].priority);
+    let b: Vec<CandidateType> = h.sides[1]
+        .agent
+        .local_candidates()
+        .iter()
+        .map(|c| c.kind)
+        .collect();
+    assert_eq!(b, vec![CandidateType::Host]);
+    // Every local candidate was announced once, before gathering completed.
+    let announced: Vec<&Event> = h.sides[0]
+        .events
+        .iter()
+        .take_while(|e| **e != Event::GatheringComplete)
+        .filter(|e| matches!(e, Event::LocalCandidate(_)))
+        .collect();
+    assert_eq!(announced.len(), 2);
+}
+
+#[test]
+fn an_unanswered_stun_server_does_not_block_gathering_forever() {
+    let mut h = Harness::new(Role::Controlling, Role::Controlled);
+    let stun = addr("192.0.2.100:3478");
+    h.drop = Box::new(move |t| t.destination == stun);
+    h.sides[0].agent.add_stun_server(stun);
+    h.gather();
+    assert!(h.run(Duration::from_secs(30), |h| h.sides[0]
+        .events
+        .contains(&Event::GatheringComplete)));
+    assert_eq!(h.sides[0].agent.local_candidates().len(), 1);
+}
+
+#[test]
+fn two_components_each_select_a_pair() {
+    let two = |seed| AgentConfig {
+        components: 2,
+        ..config(seed)
+    };
+    let mut h = Harness::with_configs(Role::Controlling, two(11), Role::Controlled, two(12));
+    // Component 2 uses the next port on each host.
+    for s in &mut h.sides {
+        let rtcp = SocketAddr::new(s.host.ip(), s.host.port() + 1);
+        s.agent.add_host_candidate(2, rtcp).expect("component 2");
+        assert!(
+            s.agent.add_host_candidate(3, rtcp).is_none(),
+            "no component 3"
+        );
+        s.extra.push(rtcp);
+    }
+    h.connect();
+    for s in &h.sides {
+        let (l1, _) = s.agent.selected_pair(1).expect("component 1");
+        let (l2, r2) = s.agent.selected_pair(2).expect("component 2");
+        assert_eq!(l1.component, 1);
+        assert_eq!((l2.component, r2.component), (2, 2));
+        assert_ne!(l1.address, l2.address);
+        assert_ne!(s.agent.send_path(1), s.agent.send_path(2));
+    }
+}
+
+#[test]
+fn checks_are_paced_by_ta() {
+    // Many remote candidates nobody answers: ordinary checks leave one per Ta.
+    let now = Instant::now();
+    let ta = Duration::from_millis(50);
+    let mut a = Agent::new(AgentConfig { ta, ..config(21) }, Role::Controlling, now);
+    a.add_host_candidate(1, addr("10.0.0.1:1000")).unwrap();
+    a.gather(now);
+    a.set_remote_credentials(Credentials::new("peer", "peerpasswordpeerpassword"));
+    for port in 0..10u16 {
+        let c = Candidate::remote(
+            format!("f{port}"),
+            1,
+            2_000_000_000 - u32::from(port),
+            SocketAddr::new(addr("10.9.9.9:1").ip(), 5000 + port),
+            CandidateType::Host,
+            None,
+        );
+        a.add_remote_candidate(c, now);
+    }
+    let mut first_sends: Vec<(Duration, SocketAddr)> = Vec::new();
+    let mut t = now;
+    let end = now + Duration::from_millis(480);
+    loop {
+        while let Some(tx) = a.poll_transmit() {
+            if !first_sends.iter().any(|(_, d)| *d == tx.destination) {
+                first_sends.push((t - now, tx.destination));
+            }
+        }
+        match a.poll_timeout() {
+            Some(next) if next <= end => {
+                t = next.max(t);
+                a.handle_timeout(t);
+            }
+            _ => break,
+        }
+    }
+    assert_eq!(first_sends.len(), 10);
+    for w in first_sends.windows(2) {
+        assert!(
+            w[1].0 - w[0].0 >= ta,
+            "checks closer than Ta: {first_sends:?}"
+        );
+    }
+    // Highest priority first.
+    assert_eq!(first_sends[0].1.port(), 5000);
+}
+
+#[test]
+fn authenticated_floods_are_bounded_by_the_configured_limits() {
+    let now = Instant::now();
+    let limits = AgentConfig {
+        max_remote_candidates: 8,
+        max_candidate_pairs: 6,
+        ..config(31)
+    };
+    let mut b = Agent::new(limits, Role::Controlled, now);
+    let b_host = addr("10.0.0.2:2000");
+    b.add_host_candidate(1, b_host).unwrap();
+    b.gather(now);
+    let peer_creds = Credentials::new("peer", "peerpasswordpeerpassword");
+    b.set_remote_credentials(peer_creds.clone());
+    let b_creds = b.local_credentials().clone();
+    let mut buf = Vec::new();
+    for n in 0..1000u16 {
+        let from = SocketAddr::new(addr("192.0.2.1:1").ip(), 1000 + n);
+        let mut enc = MessageEncoder::new(
+            &mut buf,
+            Class::Request,
+            Method::BINDING,
+            TransactionId([2; 12]),
+        );
+        enc.username(&format!("{}:{}", b_creds.ufrag, peer_creds.ufrag));
+        enc.priority(1_845_501_695);
+        enc.ice_controlling(7);
+        enc.message_integrity(b_creds.pwd.as_bytes());
+        enc.fingerprint();
+        enc.finish();
+        assert_eq!(b.handle_receive(now, b_host, from, &buf), Received::Stun);
+        while b.poll_transmit().is_some() {}
+    }
+    for n in 0..100u16 {
+        let c = Candidate::remote(
+            "x",
+            1,
+            1,
+            SocketAddr::new(addr("192.0.2.2:1").ip(), n + 1),
+            CandidateType::Host,
+            None,
+        );
+        b.add_remote_candidate(c, now);
+    }
+    assert!(b.remote_candidates().len() <= 8);
+    assert!(b.stats().candidates_refused >= 1000 - 8);
+}
+
+#[test]
+fn end_of_candidates_with_no_working_pair_fails_cleanly() {
+    let mut h = Harness::new(Role::Controlling, Role::Controlled);
+    // Nothing gets through in either direction.
+    h.drop = Box::new(|_| true);
+    h.gather();
+    h.exchange_credentials();
+    h.exchange_candidates();
+    let now = h.now;
+    for s in &mut h.sides {
+        s.agent.end_of_remote_candidates(now);
+    }
+    let start = h.now;
+    assert!(h.run(Duration::from_secs(60), |h| h.both(ConnectionState::Failed)));
+    // Within the retransmission budget of a check (RFC 8489 §6.2.1 with our RTO cap).
+    assert!(
+        h.now - start < Duration::from_secs(20),
+        "took {:?}",
+        h.now - start
+    );
+    for s in &h.sides {
+        assert!(s.agent.send_path(1).is_none());
+        assert!(s.agent.selected_pair(1).is_none());
+        assert_eq!(s.agent.poll_timeout(), None, "a failed agent sleeps");
+    }
+}
+
+#[test]
+fn without_end_of_candidates_failure_waits_for_late_candidates() {
+    let mut h = Harness::new(Role::Controlling, Role::Controlled);
+    h.drop = Box::new(|_| true);
+    h.gather();
+    h.exchange_credentials();
+    h.exchange_candidates();
+    let start = h.now;
+    assert!(h.run(Duration::from_secs(120), |h| h
+        .both(ConnectionState::Failed)));
+    let cfg = AgentConfig::default();
+    assert!(
+        h.now - start >= cfg.failed_timeout,
+        "failed after {:?}",
+        h.now - start
+    );
 }
