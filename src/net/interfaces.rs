@@ -107,7 +107,7 @@ pub(crate) fn select(all: &[InterfaceAddress], policy: &AddressPolicy) -> Vec<Lo
             continue;
         }
         if allow_listed
-            && !policy.allow_interfaces.iter().any(|n| *n == a.name)
+            && !policy.allow_interfaces.contains(&a.name)
             && !policy.allow_addresses.contains(&a.ip)
         {
             continue;
