@@ -163,11 +163,7 @@ impl Driver {
                 agent.restart(now);
                 let credentials = agent.local_credentials().clone();
                 tracing::info!(ufrag = %credentials.ufrag, "ICE restart");
-                {
-                    let mut view = self.parts.shared.view();
-                    view.credentials = credentials.clone();
-                    view.local_candidates.clear();
-                }
+                self.parts.shared.view().credentials = credentials.clone();
                 let _ = reply.send(credentials);
             }
             Command::Close => {}
@@ -242,11 +238,6 @@ impl Driver {
         match &event {
             Event::LocalCandidate(candidate) => {
                 tracing::debug!(candidate = %candidate, "local candidate");
-                self.parts
-                    .shared
-                    .view()
-                    .local_candidates
-                    .push(candidate.clone());
             }
             Event::GatheringComplete => tracing::debug!("gathering complete"),
             Event::StateChanged(state) => tracing::info!(?state, "state changed"),
@@ -294,6 +285,9 @@ impl Driver {
                         })
                     })
                     .collect();
+            }
+            if view.local_candidates != agent.local_candidates() {
+                view.local_candidates = agent.local_candidates().to_vec();
             }
             view.agent_stats.clone_from(agent.stats());
         }
