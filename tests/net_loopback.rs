@@ -296,8 +296,13 @@ async fn send_needs_a_path_and_an_open_connection() {
     ));
     assert!(conn.selected_pair(1).is_none());
     assert!(conn.selected_pair(0).is_none());
+    let addrs = conn.local_addresses();
     within(SHORT, "close", conn.close()).await;
     assert_eq!(conn.state(), ConnectionState::Closed);
+    // The ports are free again although the handle still exists.
+    for a in &addrs {
+        std::net::UdpSocket::bind(a).expect("port released by close");
+    }
     assert!(matches!(
         conn.send(1, b"\x17late").await,
         Err(Error::Closed)

@@ -115,6 +115,9 @@ pub(crate) struct View {
     pub(crate) selected: Vec<Option<SelectedPair>>,
     pub(crate) local_candidates: Vec<Candidate>,
     pub(crate) agent_stats: AgentStats,
+    /// The bound sockets by local address, for [`IceConnection::send`]; emptied when the
+    /// driver ends so that the ports are released even while the handle lives on.
+    pub(crate) sockets: HashMap<SocketAddr, Arc<UdpSocket>>,
 }
 
 /// State shared by the handle and the driver task.
@@ -337,6 +340,7 @@ impl IceConnectionBuilder {
                 selected: vec![None; usize::from(components)],
                 local_candidates: agent.local_candidates().to_vec(),
                 agent_stats: agent.stats().clone(),
+                sockets: sockets.clone(),
             }),
             closed: AtomicBool::new(false),
             datagrams_received: AtomicU64::new(0),
@@ -344,18 +348,18 @@ impl IceConnectionBuilder {
             events_dropped: AtomicU64::new(0),
             transmit_errors: AtomicU64::new(0),
         });
-        let sockets = Arc::new(sockets);
         let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE);
         let (event_tx, event_rx) = mpsc::channel(self.event_queue.max(1));
         let (datagram_tx, datagram_rx) = mpsc::channel(self.receive_queue.max(1));
         let (state_tx, state_rx) = watch::channel(agent.state());
-        tracing::info!(parent: &span, sockets = ?sockets.keys().collect::<Vec<_>>(),
+        let addresses: Vec<SocketAddr> = sockets.keys().copied().collect();
+        tracing::info!(parent: &span, sockets = ?addresses,
             stun_servers = ?self.stun_servers, "ICE connection starting");
 
         let driver = Driver::new(driver::Parts {
             agent,
             components,
-            sockets: Arc::clone(&sockets),
+            sockets,
             shared: Arc::clone(&shared),
             commands: command_rx,
             events: event_tx,
@@ -366,7 +370,7 @@ impl IceConnectionBuilder {
 
         Ok(IceConnection {
             shared,
-            sockets,
+            addresses,
             components,
             commands: command_tx,
             events: tokio::sync::Mutex::new(event_rx),
@@ -421,7 +425,7 @@ async fn bind_one(address: &LocalAddress, range: Option<(u16, u16)>) -> Result<U
 #[derive(Debug)]
 pub struct IceConnection {
     shared: Arc<Shared>,
-    sockets: Arc<HashMap<SocketAddr, Arc<UdpSocket>>>,
+    addresses: Vec<SocketAddr>,
     components: u16,
     commands: mpsc::Sender<Command>,
     events: tokio::sync::Mutex<mpsc::Receiver<Event>>,
@@ -451,7 +455,7 @@ impl IceConnection {
 
     /// The addresses of the sockets the driver bound.
     pub fn local_addresses(&self) -> Vec<SocketAddr> {
-        self.sockets.keys().copied().collect()
+        self.addresses.clone()
     }
 
     /// The current role (it can change after a role conflict, RFC 8445 §7.3.1.1).
@@ -521,6 +525,10 @@ impl IceConnection {
     /// Sends a datagram to the peer on `component`'s pair: the selected pair, or a working
     /// pair while nomination is going on. `Err(NoPath)` before a pair works, after failure,
     /// or once consent is lost (RFC 7675 §5.1).
+    ///
+    /// The peer's agent demultiplexes by the first byte (RFC 7983 §7): a datagram that starts
+    /// with 0-3 is taken for STUN, so application protocols must not start with those bytes
+    /// (DTLS, RTP and TURN channel data do not).
     pub async fn send(&self, component: u16, data: &[u8]) -> Result<(), Error> {
         if self.shared.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
@@ -528,18 +536,17 @@ impl IceConnection {
         if component == 0 || component > self.components {
             return Err(Error::InvalidComponent(component));
         }
-        let path = {
+        let (socket, remote) = {
             let view = self.shared.view();
-            view.paths
+            let (local, remote) = view
+                .paths
                 .get(usize::from(component) - 1)
                 .copied()
                 .flatten()
+                .ok_or(Error::NoPath { component })?;
+            let socket = view.sockets.get(&local).cloned().ok_or(Error::Closed)?;
+            (socket, remote)
         };
-        let (local, remote) = path.ok_or(Error::NoPath { component })?;
-        let socket = self
-            .sockets
-            .get(&local)
-            .ok_or(Error::NoPath { component })?;
         socket.send_to(data, remote).await?;
         Ok(())
     }
@@ -571,7 +578,8 @@ impl IceConnection {
         rx.await.map_err(|_| Error::Closed)
     }
 
-    /// Closes the agent and waits for the driver task to end. Later calls do nothing.
+    /// Closes the agent, waits for the driver task to end and releases the sockets. Later
+    /// calls do nothing. Dropping the handle closes too, without waiting.
     pub async fn close(&self) {
         let _ = self.commands.send(Command::Close).await;
         let task = self

@@ -48,7 +48,7 @@ struct Inbound {
 pub(crate) struct Parts {
     pub(crate) agent: Agent,
     pub(crate) components: u16,
-    pub(crate) sockets: Arc<HashMap<SocketAddr, Arc<UdpSocket>>>,
+    pub(crate) sockets: HashMap<SocketAddr, Arc<UdpSocket>>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) commands: mpsc::Receiver<Command>,
     pub(crate) events: mpsc::Sender<Event>,
@@ -139,8 +139,11 @@ impl Driver {
         self.parts.agent.close();
         self.flush().await;
         self.parts.shared.closed.store(true, Ordering::Release);
+        self.parts.shared.view().sockets.clear();
         self.parts.state.send_replace(ConnectionState::Closed);
+        // Wait for the readers to be gone, so their sockets are closed when `close` returns.
         self.readers.abort_all();
+        while self.readers.join_next().await.is_some() {}
     }
 
     fn command(&mut self, command: Command) {
@@ -252,11 +255,16 @@ impl Driver {
             }
         }
         if let Err(TrySendError::Full(_)) = self.parts.events.try_send(event) {
-            self.parts
+            let before = self
+                .parts
                 .shared
                 .events_dropped
                 .fetch_add(1, Ordering::Relaxed);
-            tracing::warn!("event queue full: event dropped");
+            if before == 0 {
+                tracing::warn!("event queue full: events are dropped (and counted) from now on");
+            } else {
+                tracing::debug!("event queue full: event dropped");
+            }
         }
     }
 
