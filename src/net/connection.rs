@@ -602,3 +602,37 @@ impl IceConnection {
         self.commands.send(command).await.map_err(|_| Error::Closed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn localhost() -> LocalAddress {
+        LocalAddress {
+            interface: "lo".into(),
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            index: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn bind_one_uses_the_range_and_reports_exhaustion() {
+        let taken = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        let port = taken.local_addr().expect("addr").port();
+        // The only port of the range is taken.
+        let err = bind_one(&localhost(), Some((port, port)))
+            .await
+            .expect_err("range exhausted");
+        assert!(matches!(err, Error::Bind { addr, .. } if addr.port() == port));
+        drop(taken);
+        // Now it is free.
+        let socket = bind_one(&localhost(), Some((port, port)))
+            .await
+            .expect("binds the freed port");
+        assert_eq!(socket.local_addr().expect("addr").port(), port);
+        // Without a range the system picks a port.
+        let any = bind_one(&localhost(), None).await.expect("ephemeral");
+        assert_ne!(any.local_addr().expect("addr").port(), 0);
+    }
+}
