@@ -481,3 +481,44 @@ async fn ice_restart_reconnects() {
     .await;
     pair.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_components_carry_their_own_datagrams() {
+    init_tracing();
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let pair = start_pair(
+        on(ip, Role::Controlling).components(2),
+        on(ip, Role::Controlled).components(2),
+    )
+    .await;
+    within(CONNECT, "A connects", pair.a.wait_connected())
+        .await
+        .expect("A connected");
+    within(CONNECT, "B connects", pair.b.wait_connected())
+        .await
+        .expect("B connected");
+    for component in [1u16, 2] {
+        let seq = u32::from(component) * 1000;
+        pair.a
+            .send(component, &payload(seq))
+            .await
+            .expect("send on a connected component");
+        let d = within(SHORT, "datagram on the component", pair.b.recv())
+            .await
+            .expect("datagram");
+        assert_eq!(d.component, component);
+        assert_eq!(verify(&d.data), Some(seq));
+    }
+    let (one, two) = within(CONNECT, "both components selected", async {
+        loop {
+            if let (Some(one), Some(two)) = (pair.a.selected_pair(1), pair.a.selected_pair(2)) {
+                return (one, two);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert_eq!((one.component, two.component), (1, 2));
+    assert_ne!(one.local.address, two.local.address);
+    pair.close().await;
+}
