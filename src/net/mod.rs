@@ -32,5 +32,6 @@ mod interfaces;
 
 pub use connection::{
     ConnectionStats, Datagram, Error, IceConnection, IceConnectionBuilder, SelectedPair,
+    DEFAULT_EVENT_QUEUE, DEFAULT_RECEIVE_QUEUE,
 };
 pub use interfaces::{usable_addresses, AddressPolicy, LocalAddress};
