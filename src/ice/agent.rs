@@ -1339,51 +1339,85 @@ impl Agent {
         }
     }
 
-    /// Regular nomination by the controlling agent (RFC 8445 §8.1.1): once the best pair has
-    /// succeeded, or after a short wait for better pairs measured in round trips of the first
-    /// valid pair, the best valid pair is checked again with USE-CANDIDATE.
+    /// Regular nomination by the controlling agent (RFC 8445 §8.1.1): once a component has a
+    /// valid pair, every better pair not tried yet is checked at once (a burst bounded by the
+    /// triggered-check queue), and the best valid pair is nominated when no better pair is
+    /// pending, or when the better ones had a few round trips to answer, or at the latest after
+    /// [`AgentConfig::nomination_timeout`].
     fn nominate(&mut self, now: Instant) {
         if self.role != Role::Controlling || self.remote_credentials.is_none() {
             return;
         }
         for c in 1..=self.config.components.max(1) {
-            let ci = usize::from(c) - 1;
-            if self.selected[ci].is_some() {
-                continue;
-            }
-            if self
-                .pairs
-                .iter()
-                .any(|p| p.component == c && p.check.as_ref().is_some_and(|k| k.nominating))
-            {
-                continue;
-            }
-            let Some(best) = self.best_valid(c, false) else {
+            let Some((best, better_untried)) = self.nomination_candidates(c) else {
                 continue;
             };
-            let best_priority = self.pair_priority(&self.pairs[best]);
-            let better_pending = self.pairs.iter().any(|p| {
-                p.component == c
-                    && matches!(
-                        p.state,
-                        PairState::Frozen | PairState::Waiting | PairState::InProgress
-                    )
-                    && self.pair_priority(p) > best_priority
-            });
-            let wait = self.nomination_wait(best);
-            let waited = self.first_valid_at[ci].is_some_and(|t| now >= t + wait);
-            if !better_pending || waited {
+            for idx in better_untried {
+                if !self.triggered.contains(&idx)
+                    && self.triggered.len() < self.config.max_triggered_checks
+                {
+                    self.pairs[idx].state = PairState::Waiting;
+                    self.triggered.push_back(idx);
+                }
+            }
+            self.drive(now);
+            if self.nomination_deadline(c).is_some_and(|t| now >= t) {
                 tracing::debug!(component = c, "nominating");
                 self.start_check(now, best, false);
             }
         }
     }
 
-    fn nomination_wait(&self, pair: usize) -> Duration {
-        let rtt = self.pairs[pair].rtt.unwrap_or(self.config.check_rto);
-        (rtt * NOMINATION_WAIT_RTTS)
-            .max(MIN_NOMINATION_WAIT)
-            .min(self.config.nomination_timeout)
+    /// For a component that has a valid pair and no nomination yet: its best valid pair and
+    /// the better pairs that were not tried yet.
+    fn nomination_candidates(&self, c: u16) -> Option<(usize, Vec<usize>)> {
+        let ci = usize::from(c).checked_sub(1)?;
+        if self.selected.get(ci).copied().flatten().is_some() || self.nominating(c) {
+            return None;
+        }
+        let best = self.best_valid(c, false)?;
+        let best_priority = self.pair_priority(&self.pairs[best]);
+        let untried = (0..self.pairs.len())
+            .filter(|&i| {
+                let p = &self.pairs[i];
+                p.component == c
+                    && matches!(p.state, PairState::Frozen | PairState::Waiting)
+                    && self.pair_priority(p) > best_priority
+            })
+            .collect();
+        Some((best, untried))
+    }
+
+    fn nominating(&self, c: u16) -> bool {
+        self.pairs
+            .iter()
+            .any(|p| p.component == c && p.check.as_ref().is_some_and(|k| k.nominating))
+    }
+
+    /// When the controlling agent nominates for component `c` (see [`Agent::nominate`]).
+    fn nomination_deadline(&self, c: u16) -> Option<Instant> {
+        let (best, untried) = self.nomination_candidates(c)?;
+        let first_valid = self.first_valid_at[usize::from(c) - 1]?;
+        let best_priority = self.pair_priority(&self.pairs[best]);
+        let mut better_pending = !untried.is_empty();
+        let mut latest_start = first_valid;
+        for p in &self.pairs {
+            if p.component == c
+                && p.state == PairState::InProgress
+                && self.pair_priority(p) > best_priority
+            {
+                better_pending = true;
+                if let Some(check) = &p.check {
+                    latest_start = latest_start.max(check.first_sent);
+                }
+            }
+        }
+        if !better_pending {
+            return Some(first_valid);
+        }
+        let rtt = self.pairs[best].rtt.unwrap_or(self.config.check_rto);
+        let wait = (rtt * NOMINATION_WAIT_RTTS).max(MIN_NOMINATION_WAIT);
+        Some((latest_start + wait).min(first_valid + self.config.nomination_timeout))
     }
 
     /// The highest-priority valid pair of a component, nominated ones only if asked.
@@ -1553,17 +1587,8 @@ impl Agent {
                     }
                 }
                 None => {
-                    let nominating = self.pairs.iter().any(|p| {
-                        usize::from(p.component) == ci + 1
-                            && p.check.as_ref().is_some_and(|k| k.nominating)
-                    });
-                    if self.role == Role::Controlling && !nominating {
-                        if let (Some(first), Some(best)) = (
-                            self.first_valid_at[ci],
-                            self.best_valid(ci as u16 + 1, false),
-                        ) {
-                            at(Some(first + self.nomination_wait(best)));
-                        }
+                    if self.role == Role::Controlling {
+                        at(self.nomination_deadline(ci as u16 + 1));
                     }
                 }
             }
