@@ -1,9 +1,22 @@
 //! The ICE agent state machine (RFC 8445), sans-IO.
+//!
+//! One agent handles one data stream with one or more components. It owns the local and remote
+//! candidates, the check list (RFC 8445 §6.1.2), the triggered-check queue (§6.1.4.1), the
+//! valid list, nomination (§8.1) and consent freshness (RFC 7675) on the selected pairs.
 
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::{AgentConfig, Candidate, Credentials};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::candidate::priority;
+use super::{AgentConfig, Candidate, CandidateType, Credentials};
+use crate::stun::{
+    error_code, Class, ClientTransaction, Message, MessageEncoder, Method, RetransmitConfig,
+    TransactionId, TransactionState,
+};
 
 /// Which side of the role negotiation the agent is on (RFC 8445 §6.1.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +37,7 @@ pub enum ConnectionState {
     Checking,
     /// Every component has a working pair; nomination may still be going on.
     Connected,
-    /// Every component has a nominated (selected) pair and checks have ended (RFC 8445 §8.1.2).
+    /// Every component has a nominated (selected) pair (RFC 8445 §8.1.2).
     Completed,
     /// No pair can work for some component, or consent was lost (RFC 7675 §5.1).
     Failed,
@@ -101,69 +114,342 @@ pub struct AgentStats {
     pub requests_answered: u64,
 }
 
-/// A sans-IO ICE agent (RFC 8445) for one media stream with one or more components.
-pub struct Agent {
-    _private: (),
+/// State of a candidate pair in the check list (RFC 8445 §6.1.2.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PairState {
+    Frozen,
+    Waiting,
+    InProgress,
+    Succeeded,
+    Failed,
 }
+
+/// What an outstanding transaction is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    Gather(usize),
+    Check(usize),
+}
+
+/// A Binding request to a STUN server to learn a server-reflexive candidate (RFC 8445 §5.1.1.2).
+struct Gatherer {
+    component: u16,
+    base: SocketAddr,
+    server: SocketAddr,
+    /// `None` until the pacer starts it.
+    transaction: Option<ClientTransaction>,
+    request: Vec<u8>,
+    done: bool,
+}
+
+/// An outstanding connectivity check on a pair.
+struct Check {
+    transaction: ClientTransaction,
+    request: Vec<u8>,
+    nominating: bool,
+    first_sent: Instant,
+    /// The check is a consent-freshness check (RFC 7675) rather than an ICE check.
+    consent: bool,
+    /// The role the request was sent in (RFC 8445 §7.2.5.1).
+    role: Role,
+}
+
+/// A candidate pair (RFC 8445 §6.1.2). The local side is a base (host address); `valid_local`
+/// is the local candidate learned from the mapped address once a check succeeded (§7.2.5.3.2).
+struct Pair {
+    component: u16,
+    local: usize,
+    remote: usize,
+    state: PairState,
+    check: Option<Check>,
+    /// Transaction ids of earlier checks on this pair whose late answers still count.
+    old_transactions: Vec<TransactionId>,
+    valid_local: Option<usize>,
+    nominated: bool,
+    /// The controlled agent saw USE-CANDIDATE before the pair succeeded (RFC 8445 §7.3.1.5).
+    nominate_on_success: bool,
+    /// The peer sent an authenticated check on this pair: its data is accepted.
+    peer_authenticated: bool,
+    rtt: Option<Duration>,
+    /// Consent freshness (RFC 7675): the last authenticated response on this pair.
+    last_consent: Option<Instant>,
+    next_consent: Option<Instant>,
+}
+
+/// An authenticated check that arrived before the peer's credentials were known (RFC 8445
+/// §7.3: it is answered at once and acted upon once the credentials arrive).
+struct EarlyCheck {
+    local: SocketAddr,
+    remote: SocketAddr,
+    priority: u32,
+    use_candidate: bool,
+}
+
+/// A sans-IO ICE agent (RFC 8445) for one data stream with one or more components.
+pub struct Agent {
+    config: AgentConfig,
+    rng: StdRng,
+    role: Role,
+    tie_breaker: u64,
+    local_credentials: Credentials,
+    remote_credentials: Option<Credentials>,
+    local_candidates: Vec<Candidate>,
+    remote_candidates: Vec<Candidate>,
+    stun_servers: Vec<SocketAddr>,
+    gatherers: Vec<Gatherer>,
+    gathering_started: bool,
+    gathering_complete: bool,
+    pairs: Vec<Pair>,
+    pending: HashMap<TransactionId, Pending>,
+    triggered: VecDeque<usize>,
+    early_checks: Vec<EarlyCheck>,
+    next_pacing: Option<Instant>,
+    selected: Vec<Option<usize>>,
+    /// Paths of the pairs selected before an ICE restart, used until new ones are selected.
+    previous_paths: Vec<Option<(SocketAddr, SocketAddr)>>,
+    first_valid_at: Vec<Option<Instant>>,
+    remote_end_of_candidates: bool,
+    exhausted_since: Option<Instant>,
+    state: ConnectionState,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    stats: AgentStats,
+    foundations: HashMap<(CandidateType, std::net::IpAddr, Option<std::net::IpAddr>), String>,
+    next_prflx_foundation: u32,
+    buf: Vec<u8>,
+    /// The latest time the caller gave us.
+    now: Instant,
+}
+
+/// Upper bound on checks remembered before the peer's credentials arrive.
+const MAX_EARLY_CHECKS: usize = 16;
+/// Upper bound on remembered transaction ids of superseded checks on one pair.
+const MAX_OLD_TRANSACTIONS: usize = 4;
+/// RFC 7675 §5.1: consent checks are sent at a random interval of 0.8 to 1.2 times the mean.
+const CONSENT_JITTER: (f64, f64) = (0.8, 1.2);
+/// Lower bound of the wait for better pairs before the controlling agent nominates.
+const MIN_NOMINATION_WAIT: Duration = Duration::from_millis(10);
+/// The wait for better pairs is this many round trips of the first valid pair.
+const NOMINATION_WAIT_RTTS: u32 = 3;
 
 impl Agent {
     /// A new agent in `role`. `now` is the current time of the caller's clock.
     pub fn new(config: AgentConfig, role: Role, now: Instant) -> Self {
-        let _ = (config, role, now);
-        todo!()
+        let mut rng = match config.seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_os_rng(),
+        };
+        let local_credentials = Credentials::random(&mut rng);
+        let tie_breaker = rng.random();
+        let components = usize::from(config.components.max(1));
+        Agent {
+            config,
+            rng,
+            role,
+            tie_breaker,
+            local_credentials,
+            remote_credentials: None,
+            local_candidates: Vec::new(),
+            remote_candidates: Vec::new(),
+            stun_servers: Vec::new(),
+            gatherers: Vec::new(),
+            gathering_started: false,
+            gathering_complete: false,
+            pairs: Vec::new(),
+            pending: HashMap::new(),
+            triggered: VecDeque::new(),
+            early_checks: Vec::new(),
+            next_pacing: None,
+            selected: vec![None; components],
+            previous_paths: vec![None; components],
+            first_valid_at: vec![None; components],
+            remote_end_of_candidates: false,
+            exhausted_since: None,
+            state: ConnectionState::New,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: AgentStats::default(),
+            foundations: HashMap::new(),
+            next_prflx_foundation: 0,
+            buf: Vec::with_capacity(256),
+            now,
+        }
     }
 
     /// The agent's own credentials, to signal to the peer.
     pub fn local_credentials(&self) -> &Credentials {
-        todo!()
+        &self.local_credentials
     }
 
     /// The peer's credentials, from signalling. Checks start once they are known.
+    ///
+    /// New credentials that differ from earlier ones mean the peer restarted ICE (RFC 8445
+    /// §9): the remote candidates and the check list of the old generation are dropped (the
+    /// selected pairs keep carrying data until new ones are selected). An application that
+    /// answers a peer's restart calls [`Agent::restart`] too, and signals its new credentials.
     pub fn set_remote_credentials(&mut self, credentials: Credentials) {
-        let _ = credentials;
-        todo!()
+        if let Some(old) = &self.remote_credentials {
+            if *old == credentials {
+                return;
+            }
+            self.reset_checks();
+        }
+        self.remote_credentials = Some(credentials);
+        let early = std::mem::take(&mut self.early_checks);
+        for check in early {
+            self.on_authenticated_request(
+                check.local,
+                check.remote,
+                check.priority,
+                check.use_candidate,
+            );
+        }
+        self.form_pairs();
     }
 
     /// The current role.
     pub fn role(&self) -> Role {
-        todo!()
+        self.role
     }
 
     /// Adds a local address the caller has bound for `component` (RFC 8445 §5.1.1.1). Returns
-    /// the host candidate, or `None` if it duplicates an existing one. The same
-    /// candidate is also announced as [`Event::LocalCandidate`].
+    /// the host candidate, or `None` if it duplicates an existing one or the component is out
+    /// of range. The same candidate is also announced as [`Event::LocalCandidate`].
     pub fn add_host_candidate(&mut self, component: u16, addr: SocketAddr) -> Option<Candidate> {
-        let _ = (component, addr);
-        todo!()
+        if component == 0 || component > self.config.components.max(1) {
+            return None;
+        }
+        if self
+            .local_candidates
+            .iter()
+            .any(|c| c.component == component && c.address == addr)
+        {
+            return None;
+        }
+        let same_family = self
+            .local_candidates
+            .iter()
+            .filter(|c| {
+                c.kind == CandidateType::Host
+                    && c.component == component
+                    && c.address.is_ipv6() == addr.is_ipv6()
+            })
+            .count();
+        // RFC 8421 §4: prefer IPv6; distinct local preferences per interface (RFC 8445 §5.1.2.1).
+        let top: u16 = if addr.is_ipv6() { 0xffff } else { 0x7fff };
+        let local_pref = top.saturating_sub(same_family as u16);
+        let candidate = Candidate {
+            foundation: self.foundation(CandidateType::Host, addr.ip(), None),
+            component,
+            priority: priority(CandidateType::Host, local_pref, component),
+            address: addr,
+            kind: CandidateType::Host,
+            related_address: None,
+            base: addr,
+        };
+        self.local_candidates.push(candidate.clone());
+        self.events
+            .push_back(Event::LocalCandidate(candidate.clone()));
+        let servers = self.stun_servers.clone();
+        for server in servers {
+            self.add_gatherer(component, addr, server);
+        }
+        if self.gathering_started {
+            self.gathering_complete = false;
+        }
+        self.form_pairs();
+        Some(candidate)
     }
 
     /// Adds a STUN server to learn server-reflexive candidates from, for every host candidate
     /// of the same address family (RFC 8445 §5.1.1.2).
     pub fn add_stun_server(&mut self, server: SocketAddr) {
-        let _ = server;
-        todo!()
+        if self.stun_servers.contains(&server) {
+            return;
+        }
+        self.stun_servers.push(server);
+        let hosts: Vec<(u16, SocketAddr)> = self
+            .local_candidates
+            .iter()
+            .filter(|c| c.kind == CandidateType::Host)
+            .map(|c| (c.component, c.base))
+            .collect();
+        for (component, base) in hosts {
+            self.add_gatherer(component, base, server);
+        }
+        if self.gathering_started {
+            self.gathering_complete = false;
+        }
+    }
+
+    fn add_gatherer(&mut self, component: u16, base: SocketAddr, server: SocketAddr) {
+        if base.is_ipv6() != server.is_ipv6() {
+            return;
+        }
+        self.gatherers.push(Gatherer {
+            component,
+            base,
+            server,
+            transaction: None,
+            request: Vec::new(),
+            done: false,
+        });
     }
 
     /// Starts gathering (from the STUN servers added so far) and, once remote credentials
     /// are known, connectivity checks.
     pub fn gather(&mut self, now: Instant) {
-        let _ = now;
-        todo!()
+        self.gathering_started = true;
+        self.handle_timeout(now);
     }
 
-    /// Adds a remote candidate, at any time (trickle, RFC 8838 §11).
+    /// Adds a remote candidate, at any time (trickle, RFC 8838 §11). Candidates beyond
+    /// [`AgentConfig::max_remote_candidates`], for an unknown component, or duplicates are
+    /// ignored (and refusals counted).
     pub fn add_remote_candidate(&mut self, candidate: Candidate, now: Instant) {
-        let _ = (candidate, now);
-        todo!()
+        if candidate.component == 0 || candidate.component > self.config.components.max(1) {
+            self.stats.candidates_refused += 1;
+            return;
+        }
+        if let Some(existing) = self
+            .remote_candidates
+            .iter_mut()
+            .find(|c| c.component == candidate.component && c.address == candidate.address)
+        {
+            // A signalled candidate replaces a peer-reflexive one learned earlier
+            // (RFC 8445 §7.3.1.3, RFC 8838 §11.4).
+            if existing.kind == CandidateType::PeerReflexive
+                && candidate.kind != CandidateType::PeerReflexive
+            {
+                existing.kind = candidate.kind;
+                existing.foundation = candidate.foundation;
+                existing.related_address = candidate.related_address;
+            }
+            return;
+        }
+        if self.remote_candidates.len() >= self.config.max_remote_candidates {
+            self.stats.candidates_refused += 1;
+            return;
+        }
+        self.remote_candidates.push(Candidate {
+            base: candidate.address,
+            ..candidate
+        });
+        self.exhausted_since = None;
+        self.form_pairs();
+        self.handle_timeout(now);
     }
 
     /// The peer signalled end-of-candidates (RFC 8838 §4.2).
     pub fn end_of_remote_candidates(&mut self, now: Instant) {
-        let _ = now;
-        todo!()
+        self.remote_end_of_candidates = true;
+        self.handle_timeout(now);
     }
 
     /// Feeds a datagram received on the local address `local` from `remote`.
+    ///
+    /// STUN and application data share the socket and are told apart by their first byte
+    /// (RFC 7983 §7: 0-3 is STUN).
     pub fn handle_receive(
         &mut self,
         now: Instant,
@@ -171,69 +457,1308 @@ impl Agent {
         remote: SocketAddr,
         data: &[u8],
     ) -> Received {
-        let _ = (now, local, remote, data);
-        todo!()
+        self.now = self.now.max(now);
+        if self.state == ConnectionState::Closed {
+            return Received::Dropped;
+        }
+        match data.first() {
+            Some(0..=3) => {}
+            Some(_) => return self.receive_data(local, remote),
+            None => {
+                self.stats.unexpected_data += 1;
+                return Received::Dropped;
+            }
+        }
+        let message = match Message::decode(data) {
+            Ok(m) => m,
+            Err(err) => {
+                tracing::debug!(%remote, %err, "dropping malformed STUN packet");
+                self.stats.malformed_stun += 1;
+                return Received::Dropped;
+            }
+        };
+        if message.method() != Method::BINDING {
+            self.stats.malformed_stun += 1;
+            return Received::Dropped;
+        }
+        let handled = match message.class() {
+            Class::Request => self.handle_request(now, local, remote, &message),
+            Class::SuccessResponse | Class::ErrorResponse => {
+                self.handle_response(now, local, remote, &message)
+            }
+            // RFC 8445 §11: Binding indications are keepalives; nothing to do.
+            Class::Indication => true,
+        };
+        self.update_state(now);
+        if handled {
+            Received::Stun
+        } else {
+            Received::Dropped
+        }
+    }
+
+    fn receive_data(&mut self, local: SocketAddr, remote: SocketAddr) -> Received {
+        let found = self.pairs.iter().find(|p| {
+            self.local_candidates[p.local].base == local
+                && self.remote_candidates[p.remote].address == remote
+                && (p.state == PairState::Succeeded || p.peer_authenticated)
+        });
+        match found {
+            Some(pair) => Received::Data {
+                component: pair.component,
+            },
+            None => {
+                // A selected pair whose remote generation was dropped by a restart still
+                // carries data until a new one is selected.
+                if let Some(component) = self.selected_component_for(local, remote) {
+                    return Received::Data { component };
+                }
+                self.stats.unexpected_data += 1;
+                Received::Dropped
+            }
+        }
+    }
+
+    fn selected_component_for(&self, local: SocketAddr, remote: SocketAddr) -> Option<u16> {
+        self.send_paths()
+            .find(|(_, l, r)| *l == local && *r == remote)
+            .map(|(c, _, _)| c)
+    }
+
+    fn send_paths(&self) -> impl Iterator<Item = (u16, SocketAddr, SocketAddr)> + '_ {
+        (1..=self.config.components.max(1))
+            .filter_map(|c| self.send_path(c).map(|(local, remote)| (c, local, remote)))
+    }
+
+    /// Handles a Binding request: authentication, role conflicts, the response, peer-reflexive
+    /// candidates, triggered checks and nomination (RFC 8445 §7.3).
+    fn handle_request(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        msg: &Message<'_>,
+    ) -> bool {
+        let tid = msg.transaction_id();
+        let Some(component) = self
+            .local_candidates
+            .iter()
+            .find(|c| c.kind == CandidateType::Host && c.base == local)
+            .map(|c| c.component)
+        else {
+            self.stats.unexpected_data += 1;
+            return false;
+        };
+        // RFC 8445 §7.3 requires FINGERPRINT on checks; RFC 8489 §9.1.3: a request without
+        // MESSAGE-INTEGRITY or USERNAME is answered with 400, a wrong one with 401.
+        if !msg.has_fingerprint() {
+            self.stats.unauthenticated += 1;
+            return false;
+        }
+        let (Some(username), true) = (msg.username(), msg.has_message_integrity()) else {
+            self.stats.unauthenticated += 1;
+            self.send_error(
+                local,
+                remote,
+                tid,
+                error_code::BAD_REQUEST,
+                "Bad Request",
+                None,
+            );
+            return false;
+        };
+        let local_ufrag_ok = username
+            .split_once(':')
+            .is_some_and(|(ours, _)| ours == self.local_credentials.ufrag);
+        if !local_ufrag_ok
+            || msg
+                .verify_integrity(self.local_credentials.pwd.as_bytes())
+                .is_err()
+        {
+            self.stats.unauthenticated += 1;
+            self.send_error(
+                local,
+                remote,
+                tid,
+                error_code::UNAUTHORIZED,
+                "Unauthorized",
+                None,
+            );
+            return false;
+        }
+        let key = self.local_credentials.pwd.clone();
+        if !msg.unknown_comprehension_required().is_empty() {
+            let unknown: Vec<u16> = msg.unknown_comprehension_required().to_vec();
+            self.send_error(
+                local,
+                remote,
+                tid,
+                error_code::UNKNOWN_ATTRIBUTE,
+                "Unknown Attribute",
+                Some((&unknown, &key)),
+            );
+            return true;
+        }
+        if let Some(remote_creds) = &self.remote_credentials {
+            let expected_remote = username.split_once(':').map(|(_, r)| r);
+            if expected_remote != Some(remote_creds.ufrag.as_str()) {
+                self.stats.unauthenticated += 1;
+                self.send_error(
+                    local,
+                    remote,
+                    tid,
+                    error_code::UNAUTHORIZED,
+                    "Unauthorized",
+                    None,
+                );
+                return false;
+            }
+        }
+        // Role conflict (RFC 8445 §7.3.1.1).
+        match (self.role, msg.ice_controlling(), msg.ice_controlled()) {
+            (Role::Controlling, Some(theirs), _) => {
+                if self.tie_breaker >= theirs {
+                    self.send_error(
+                        local,
+                        remote,
+                        tid,
+                        error_code::ROLE_CONFLICT,
+                        "Role Conflict",
+                        Some((&[], &key)),
+                    );
+                    return true;
+                }
+                self.switch_role(Role::Controlled);
+            }
+            (Role::Controlled, _, Some(theirs)) => {
+                if self.tie_breaker >= theirs {
+                    self.switch_role(Role::Controlling);
+                } else {
+                    self.send_error(
+                        local,
+                        remote,
+                        tid,
+                        error_code::ROLE_CONFLICT,
+                        "Role Conflict",
+                        Some((&[], &key)),
+                    );
+                    return true;
+                }
+            }
+            _ => {}
+        }
+        // The success response (RFC 8445 §7.3.1.2).
+        {
+            let mut enc =
+                MessageEncoder::new(&mut self.buf, Class::SuccessResponse, Method::BINDING, tid);
+            enc.xor_mapped_address(remote);
+            enc.message_integrity(key.as_bytes());
+            enc.fingerprint();
+            enc.finish();
+        }
+        self.stats.requests_answered += 1;
+        self.transmits.push_back(Transmit {
+            source: local,
+            destination: remote,
+            contents: self.buf.clone(),
+        });
+        let priority = msg
+            .priority()
+            .unwrap_or_else(|| priority(CandidateType::PeerReflexive, 0, component));
+        let use_candidate = msg.use_candidate();
+        if self.remote_credentials.is_none() {
+            if self.early_checks.len() < MAX_EARLY_CHECKS {
+                self.early_checks.push(EarlyCheck {
+                    local,
+                    remote,
+                    priority,
+                    use_candidate,
+                });
+            }
+            return true;
+        }
+        self.on_authenticated_request(local, remote, priority, use_candidate);
+        self.drive(now);
+        true
+    }
+
+    /// Acts on an authenticated request once the peer's credentials are known: learns a
+    /// peer-reflexive candidate (RFC 8445 §7.3.1.3), schedules a triggered check (§7.3.1.4) and
+    /// records a nomination (§7.3.1.5).
+    fn on_authenticated_request(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        priority: u32,
+        use_candidate: bool,
+    ) {
+        let Some(local_idx) = self
+            .local_candidates
+            .iter()
+            .position(|c| c.kind == CandidateType::Host && c.base == local)
+        else {
+            return;
+        };
+        let component = self.local_candidates[local_idx].component;
+        let remote_idx = match self
+            .remote_candidates
+            .iter()
+            .position(|c| c.component == component && c.address == remote)
+        {
+            Some(i) => i,
+            None => {
+                if self.remote_candidates.len() >= self.config.max_remote_candidates {
+                    self.stats.candidates_refused += 1;
+                    return;
+                }
+                self.next_prflx_foundation += 1;
+                let candidate = Candidate::remote(
+                    format!("prflx{}", self.next_prflx_foundation),
+                    component,
+                    priority,
+                    remote,
+                    CandidateType::PeerReflexive,
+                    None,
+                );
+                self.remote_candidates.push(candidate);
+                self.remote_candidates.len() - 1
+            }
+        };
+        let pair_idx = match self
+            .pairs
+            .iter()
+            .position(|p| p.local == local_idx && p.remote == remote_idx)
+        {
+            Some(i) => i,
+            None => {
+                if self.pairs.len() >= self.config.max_candidate_pairs {
+                    self.stats.candidates_refused += 1;
+                    return;
+                }
+                self.pairs.push(Pair::new(component, local_idx, remote_idx));
+                self.pairs.len() - 1
+            }
+        };
+        let pair = &mut self.pairs[pair_idx];
+        pair.peer_authenticated = true;
+        if use_candidate && self.role == Role::Controlled {
+            if pair.state == PairState::Succeeded {
+                pair.nominated = true;
+            } else {
+                pair.nominate_on_success = true;
+            }
+        }
+        match pair.state {
+            PairState::Succeeded => {}
+            PairState::InProgress | PairState::Waiting | PairState::Frozen | PairState::Failed => {
+                if pair.state != PairState::InProgress {
+                    pair.state = PairState::Waiting;
+                }
+                if !self.triggered.contains(&pair_idx)
+                    && self.triggered.len() < self.config.max_triggered_checks
+                {
+                    self.triggered.push_back(pair_idx);
+                }
+            }
+        }
+        self.update_selection(component);
+    }
+
+    fn switch_role(&mut self, role: Role) {
+        if self.role != role {
+            tracing::debug!(?role, "role conflict resolved: switching role");
+            self.role = role;
+            self.events.push_back(Event::RoleChanged(role));
+        }
+    }
+
+    fn send_error(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        tid: TransactionId,
+        code: u16,
+        reason: &str,
+        extra: Option<(&[u16], &str)>,
+    ) {
+        let mut enc =
+            MessageEncoder::new(&mut self.buf, Class::ErrorResponse, Method::BINDING, tid);
+        enc.error_code(code, reason);
+        if let Some((unknown, key)) = extra {
+            if !unknown.is_empty() {
+                enc.unknown_attributes(unknown);
+            }
+            enc.message_integrity(key.as_bytes());
+        }
+        enc.fingerprint();
+        enc.finish();
+        self.transmits.push_back(Transmit {
+            source: local,
+            destination: remote,
+            contents: self.buf.clone(),
+        });
+    }
+
+    /// Handles a Binding response to a gathering request or a check (RFC 8445 §7.2.5).
+    fn handle_response(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        msg: &Message<'_>,
+    ) -> bool {
+        let tid = msg.transaction_id();
+        let Some(pending) = self.pending.get(&tid).copied() else {
+            self.stats.unauthenticated += 1;
+            return false;
+        };
+        match pending {
+            Pending::Gather(i) => self.on_gather_response(now, i, local, remote, msg),
+            Pending::Check(i) => self.on_check_response(now, i, tid, local, remote, msg),
+        }
+    }
+
+    fn on_gather_response(
+        &mut self,
+        now: Instant,
+        idx: usize,
+        local: SocketAddr,
+        remote: SocketAddr,
+        msg: &Message<'_>,
+    ) -> bool {
+        let Some(g) = self.gatherers.get(idx) else {
+            return false;
+        };
+        if g.server != remote || g.base != local || g.done {
+            self.stats.unauthenticated += 1;
+            return false;
+        }
+        let tid = msg.transaction_id();
+        self.pending.remove(&tid);
+        let (component, base, server) = (g.component, g.base, g.server);
+        if let Some(g) = self.gatherers.get_mut(idx) {
+            g.done = true;
+            if let Some(t) = g.transaction.as_mut() {
+                t.complete();
+            }
+        }
+        let mapped = match msg.class() {
+            Class::SuccessResponse => msg.xor_mapped_address().or_else(|| msg.mapped_address()),
+            _ => None,
+        };
+        if let Some(mapped) = mapped {
+            self.add_server_reflexive(component, base, server, mapped);
+        } else {
+            tracing::debug!(%server, "STUN server gave no mapped address");
+        }
+        self.drive(now);
+        true
+    }
+
+    /// Adds a server-reflexive candidate unless it is redundant (RFC 8445 §5.1.3).
+    fn add_server_reflexive(
+        &mut self,
+        component: u16,
+        base: SocketAddr,
+        server: SocketAddr,
+        mapped: SocketAddr,
+    ) {
+        if self
+            .local_candidates
+            .iter()
+            .any(|c| c.component == component && c.address == mapped && c.base == base)
+        {
+            return;
+        }
+        let Some(host) = self
+            .local_candidates
+            .iter()
+            .find(|c| c.kind == CandidateType::Host && c.base == base)
+        else {
+            return;
+        };
+        let local_pref = ((host.priority >> 8) & 0xffff) as u16;
+        let candidate = Candidate {
+            foundation: self.foundation(
+                CandidateType::ServerReflexive,
+                base.ip(),
+                Some(server.ip()),
+            ),
+            component,
+            priority: priority(CandidateType::ServerReflexive, local_pref, component),
+            address: mapped,
+            kind: CandidateType::ServerReflexive,
+            related_address: Some(base),
+            base,
+        };
+        self.local_candidates.push(candidate.clone());
+        self.events.push_back(Event::LocalCandidate(candidate));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_check_response(
+        &mut self,
+        now: Instant,
+        idx: usize,
+        tid: TransactionId,
+        local: SocketAddr,
+        remote: SocketAddr,
+        msg: &Message<'_>,
+    ) -> bool {
+        let Some(remote_creds) = &self.remote_credentials else {
+            return false;
+        };
+        if !msg.has_fingerprint() || msg.verify_integrity(remote_creds.pwd.as_bytes()).is_err() {
+            self.stats.unauthenticated += 1;
+            return false;
+        }
+        self.pending.remove(&tid);
+        let Some(pair) = self.pairs.get_mut(idx) else {
+            return false;
+        };
+        let is_current = pair
+            .check
+            .as_ref()
+            .is_some_and(|c| c.transaction.id() == tid);
+        let (nominating, consent, first_sent, transmits, sent_as) = match &pair.check {
+            Some(c) if is_current => (
+                c.nominating,
+                c.consent,
+                Some(c.first_sent),
+                c.transaction.transmits(),
+                c.role,
+            ),
+            _ => (false, false, None, 0, self.role),
+        };
+        if is_current {
+            pair.check = None;
+        } else {
+            pair.old_transactions.retain(|t| *t != tid);
+        }
+        let component = pair.component;
+        let pair_local = self.local_candidates[pair.local].base;
+        let pair_remote = self.remote_candidates[pair.remote].address;
+        // RFC 8445 §7.2.5.2.1: the response must come back symmetrically.
+        if local != pair_local || remote != pair_remote {
+            if !consent {
+                pair.state = PairState::Failed;
+            }
+            self.update_selection(component);
+            return true;
+        }
+        if msg.class() == Class::ErrorResponse {
+            let code = msg.error_code().map(|e| e.code);
+            if code == Some(error_code::ROLE_CONFLICT) && !consent {
+                // RFC 8445 §7.2.5.1: switch role (unless already done) and check the pair again.
+                let new_role = match sent_as {
+                    Role::Controlling => Role::Controlled,
+                    Role::Controlled => Role::Controlling,
+                };
+                if self.role == sent_as {
+                    self.switch_role(new_role);
+                }
+                let pair = &mut self.pairs[idx];
+                pair.state = PairState::Waiting;
+                if !self.triggered.contains(&idx) {
+                    self.triggered.push_back(idx);
+                }
+            } else if !consent {
+                self.pairs[idx].state = PairState::Failed;
+            }
+            self.drive(now);
+            return true;
+        }
+        let Some(mapped) = msg.xor_mapped_address() else {
+            if !consent {
+                self.pairs[idx].state = PairState::Failed;
+            }
+            return true;
+        };
+        // The local candidate the peer saw: a known one, or a new peer-reflexive one
+        // (RFC 8445 §7.2.5.3.1).
+        let valid_local = match self
+            .local_candidates
+            .iter()
+            .position(|c| c.component == component && c.address == mapped)
+        {
+            Some(i) => i,
+            None => {
+                let base_idx = self.pairs[idx].local;
+                let local_pref = ((self.local_candidates[base_idx].priority >> 8) & 0xffff) as u16;
+                let candidate = Candidate {
+                    foundation: self.foundation(
+                        CandidateType::PeerReflexive,
+                        pair_local.ip(),
+                        None,
+                    ),
+                    component,
+                    priority: priority(CandidateType::PeerReflexive, local_pref, component),
+                    address: mapped,
+                    kind: CandidateType::PeerReflexive,
+                    related_address: Some(pair_local),
+                    base: pair_local,
+                };
+                self.local_candidates.push(candidate);
+                self.local_candidates.len() - 1
+            }
+        };
+        let role = self.role;
+        let pair = &mut self.pairs[idx];
+        pair.last_consent = Some(now);
+        if pair.next_consent.is_none() {
+            pair.next_consent = Some(now + self.config.consent_interval);
+        }
+        if consent {
+            return true;
+        }
+        if let (Some(sent), 1) = (first_sent, transmits) {
+            pair.rtt = Some(now.saturating_duration_since(sent));
+        }
+        pair.state = PairState::Succeeded;
+        pair.valid_local = Some(valid_local);
+        if nominating && role == Role::Controlling {
+            pair.nominated = true;
+        }
+        if pair.nominate_on_success && role == Role::Controlled {
+            pair.nominated = true;
+        }
+        if self.first_valid_at[usize::from(component) - 1].is_none() {
+            self.first_valid_at[usize::from(component) - 1] = Some(now);
+        }
+        // RFC 8445 §7.2.5.3.3: unfreeze pairs with the same foundation.
+        let foundation = self.pair_foundation(idx);
+        for i in 0..self.pairs.len() {
+            if self.pairs[i].state == PairState::Frozen && self.pair_foundation(i) == foundation {
+                self.pairs[i].state = PairState::Waiting;
+            }
+        }
+        self.update_selection(component);
+        self.drive(now);
+        true
+    }
+
+    fn pair_foundation(&self, idx: usize) -> (String, String) {
+        let p = &self.pairs[idx];
+        (
+            self.local_candidates[p.local].foundation.clone(),
+            self.remote_candidates[p.remote].foundation.clone(),
+        )
+    }
+
+    /// The pair priority of RFC 8445 §6.1.2.3, computed from the local candidate the pair is
+    /// known by (its valid local candidate once it succeeded).
+    fn pair_priority(&self, pair: &Pair) -> u64 {
+        let local = &self.local_candidates[pair.valid_local.unwrap_or(pair.local)];
+        let remote = &self.remote_candidates[pair.remote];
+        let (g, d) = match self.role {
+            Role::Controlling => (u64::from(local.priority), u64::from(remote.priority)),
+            Role::Controlled => (u64::from(remote.priority), u64::from(local.priority)),
+        };
+        (1u64 << 32) * g.min(d) + 2 * g.max(d) + u64::from(g > d)
+    }
+
+    /// Pairs every local base with every remote candidate of the same component and family
+    /// (RFC 8445 §6.1.2.2), reflexive local candidates replaced by their base (§6.1.2.4).
+    fn form_pairs(&mut self) {
+        if self.remote_credentials.is_none() {
+            return;
+        }
+        for l in 0..self.local_candidates.len() {
+            if self.local_candidates[l].kind != CandidateType::Host {
+                continue;
+            }
+            for r in 0..self.remote_candidates.len() {
+                let (lc, rc) = (&self.local_candidates[l], &self.remote_candidates[r]);
+                if lc.component != rc.component || lc.address.is_ipv6() != rc.address.is_ipv6() {
+                    continue;
+                }
+                // Link-local and loopback only pair with their own kind.
+                if is_loopback(lc.address) != is_loopback(rc.address) {
+                    continue;
+                }
+                if self.pairs.iter().any(|p| p.local == l && p.remote == r) {
+                    continue;
+                }
+                if self.pairs.len() >= self.config.max_candidate_pairs {
+                    self.stats.candidates_refused += 1;
+                    return;
+                }
+                let mut pair = Pair::new(lc.component, l, r);
+                // RFC 8445 §6.1.2.6: the first pair of each foundation starts Waiting.
+                let foundation = (lc.foundation.clone(), rc.foundation.clone());
+                let foundation_seen = (0..self.pairs.len()).any(|i| {
+                    self.pairs[i].state != PairState::Failed
+                        && self.pair_foundation(i) == foundation
+                });
+                pair.state = if foundation_seen {
+                    PairState::Frozen
+                } else {
+                    PairState::Waiting
+                };
+                self.pairs.push(pair);
+                self.exhausted_since = None;
+            }
+        }
     }
 
     /// Advances timers to `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let _ = now;
-        todo!()
+        self.now = self.now.max(now);
+        if self.state == ConnectionState::Closed {
+            return;
+        }
+        self.retransmit(now);
+        self.drive(now);
+        self.consent(now);
+        self.nominate(now);
+        self.update_state(now);
+    }
+
+    /// Sends what is due: triggered checks at once, then one new transaction per Ta.
+    fn drive(&mut self, now: Instant) {
+        while let Some(idx) = self.triggered.pop_front() {
+            if self.pairs.get(idx).is_some() {
+                self.start_check(now, idx, false);
+            }
+        }
+        if !self.gathering_started {
+            return;
+        }
+        if self.next_pacing.is_some_and(|t| t > now) {
+            return;
+        }
+        // One new transaction per Ta (RFC 8445 §6.1.4.2): gathering first, then checks.
+        if let Some(i) = self.gatherers.iter().position(|g| g.transaction.is_none()) {
+            self.start_gather(now, i);
+            self.next_pacing = Some(now + self.config.ta);
+            return;
+        }
+        if self.all_completed() {
+            return;
+        }
+        if let Some(idx) = self.next_ordinary_check() {
+            self.start_check(now, idx, false);
+            self.next_pacing = Some(now + self.config.ta);
+        }
+    }
+
+    fn next_ordinary_check(&mut self) -> Option<usize> {
+        self.remote_credentials.as_ref()?;
+        let pick = |agent: &Agent, state: PairState| {
+            agent
+                .pairs
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| {
+                    p.state == state && agent.selected[usize::from(p.component) - 1].is_none()
+                })
+                .max_by_key(|(_, p)| agent.pair_priority(p))
+                .map(|(i, _)| i)
+        };
+        if let Some(i) = pick(self, PairState::Waiting) {
+            return Some(i);
+        }
+        // No waiting pair: unfreeze the best frozen one (RFC 8445 §6.1.4.2).
+        let i = pick(self, PairState::Frozen)?;
+        self.pairs[i].state = PairState::Waiting;
+        Some(i)
+    }
+
+    fn start_gather(&mut self, now: Instant, idx: usize) {
+        let tid = TransactionId::random(&mut self.rng);
+        let config = RetransmitConfig {
+            rto: self.config.gather_rto,
+            max_transmits: self.config.gather_max_transmits,
+            last_wait_factor: 4,
+            max_rto: None,
+        };
+        let mut request = Vec::with_capacity(64);
+        {
+            let mut enc = MessageEncoder::new(&mut request, Class::Request, Method::BINDING, tid);
+            if let Some(software) = &self.config.software {
+                enc.software(software);
+            }
+            enc.fingerprint();
+            enc.finish();
+        }
+        let g = &mut self.gatherers[idx];
+        g.transaction = Some(ClientTransaction::new(tid, config, now));
+        g.request = request;
+        self.pending.insert(tid, Pending::Gather(idx));
+        self.retransmit(now);
+    }
+
+    /// Starts a connectivity check on a pair (RFC 8445 §7.2.4). A check already in flight is
+    /// superseded: its answer still counts, but it is not retransmitted.
+    fn start_check(&mut self, now: Instant, idx: usize, consent: bool) {
+        let Some(remote_creds) = self.remote_credentials.clone() else {
+            return;
+        };
+        let role = self.role;
+        let nominating = !consent
+            && role == Role::Controlling
+            && self.pairs[idx].state == PairState::Succeeded
+            && !self.pairs[idx].nominated;
+        let tid = TransactionId::random(&mut self.rng);
+        let pair = &self.pairs[idx];
+        let base = &self.local_candidates[pair.local];
+        let local_pref = ((base.priority >> 8) & 0xffff) as u16;
+        let prflx_priority = priority(CandidateType::PeerReflexive, local_pref, pair.component);
+        let mut request = Vec::with_capacity(128);
+        {
+            let username = format!("{}:{}", remote_creds.ufrag, self.local_credentials.ufrag);
+            let mut enc = MessageEncoder::new(&mut request, Class::Request, Method::BINDING, tid);
+            enc.username(&username);
+            enc.priority(prflx_priority);
+            match role {
+                Role::Controlling => {
+                    enc.ice_controlling(self.tie_breaker);
+                    if nominating {
+                        enc.use_candidate();
+                    }
+                }
+                Role::Controlled => {
+                    enc.ice_controlled(self.tie_breaker);
+                }
+            }
+            if let Some(software) = &self.config.software {
+                enc.software(software);
+            }
+            enc.message_integrity(remote_creds.pwd.as_bytes());
+            enc.fingerprint();
+            enc.finish();
+        }
+        let config = RetransmitConfig {
+            rto: self.config.check_rto,
+            max_transmits: self.config.check_max_transmits,
+            last_wait_factor: 2,
+            max_rto: Some(self.config.check_rto * 8),
+        };
+        let pair = &mut self.pairs[idx];
+        if let Some(old) = pair.check.take() {
+            if pair.old_transactions.len() >= MAX_OLD_TRANSACTIONS {
+                let dropped = pair.old_transactions.remove(0);
+                self.pending.remove(&dropped);
+            }
+            pair.old_transactions.push(old.transaction.id());
+        }
+        if !consent && pair.state != PairState::Succeeded {
+            pair.state = PairState::InProgress;
+        }
+        pair.check = Some(Check {
+            transaction: ClientTransaction::new(tid, config, now),
+            request,
+            nominating,
+            first_sent: now,
+            consent,
+            role,
+        });
+        self.pending.insert(tid, Pending::Check(idx));
+        if self.state == ConnectionState::New {
+            self.set_state(ConnectionState::Checking);
+        }
+        self.retransmit(now);
+    }
+
+    /// Sends due (re)transmissions and expires transactions.
+    fn retransmit(&mut self, now: Instant) {
+        for g in &mut self.gatherers {
+            let Some(t) = g.transaction.as_mut() else {
+                continue;
+            };
+            if g.done {
+                continue;
+            }
+            if t.poll_transmit(now) {
+                self.transmits.push_back(Transmit {
+                    source: g.base,
+                    destination: g.server,
+                    contents: g.request.clone(),
+                });
+            }
+            t.handle_timeout(now);
+            if t.state() == TransactionState::TimedOut {
+                tracing::debug!(server = %g.server, "STUN server did not answer");
+                g.done = true;
+                self.pending.remove(&t.id());
+            }
+        }
+        for idx in 0..self.pairs.len() {
+            let (base, remote) = {
+                let p = &self.pairs[idx];
+                (
+                    self.local_candidates[p.local].base,
+                    self.remote_candidates[p.remote].address,
+                )
+            };
+            let pair = &mut self.pairs[idx];
+            let Some(check) = pair.check.as_mut() else {
+                continue;
+            };
+            if check.transaction.poll_transmit(now) {
+                self.stats.checks_sent += 1;
+                self.transmits.push_back(Transmit {
+                    source: base,
+                    destination: remote,
+                    contents: check.request.clone(),
+                });
+            }
+            check.transaction.handle_timeout(now);
+            if check.transaction.state() == TransactionState::TimedOut {
+                let id = check.transaction.id();
+                let consent = check.consent;
+                pair.check = None;
+                self.pending.remove(&id);
+                for old in pair.old_transactions.drain(..) {
+                    self.pending.remove(&old);
+                }
+                if !consent && pair.state == PairState::InProgress {
+                    pair.state = PairState::Failed;
+                }
+            }
+        }
+    }
+
+    /// Consent freshness on selected pairs (RFC 7675 §5.1); it also serves as the keepalive of
+    /// RFC 8445 §11.
+    fn consent(&mut self, now: Instant) {
+        for c in 0..self.selected.len() {
+            let Some(idx) = self.selected[c] else {
+                continue;
+            };
+            let due = self.pairs[idx].next_consent.is_some_and(|t| t <= now);
+            if due && self.pairs[idx].check.is_none() {
+                let factor = self.rng.random_range(CONSENT_JITTER.0..CONSENT_JITTER.1);
+                let next = now + self.config.consent_interval.mul_f64(factor);
+                self.pairs[idx].next_consent = Some(next);
+                self.start_check(now, idx, true);
+            } else if due {
+                let next = now + self.config.consent_interval;
+                self.pairs[idx].next_consent = Some(next);
+            }
+        }
+    }
+
+    /// Regular nomination by the controlling agent (RFC 8445 §8.1.1): once a component has a
+    /// valid pair, every better pair not tried yet is checked at once (a burst bounded by the
+    /// triggered-check queue), and the best valid pair is nominated when no better pair is
+    /// pending, or when the better ones had a few round trips to answer, or at the latest after
+    /// [`AgentConfig::nomination_timeout`].
+    fn nominate(&mut self, now: Instant) {
+        if self.role != Role::Controlling || self.remote_credentials.is_none() {
+            return;
+        }
+        for c in 1..=self.config.components.max(1) {
+            let Some((best, better_untried)) = self.nomination_candidates(c) else {
+                continue;
+            };
+            for idx in better_untried {
+                if !self.triggered.contains(&idx)
+                    && self.triggered.len() < self.config.max_triggered_checks
+                {
+                    self.pairs[idx].state = PairState::Waiting;
+                    self.triggered.push_back(idx);
+                }
+            }
+            self.drive(now);
+            if self.nomination_deadline(c).is_some_and(|t| now >= t) {
+                tracing::debug!(component = c, "nominating");
+                self.start_check(now, best, false);
+            }
+        }
+    }
+
+    /// For a component that has a valid pair and no nomination yet: its best valid pair and
+    /// the better pairs that were not tried yet.
+    fn nomination_candidates(&self, c: u16) -> Option<(usize, Vec<usize>)> {
+        let ci = usize::from(c).checked_sub(1)?;
+        if self.selected.get(ci).copied().flatten().is_some() || self.nominating(c) {
+            return None;
+        }
+        let best = self.best_valid(c, false)?;
+        let best_priority = self.pair_priority(&self.pairs[best]);
+        let untried = (0..self.pairs.len())
+            .filter(|&i| {
+                let p = &self.pairs[i];
+                p.component == c
+                    && matches!(p.state, PairState::Frozen | PairState::Waiting)
+                    && self.pair_priority(p) > best_priority
+            })
+            .collect();
+        Some((best, untried))
+    }
+
+    fn nominating(&self, c: u16) -> bool {
+        self.pairs
+            .iter()
+            .any(|p| p.component == c && p.check.as_ref().is_some_and(|k| k.nominating))
+    }
+
+    /// When the controlling agent nominates for component `c` (see [`Agent::nominate`]).
+    fn nomination_deadline(&self, c: u16) -> Option<Instant> {
+        let (best, untried) = self.nomination_candidates(c)?;
+        let first_valid = self.first_valid_at[usize::from(c) - 1]?;
+        let best_priority = self.pair_priority(&self.pairs[best]);
+        let mut better_pending = !untried.is_empty();
+        let mut latest_start = first_valid;
+        for p in &self.pairs {
+            if p.component == c
+                && p.state == PairState::InProgress
+                && self.pair_priority(p) > best_priority
+            {
+                better_pending = true;
+                if let Some(check) = &p.check {
+                    latest_start = latest_start.max(check.first_sent);
+                }
+            }
+        }
+        if !better_pending {
+            return Some(first_valid);
+        }
+        let rtt = self.pairs[best].rtt.unwrap_or(self.config.check_rto);
+        let wait = (rtt * NOMINATION_WAIT_RTTS).max(MIN_NOMINATION_WAIT);
+        Some((latest_start + wait).min(first_valid + self.config.nomination_timeout))
+    }
+
+    /// The highest-priority valid pair of a component, nominated ones only if asked.
+    fn best_valid(&self, component: u16, nominated: bool) -> Option<usize> {
+        self.pairs
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| {
+                p.component == component
+                    && p.state == PairState::Succeeded
+                    && (!nominated || p.nominated)
+            })
+            .max_by_key(|(_, p)| self.pair_priority(p))
+            .map(|(i, _)| i)
+    }
+
+    /// The selected pair of a component is its highest-priority nominated valid pair (this
+    /// also accepts aggressive nomination, where every check carries USE-CANDIDATE).
+    fn update_selection(&mut self, component: u16) {
+        let ci = usize::from(component) - 1;
+        let best = self.best_valid(component, true);
+        if best.is_none() || best == self.selected[ci] {
+            return;
+        }
+        self.selected[ci] = best;
+        self.previous_paths[ci] = None;
+        if let Some(idx) = best {
+            let pair = &self.pairs[idx];
+            let local = self.local_candidates[pair.valid_local.unwrap_or(pair.local)].clone();
+            let remote = self.remote_candidates[pair.remote].clone();
+            tracing::debug!(component, local = %local, remote = %remote, "selected pair");
+            self.events.push_back(Event::SelectedPair {
+                component,
+                local,
+                remote,
+            });
+        }
+    }
+
+    fn all_completed(&self) -> bool {
+        self.selected.iter().all(Option::is_some)
+    }
+
+    /// Recomputes the overall state from the components (RFC 8445 §6.1.3, RFC 7675 §5.1).
+    fn update_state(&mut self, now: Instant) {
+        if self.gathering_started
+            && !self.gathering_complete
+            && self.gatherers.iter().all(|g| g.done)
+        {
+            self.gathering_complete = true;
+            self.events.push_back(Event::GatheringComplete);
+        }
+        if matches!(
+            self.state,
+            ConnectionState::Closed | ConnectionState::Failed
+        ) {
+            return;
+        }
+        // Consent lost on a selected pair: stop sending (RFC 7675 §5.1).
+        for c in 0..self.selected.len() {
+            if let Some(idx) = self.selected[c] {
+                let last = self.pairs[idx].last_consent;
+                if last.is_some_and(|t| {
+                    now.saturating_duration_since(t) >= self.config.consent_timeout
+                }) {
+                    tracing::info!(component = c + 1, "consent lost");
+                    self.set_state(ConnectionState::Failed);
+                    return;
+                }
+            }
+        }
+        let components = self.config.components.max(1);
+        if self.all_completed() {
+            let stale = self.selected.iter().flatten().any(|&idx| {
+                self.pairs[idx].last_consent.is_some_and(|t| {
+                    now.saturating_duration_since(t) >= self.config.disconnected_timeout
+                })
+            });
+            if stale {
+                self.set_state(ConnectionState::Disconnected);
+            } else {
+                self.set_state(ConnectionState::Completed);
+            }
+            return;
+        }
+        let all_valid = (1..=components).all(|c| self.best_valid(c, false).is_some());
+        if all_valid {
+            self.set_state(ConnectionState::Connected);
+            return;
+        }
+        // Failure: no pair can succeed for some component any more.
+        let gathering_busy = self.gatherers.iter().any(|g| !g.done);
+        let hopeless = (1..=components).any(|c| {
+            self.best_valid(c, false).is_none()
+                && !self.pairs.iter().any(|p| {
+                    p.component == c
+                        && matches!(
+                            p.state,
+                            PairState::Frozen | PairState::Waiting | PairState::InProgress
+                        )
+                })
+        });
+        let checking_possible = self.remote_credentials.is_some();
+        if hopeless && checking_possible && !gathering_busy && self.triggered.is_empty() {
+            let since = *self.exhausted_since.get_or_insert(now);
+            if self.remote_end_of_candidates
+                || now.saturating_duration_since(since) >= self.config.failed_timeout
+            {
+                tracing::info!("ICE failed: no pair works");
+                self.set_state(ConnectionState::Failed);
+            }
+        } else {
+            self.exhausted_since = None;
+        }
+    }
+
+    fn set_state(&mut self, state: ConnectionState) {
+        if self.state != state {
+            tracing::debug!(?state, "ICE state");
+            self.state = state;
+            self.events.push_back(Event::StateChanged(state));
+        }
     }
 
     /// When [`Agent::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        todo!()
+        if matches!(
+            self.state,
+            ConnectionState::Closed | ConnectionState::Failed
+        ) {
+            return None;
+        }
+        let mut next: Option<Instant> = None;
+        let mut at = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        for g in &self.gatherers {
+            if !g.done {
+                at(g.transaction
+                    .as_ref()
+                    .and_then(ClientTransaction::poll_timeout));
+            }
+        }
+        for p in &self.pairs {
+            at(p.check.as_ref().and_then(|c| c.transaction.poll_timeout()));
+        }
+        let work_left = self.gathering_started
+            && (self.gatherers.iter().any(|g| g.transaction.is_none())
+                || (self.remote_credentials.is_some()
+                    && self.pairs.iter().any(|p| {
+                        matches!(p.state, PairState::Waiting | PairState::Frozen)
+                            && self.selected[usize::from(p.component) - 1].is_none()
+                    })));
+        if work_left {
+            at(Some(self.next_pacing.unwrap_or(self.now)));
+        }
+        for (ci, sel) in self.selected.iter().enumerate() {
+            match sel {
+                Some(idx) => {
+                    let p = &self.pairs[*idx];
+                    at(p.next_consent);
+                    at(p.last_consent.map(|t| t + self.config.consent_timeout));
+                    if self.state != ConnectionState::Disconnected {
+                        at(p.last_consent.map(|t| t + self.config.disconnected_timeout));
+                    }
+                }
+                None => {
+                    if self.role == Role::Controlling {
+                        at(self.nomination_deadline(ci as u16 + 1));
+                    }
+                }
+            }
+        }
+        if let Some(since) = self.exhausted_since {
+            at(Some(since + self.config.failed_timeout));
+        }
+        next
     }
 
     /// The next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        todo!()
+        self.transmits.pop_front()
     }
 
     /// The next event for the application.
     pub fn poll_event(&mut self) -> Option<Event> {
-        todo!()
+        self.events.pop_front()
     }
 
     /// The local base and remote address that application data for `component` must use, once
-    /// a pair is usable (selected, or working when the agent is connected but not yet
-    /// completed). `None` when consent has been lost or no pair works.
+    /// a pair is usable: the selected pair, or before nomination ends the best valid pair
+    /// (RFC 8445 §12.1). `None` when consent has been lost or no pair works.
     pub fn send_path(&self, component: u16) -> Option<(SocketAddr, SocketAddr)> {
-        let _ = component;
-        todo!()
+        if matches!(
+            self.state,
+            ConnectionState::Closed | ConnectionState::Failed
+        ) {
+            return None;
+        }
+        let ci = usize::from(component).checked_sub(1)?;
+        let current = self
+            .selected
+            .get(ci)
+            .copied()
+            .flatten()
+            .or_else(|| self.best_valid(component, false));
+        match current {
+            Some(idx) => self.pair_path(idx),
+            None => self.previous_paths.get(ci).copied().flatten(),
+        }
     }
 
-    /// The selected pair of a component, if any.
+    /// The selected pair of a component, if any: (local candidate, remote candidate).
     pub fn selected_pair(&self, component: u16) -> Option<(&Candidate, &Candidate)> {
-        let _ = component;
-        todo!()
+        let ci = usize::from(component).checked_sub(1)?;
+        let idx = self.selected.get(ci).copied().flatten()?;
+        let p = &self.pairs[idx];
+        Some((
+            &self.local_candidates[p.valid_local.unwrap_or(p.local)],
+            &self.remote_candidates[p.remote],
+        ))
     }
 
-    /// ICE restart (RFC 8445 §9): new local credentials, checks start again once the peer's new
-    /// credentials and candidates arrive. Local candidates are kept and re-announced.
+    /// ICE restart (RFC 8445 §9): new local credentials; checks start again once the peer's new
+    /// credentials and candidates arrive. Local candidates are kept and announced again; the
+    /// selected pairs keep carrying data until new ones are selected.
     pub fn restart(&mut self, now: Instant) {
-        let _ = now;
-        todo!()
+        self.local_credentials = Credentials::random(&mut self.rng);
+        self.remote_credentials = None;
+        self.reset_checks();
+        self.local_candidates
+            .retain(|c| c.kind != CandidateType::PeerReflexive);
+        for c in self.local_candidates.clone() {
+            self.events.push_back(Event::LocalCandidate(c));
+        }
+        if self.gathering_complete {
+            self.events.push_back(Event::GatheringComplete);
+        }
+        if self.state != ConnectionState::Closed {
+            self.state = ConnectionState::New;
+            self.set_state(ConnectionState::Checking);
+        }
+        self.handle_timeout(now);
+    }
+
+    /// Drops the check list and the remote candidates of the current generation. The paths of
+    /// the selected pairs are remembered and keep carrying data until new pairs are selected.
+    fn reset_checks(&mut self) {
+        for ci in 0..self.selected.len() {
+            if let Some(path) = self.selected[ci].and_then(|idx| self.pair_path(idx)) {
+                self.previous_paths[ci] = Some(path);
+            }
+        }
+        self.pending.retain(|_, p| matches!(p, Pending::Gather(_)));
+        self.pairs.clear();
+        self.triggered.clear();
+        self.remote_candidates.clear();
+        self.remote_end_of_candidates = false;
+        self.exhausted_since = None;
+        self.early_checks.clear();
+        self.first_valid_at.iter_mut().for_each(|t| *t = None);
+        self.selected.iter_mut().for_each(|s| *s = None);
+    }
+
+    fn pair_path(&self, idx: usize) -> Option<(SocketAddr, SocketAddr)> {
+        let p = self.pairs.get(idx)?;
+        Some((
+            self.local_candidates.get(p.local)?.base,
+            self.remote_candidates.get(p.remote)?.address,
+        ))
     }
 
     /// The current state.
     pub fn state(&self) -> ConnectionState {
-        todo!()
+        self.state
     }
 
     /// Counters.
     pub fn stats(&self) -> &AgentStats {
-        todo!()
+        &self.stats
     }
 
-    /// Local candidates gathered so far.
+    /// Local candidates gathered so far (host, server-reflexive, and peer-reflexive ones
+    /// learned from checks).
     pub fn local_candidates(&self) -> &[Candidate] {
-        todo!()
+        &self.local_candidates
     }
 
-    /// Closes the agent: nothing more is sent.
-    pub fn close(&mut self) {
-        todo!()
+    /// Remote candidates known so far (signalled and peer-reflexive).
+    pub fn remote_candidates(&self) -> &[Candidate] {
+        &self.remote_candidates
     }
+
+    /// Closes the agent: nothing more is sent or accepted.
+    pub fn close(&mut self) {
+        self.transmits.clear();
+        self.pending.clear();
+        for p in &mut self.pairs {
+            p.check = None;
+        }
+        self.set_state(ConnectionState::Closed);
+    }
+
+    /// The foundation of a local candidate (RFC 8445 §5.1.1.3): equal for the same type, base
+    /// IP and STUN server.
+    fn foundation(
+        &mut self,
+        kind: CandidateType,
+        base: std::net::IpAddr,
+        server: Option<std::net::IpAddr>,
+    ) -> String {
+        let next = self.foundations.len() + 1;
+        self.foundations
+            .entry((kind, base, server))
+            .or_insert_with(|| next.to_string())
+            .clone()
+    }
+}
+
+impl Pair {
+    fn new(component: u16, local: usize, remote: usize) -> Self {
+        Pair {
+            component,
+            local,
+            remote,
+            state: PairState::Frozen,
+            check: None,
+            old_transactions: Vec::new(),
+            valid_local: None,
+            nominated: false,
+            nominate_on_success: false,
+            peer_authenticated: false,
+            rtt: None,
+            last_consent: None,
+            next_consent: None,
+        }
+    }
+}
+
+fn is_loopback(addr: SocketAddr) -> bool {
+    addr.ip().is_loopback()
 }

@@ -24,9 +24,12 @@ pub struct AgentConfig {
     pub max_remote_candidates: usize,
     /// Upper bound on triggered checks waiting in the queue.
     pub max_triggered_checks: usize,
-    /// Interval of keepalives on the selected pair (RFC 8445 §11: at least 15 s is fine for NATs).
-    pub keepalive_interval: Duration,
+    /// Upper bound on how long the controlling agent waits for a better pair than its first
+    /// valid one before it nominates (RFC 8445 §8.1.1). The wait is three round trips of the
+    /// first valid pair, at least 10 ms, at most this.
+    pub nomination_timeout: Duration,
     /// Mean interval of consent checks on a selected pair (RFC 7675 §5.1: 5 s, randomised ±20 %).
+    /// They also serve as the keepalives of RFC 8445 §11.
     pub consent_interval: Duration,
     /// Time without consent after which sending stops (RFC 7675 §5.1: 30 s).
     pub consent_timeout: Duration,
@@ -55,10 +58,10 @@ impl Default for AgentConfig {
             max_candidate_pairs: 100,
             max_remote_candidates: 64,
             max_triggered_checks: 64,
-            keepalive_interval: Duration::from_secs(15),
+            nomination_timeout: Duration::from_millis(500),
             consent_interval: Duration::from_secs(5),
             consent_timeout: Duration::from_secs(30),
-            disconnected_timeout: Duration::from_secs(5),
+            disconnected_timeout: Duration::from_secs(8),
             failed_timeout: Duration::from_secs(10),
             seed: None,
             software: None,

@@ -1,1 +1,37 @@
 //! The tokio driver: sockets, interfaces and timers around the sans-IO [`crate::ice::Agent`].
+//!
+//! This is the one place of the crate with I/O. [`IceConnection::builder`] enumerates the local
+//! interfaces ([`usable_addresses`]), binds one UDP socket per host candidate and component
+//! (RFC 8445 §5.1.1.1), hands them and the STUN servers to an [`Agent`](crate::ice::Agent), and
+//! spawns a task that runs the agent's timers, sends its transmits from the right socket and
+//! feeds it every datagram received. STUN and application data share each socket; the agent
+//! tells them apart (RFC 7983 first-byte rules) and application data is queued for
+//! [`IceConnection::recv`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), jingle_ice::net::Error> {
+//! use jingle_ice::ice::Role;
+//! use jingle_ice::net::IceConnection;
+//!
+//! let conn = IceConnection::builder(Role::Controlling)
+//!     .stun_server("192.0.2.1:3478".parse().expect("address"))
+//!     .start()
+//!     .await?;
+//! let ours = conn.local_credentials(); // signal these to the peer
+//! while let Some(event) = conn.next_event().await {
+//!     // signal local candidates, watch the state...
+//!     # let _ = (&ours, event);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod connection;
+mod driver;
+mod interfaces;
+
+pub use connection::{
+    ConnectionStats, Datagram, Error, IceConnection, IceConnectionBuilder, SelectedPair,
+    DEFAULT_EVENT_QUEUE, DEFAULT_RECEIVE_QUEUE,
+};
+pub use interfaces::{usable_addresses, AddressPolicy, LocalAddress};

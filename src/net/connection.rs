@@ -1,0 +1,638 @@
+//! The application's side of the driver: [`IceConnectionBuilder`] and the [`IceConnection`]
+//! handle.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr, SocketAddrV6};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use rand::Rng;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use super::driver::{self, Command, Driver};
+use super::interfaces::{usable_addresses, AddressPolicy, LocalAddress};
+use crate::ice::{
+    Agent, AgentConfig, AgentStats, Candidate, ConnectionState, Credentials, Event, Role,
+};
+
+/// Default capacity of the queue of received application datagrams waiting for
+/// [`IceConnection::recv`].
+pub const DEFAULT_RECEIVE_QUEUE: usize = 1024;
+/// Default capacity of the queue of events waiting for [`IceConnection::next_event`].
+pub const DEFAULT_EVENT_QUEUE: usize = 256;
+/// Capacity of the command queue from the handle to the driver task.
+const COMMAND_QUEUE: usize = 64;
+
+/// What can go wrong when starting or using an [`IceConnection`].
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A socket operation failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+    /// A socket could not be bound.
+    #[error("could not bind a UDP socket on {addr}: {source}")]
+    Bind {
+        /// The address (and first port tried).
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+    /// Interface enumeration found no address the policy allows, or none could be bound.
+    #[error("no usable local address to gather host candidates from")]
+    NoUsableAddress,
+    /// The builder was given settings that cannot work.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(&'static str),
+    /// The component number is 0 or above the configured number of components.
+    #[error("component {0} does not exist")]
+    InvalidComponent(u16),
+    /// No pair is usable for the component: not connected yet, failed, or consent lost
+    /// (RFC 7675 §5.1).
+    #[error("no usable path for component {component}")]
+    NoPath {
+        /// The component.
+        component: u16,
+    },
+    /// ICE failed: no pair works (RFC 8445 §8.1.2, RFC 7675 §5.1).
+    #[error("ICE failed")]
+    Failed,
+    /// The connection was closed (by [`IceConnection::close`], or its driver task ended).
+    #[error("the connection is closed")]
+    Closed,
+}
+
+/// An application datagram received on a component's pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram {
+    /// The component it arrived on (RFC 8445 §5.1.1).
+    pub component: u16,
+    /// The peer address it came from.
+    pub source: SocketAddr,
+    /// The payload.
+    pub data: Vec<u8>,
+}
+
+/// The selected (nominated) pair of a component (RFC 8445 §8.1.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelectedPair {
+    /// The component.
+    pub component: u16,
+    /// Our candidate.
+    pub local: Candidate,
+    /// The peer's candidate.
+    pub remote: Candidate,
+}
+
+/// Counters of the driver and its agent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectionStats {
+    /// Application datagrams received and queued for [`IceConnection::recv`].
+    pub datagrams_received: u64,
+    /// Application datagrams dropped because the receive queue was full (UDP-like: the
+    /// application was too slow to read).
+    pub datagrams_dropped: u64,
+    /// Events dropped because the event queue was full (the current state, selected pairs
+    /// and local candidates stay readable from the handle).
+    pub events_dropped: u64,
+    /// Agent transmissions that the socket refused, or whose source socket is unknown.
+    pub transmit_errors: u64,
+    /// The agent's own counters, as of the driver's last turn.
+    pub agent: AgentStats,
+}
+
+/// What the driver publishes for the handle to read without a round trip to the task.
+#[derive(Debug)]
+pub(crate) struct View {
+    pub(crate) credentials: Credentials,
+    pub(crate) role: Role,
+    /// Per component (index 0 is component 1): local base and remote address of data.
+    pub(crate) paths: Vec<Option<(SocketAddr, SocketAddr)>>,
+    pub(crate) selected: Vec<Option<SelectedPair>>,
+    pub(crate) local_candidates: Vec<Candidate>,
+    pub(crate) agent_stats: AgentStats,
+    /// The bound sockets by local address, for [`IceConnection::send`]; emptied when the
+    /// driver ends so that the ports are released even while the handle lives on.
+    pub(crate) sockets: HashMap<SocketAddr, Arc<UdpSocket>>,
+}
+
+/// State shared by the handle and the driver task.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) view: Mutex<View>,
+    pub(crate) closed: AtomicBool,
+    pub(crate) datagrams_received: AtomicU64,
+    pub(crate) datagrams_dropped: AtomicU64,
+    pub(crate) events_dropped: AtomicU64,
+    pub(crate) transmit_errors: AtomicU64,
+}
+
+impl Shared {
+    /// The view, even if a thread panicked while holding the lock (the data stays consistent:
+    /// every writer replaces whole fields).
+    pub(crate) fn view(&self) -> MutexGuard<'_, View> {
+        self.view
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Builds and starts an [`IceConnection`]: which interfaces and ports to use, which STUN
+/// servers, the agent's settings and the queue sizes.
+#[derive(Debug, Clone)]
+pub struct IceConnectionBuilder {
+    role: Role,
+    config: AgentConfig,
+    stun_servers: Vec<SocketAddr>,
+    policy: AddressPolicy,
+    explicit: Vec<IpAddr>,
+    port_range: Option<(u16, u16)>,
+    receive_queue: usize,
+    event_queue: usize,
+}
+
+impl IceConnectionBuilder {
+    fn new(role: Role) -> Self {
+        IceConnectionBuilder {
+            role,
+            config: AgentConfig::default(),
+            stun_servers: Vec::new(),
+            policy: AddressPolicy::default(),
+            explicit: Vec::new(),
+            port_range: None,
+            receive_queue: DEFAULT_RECEIVE_QUEUE,
+            event_queue: DEFAULT_EVENT_QUEUE,
+        }
+    }
+
+    /// The agent's settings (timers, limits, components). Replaces earlier calls to
+    /// [`Self::components`].
+    pub fn agent_config(mut self, config: AgentConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Number of components (RFC 8445 §5.1.1); 1 by default.
+    pub fn components(mut self, components: u16) -> Self {
+        self.config.components = components;
+        self
+    }
+
+    /// Adds a STUN server to learn server-reflexive candidates from (RFC 8445 §5.1.1.2).
+    pub fn stun_server(mut self, server: SocketAddr) -> Self {
+        self.stun_servers.push(server);
+        self
+    }
+
+    /// Also gather loopback addresses (127.0.0.0/8, ::1), which RFC 8445 §5.1.1.1 excludes by
+    /// default. For tests and the loopback example.
+    pub fn include_loopback(mut self, yes: bool) -> Self {
+        self.policy.include_loopback = yes;
+        self
+    }
+
+    /// Also gather link-local addresses (169.254.0.0/16, fe80::/10).
+    pub fn include_link_local(mut self, yes: bool) -> Self {
+        self.policy.include_link_local = yes;
+        self
+    }
+
+    /// Also gather addresses of interfaces that are not operationally up.
+    pub fn include_down_interfaces(mut self, yes: bool) -> Self {
+        self.policy.include_down = yes;
+        self
+    }
+
+    /// Gather IPv4 addresses (on by default).
+    pub fn ipv4(mut self, yes: bool) -> Self {
+        self.policy.ipv4 = yes;
+        self
+    }
+
+    /// Gather IPv6 addresses (on by default).
+    pub fn ipv6(mut self, yes: bool) -> Self {
+        self.policy.ipv6 = yes;
+        self
+    }
+
+    /// Restricts gathering to the named interfaces (and any address given to
+    /// [`Self::allow_address`]); see [`AddressPolicy`].
+    pub fn allow_interface(mut self, name: impl Into<String>) -> Self {
+        self.policy.allow_interfaces.push(name.into());
+        self
+    }
+
+    /// Restricts gathering to these addresses (and any interface given to
+    /// [`Self::allow_interface`]); see [`AddressPolicy`].
+    pub fn allow_address(mut self, ip: IpAddr) -> Self {
+        self.policy.allow_addresses.push(ip);
+        self
+    }
+
+    /// Replaces the whole interface policy.
+    pub fn address_policy(mut self, policy: AddressPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Binds host candidates on exactly this address, skipping interface enumeration and its
+    /// policy (may be called several times). A failure to bind it is an error.
+    pub fn bind(mut self, ip: IpAddr) -> Self {
+        self.explicit.push(ip);
+        self
+    }
+
+    /// Binds ports from this inclusive range only (for firewalls that open a range); by default
+    /// the system picks ephemeral ports.
+    pub fn port_range(mut self, first: u16, last: u16) -> Self {
+        self.port_range = Some((first, last));
+        self
+    }
+
+    /// Capacity of the queue of received datagrams. When the application does not read fast
+    /// enough and it is full, new datagrams are dropped and counted
+    /// ([`ConnectionStats::datagrams_dropped`]), as UDP would. At least 1.
+    pub fn receive_queue(mut self, capacity: usize) -> Self {
+        self.receive_queue = capacity;
+        self
+    }
+
+    /// Capacity of the event queue. When it is full, new events are dropped and counted
+    /// ([`ConnectionStats::events_dropped`]); the state, the selected pairs and the local
+    /// candidates stay readable from the handle. At least 1.
+    pub fn event_queue(mut self, capacity: usize) -> Self {
+        self.event_queue = capacity;
+        self
+    }
+
+    /// Binds the sockets, creates the agent, starts gathering and spawns the driver task on
+    /// the current tokio runtime.
+    pub async fn start(self) -> Result<IceConnection, Error> {
+        let components = self.config.components;
+        if components == 0 {
+            return Err(Error::InvalidConfig("at least one component is needed"));
+        }
+        if let Some((first, last)) = self.port_range {
+            if first > last || first == 0 {
+                return Err(Error::InvalidConfig(
+                    "the port range must be non-empty and not start at 0",
+                ));
+            }
+        }
+
+        let addresses: Vec<LocalAddress> = if self.explicit.is_empty() {
+            usable_addresses(&self.policy)?
+        } else {
+            self.explicit
+                .iter()
+                .map(|ip| LocalAddress {
+                    interface: String::new(),
+                    ip: *ip,
+                    index: None,
+                })
+                .collect()
+        };
+
+        let mut bound: Vec<(u16, UdpSocket)> = Vec::new();
+        for address in &addresses {
+            for component in 1..=components {
+                match bind_one(address, self.port_range).await {
+                    Ok(socket) => bound.push((component, socket)),
+                    Err(e) if self.explicit.is_empty() => {
+                        tracing::warn!(ip = %address.ip, interface = %address.interface, error = %e,
+                            "skipping an address that cannot be bound");
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+
+        let now = Instant::now();
+        let mut agent = Agent::new(self.config, self.role, now);
+        let mut sockets: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
+        for (component, socket) in bound {
+            let local = socket.local_addr()?;
+            if agent.add_host_candidate(component, local).is_some() {
+                sockets.insert(local, Arc::new(socket));
+            } else {
+                tracing::debug!(%local, component, "agent refused a duplicate host candidate");
+            }
+        }
+        if sockets.is_empty() {
+            return Err(Error::NoUsableAddress);
+        }
+        for server in &self.stun_servers {
+            agent.add_stun_server(*server);
+        }
+        agent.gather(now);
+
+        let credentials = agent.local_credentials().clone();
+        let span = tracing::info_span!("ice", role = ?self.role, ufrag = %credentials.ufrag);
+        let shared = Arc::new(Shared {
+            view: Mutex::new(View {
+                credentials,
+                role: agent.role(),
+                paths: vec![None; usize::from(components)],
+                selected: vec![None; usize::from(components)],
+                local_candidates: agent.local_candidates().to_vec(),
+                agent_stats: agent.stats().clone(),
+                sockets: sockets.clone(),
+            }),
+            closed: AtomicBool::new(false),
+            datagrams_received: AtomicU64::new(0),
+            datagrams_dropped: AtomicU64::new(0),
+            events_dropped: AtomicU64::new(0),
+            transmit_errors: AtomicU64::new(0),
+        });
+        let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE);
+        let (event_tx, event_rx) = mpsc::channel(self.event_queue.max(1));
+        let (datagram_tx, datagram_rx) = mpsc::channel(self.receive_queue.max(1));
+        let (state_tx, state_rx) = watch::channel(agent.state());
+        let addresses: Vec<SocketAddr> = sockets.keys().copied().collect();
+        tracing::info!(parent: &span, sockets = ?addresses,
+            stun_servers = ?self.stun_servers, "ICE connection starting");
+
+        let driver = Driver::new(driver::Parts {
+            agent,
+            components,
+            sockets,
+            shared: Arc::clone(&shared),
+            commands: command_rx,
+            events: event_tx,
+            datagrams: datagram_tx,
+            state: state_tx,
+        });
+        let task = tokio::spawn(driver.run().instrument(span));
+
+        Ok(IceConnection {
+            shared,
+            addresses,
+            components,
+            commands: command_tx,
+            events: tokio::sync::Mutex::new(event_rx),
+            datagrams: tokio::sync::Mutex::new(datagram_rx),
+            state: state_rx,
+            task: Mutex::new(Some(task)),
+        })
+    }
+}
+
+/// Binds one UDP socket on `address`, on an ephemeral port or within `range`, starting the
+/// search at a random port of the range so that concurrent agents rarely collide.
+async fn bind_one(address: &LocalAddress, range: Option<(u16, u16)>) -> Result<UdpSocket, Error> {
+    let at = |port: u16| match address.ip {
+        IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80 => {
+            SocketAddr::V6(SocketAddrV6::new(v6, port, 0, address.index.unwrap_or(0)))
+        }
+        ip => SocketAddr::new(ip, port),
+    };
+    let Some((first, last)) = range else {
+        let addr = at(0);
+        return UdpSocket::bind(addr)
+            .await
+            .map_err(|source| Error::Bind { addr, source });
+    };
+    let span = u32::from(last) - u32::from(first) + 1;
+    let start = rand::rng().random_range(0..span);
+    let mut last_error = None;
+    for i in 0..span {
+        let offset = (start + i) % span;
+        let Ok(port) = u16::try_from(u32::from(first) + offset) else {
+            continue;
+        };
+        match UdpSocket::bind(at(port)).await {
+            Ok(socket) => return Ok(socket),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(Error::Bind {
+        addr: at(first),
+        source: last_error
+            .unwrap_or_else(|| io::Error::new(io::ErrorKind::AddrInUse, "port range exhausted")),
+    })
+}
+
+/// A running ICE connection: the handle to an [`Agent`] driven over real UDP sockets by a
+/// background task.
+///
+/// Every method takes `&self`, so the handle can be shared (`Arc<IceConnection>`) between a
+/// task that reads events, one that reads datagrams and one that sends. The driver task ends
+/// when the handle is dropped or [`IceConnection::close`] is called.
+#[derive(Debug)]
+pub struct IceConnection {
+    shared: Arc<Shared>,
+    addresses: Vec<SocketAddr>,
+    components: u16,
+    commands: mpsc::Sender<Command>,
+    events: tokio::sync::Mutex<mpsc::Receiver<Event>>,
+    datagrams: tokio::sync::Mutex<mpsc::Receiver<Datagram>>,
+    state: watch::Receiver<ConnectionState>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl IceConnection {
+    /// Starts configuring a connection in `role` (RFC 8445 §6.1.1: the initiator of a Jingle
+    /// session is normally controlling).
+    pub fn builder(role: Role) -> IceConnectionBuilder {
+        IceConnectionBuilder::new(role)
+    }
+
+    /// Our current credentials (RFC 8445 §5.3), to signal to the peer. They change on
+    /// [`IceConnection::restart`].
+    pub fn local_credentials(&self) -> Credentials {
+        self.shared.view().credentials.clone()
+    }
+
+    /// Local candidates gathered so far (also announced one by one as
+    /// [`Event::LocalCandidate`]).
+    pub fn local_candidates(&self) -> Vec<Candidate> {
+        self.shared.view().local_candidates.clone()
+    }
+
+    /// The addresses of the sockets the driver bound.
+    pub fn local_addresses(&self) -> Vec<SocketAddr> {
+        self.addresses.clone()
+    }
+
+    /// The current role (it can change after a role conflict, RFC 8445 §7.3.1.1).
+    pub fn role(&self) -> Role {
+        self.shared.view().role
+    }
+
+    /// The current connection state.
+    pub fn state(&self) -> ConnectionState {
+        *self.state.borrow()
+    }
+
+    /// Waits until the connection is usable (`Connected` or `Completed`); `Err(Failed)` if it
+    /// fails first, `Err(Closed)` if it is closed. Wrap it in a timeout.
+    pub async fn wait_connected(&self) -> Result<(), Error> {
+        let mut rx = self.state.clone();
+        let state = *rx
+            .wait_for(|s| {
+                matches!(
+                    s,
+                    ConnectionState::Connected
+                        | ConnectionState::Completed
+                        | ConnectionState::Failed
+                        | ConnectionState::Closed
+                )
+            })
+            .await
+            .map_err(|_| Error::Closed)?;
+        match state {
+            ConnectionState::Failed => Err(Error::Failed),
+            ConnectionState::Closed => Err(Error::Closed),
+            _ => Ok(()),
+        }
+    }
+
+    /// The selected pair of `component`, once nominated.
+    pub fn selected_pair(&self, component: u16) -> Option<SelectedPair> {
+        let index = usize::from(component).checked_sub(1)?;
+        self.shared.view().selected.get(index).cloned().flatten()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> ConnectionStats {
+        let agent = self.shared.view().agent_stats.clone();
+        let s = &self.shared;
+        ConnectionStats {
+            datagrams_received: s.datagrams_received.load(Ordering::Relaxed),
+            datagrams_dropped: s.datagrams_dropped.load(Ordering::Relaxed),
+            events_dropped: s.events_dropped.load(Ordering::Relaxed),
+            transmit_errors: s.transmit_errors.load(Ordering::Relaxed),
+            agent,
+        }
+    }
+
+    /// The next event: local candidates to trickle (RFC 8838 §4), gathering complete, state
+    /// changes, selected pairs. `None` once the connection is closed.
+    pub async fn next_event(&self) -> Option<Event> {
+        self.events.lock().await.recv().await
+    }
+
+    /// The next application datagram, from any component. `None` once the connection is
+    /// closed.
+    pub async fn recv(&self) -> Option<Datagram> {
+        self.datagrams.lock().await.recv().await
+    }
+
+    /// Sends a datagram to the peer on `component`'s pair: the selected pair, or a working
+    /// pair while nomination is going on. `Err(NoPath)` before a pair works, after failure,
+    /// or once consent is lost (RFC 7675 §5.1).
+    ///
+    /// The peer's agent demultiplexes by the first byte (RFC 7983 §7): a datagram that starts
+    /// with 0-3 is taken for STUN, so application protocols must not start with those bytes
+    /// (DTLS, RTP and TURN channel data do not).
+    pub async fn send(&self, component: u16, data: &[u8]) -> Result<(), Error> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        if component == 0 || component > self.components {
+            return Err(Error::InvalidComponent(component));
+        }
+        let (socket, remote) = {
+            let view = self.shared.view();
+            let (local, remote) = view
+                .paths
+                .get(usize::from(component) - 1)
+                .copied()
+                .flatten()
+                .ok_or(Error::NoPath { component })?;
+            let socket = view.sockets.get(&local).cloned().ok_or(Error::Closed)?;
+            (socket, remote)
+        };
+        socket.send_to(data, remote).await?;
+        Ok(())
+    }
+
+    /// The peer's credentials from signalling; checks start once they are known.
+    pub async fn set_remote_credentials(&self, credentials: Credentials) -> Result<(), Error> {
+        self.command(Command::SetRemoteCredentials(credentials))
+            .await
+    }
+
+    /// A remote candidate from signalling, at any time (trickle, RFC 8838 §11).
+    pub async fn add_remote_candidate(&self, candidate: Candidate) -> Result<(), Error> {
+        if candidate.component == 0 || candidate.component > self.components {
+            return Err(Error::InvalidComponent(candidate.component));
+        }
+        self.command(Command::AddRemoteCandidate(candidate)).await
+    }
+
+    /// The peer signalled end-of-candidates (RFC 8838 §4.2).
+    pub async fn end_of_remote_candidates(&self) -> Result<(), Error> {
+        self.command(Command::EndOfRemoteCandidates).await
+    }
+
+    /// ICE restart (RFC 8445 §9): returns our new credentials, to signal with our candidates
+    /// (announced again as events); then give the peer's new credentials and candidates.
+    pub async fn restart(&self) -> Result<Credentials, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.command(Command::Restart(tx)).await?;
+        rx.await.map_err(|_| Error::Closed)
+    }
+
+    /// Closes the agent, waits for the driver task to end and releases the sockets. Later
+    /// calls do nothing. Dropping the handle closes too, without waiting.
+    pub async fn close(&self) {
+        let _ = self.commands.send(Command::Close).await;
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            if let Err(e) = task.await {
+                tracing::warn!(error = %e, "ICE driver task ended abnormally");
+            }
+        }
+        self.shared.closed.store(true, Ordering::Release);
+    }
+
+    async fn command(&self, command: Command) -> Result<(), Error> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        self.commands.send(command).await.map_err(|_| Error::Closed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn localhost() -> LocalAddress {
+        LocalAddress {
+            interface: "lo".into(),
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            index: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn bind_one_uses_the_range_and_reports_exhaustion() {
+        let taken = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        let port = taken.local_addr().expect("addr").port();
+        // The only port of the range is taken.
+        let err = bind_one(&localhost(), Some((port, port)))
+            .await
+            .expect_err("range exhausted");
+        assert!(matches!(err, Error::Bind { addr, .. } if addr.port() == port));
+        drop(taken);
+        // Now it is free.
+        let socket = bind_one(&localhost(), Some((port, port)))
+            .await
+            .expect("binds the freed port");
+        assert_eq!(socket.local_addr().expect("addr").port(), port);
+        // Without a range the system picks a port.
+        let any = bind_one(&localhost(), None).await.expect("ephemeral");
+        assert_ne!(any.local_addr().expect("addr").port(), 0);
+    }
+}
