@@ -117,6 +117,9 @@ pub struct TraceEvent {
     pub destination: SocketAddr,
     /// Payload length.
     pub len: usize,
+    /// The first four payload bytes (zero-padded): enough to tell a STUN message type
+    /// (RFC 8489 §5) or the RFC 7983 class of a datagram without keeping payloads.
+    pub head: [u8; 4],
 }
 
 impl fmt::Display for TraceEvent {
@@ -489,12 +492,17 @@ impl Network {
 
     fn record(&mut self, kind: TraceKind, p: &Packet) {
         if let Some(t) = self.trace.as_mut() {
+            let mut head = [0u8; 4];
+            for (h, b) in head.iter_mut().zip(&p.contents) {
+                *h = *b;
+            }
             t.push(TraceEvent {
                 time: self.now.saturating_duration_since(self.start),
                 kind,
                 source: p.source,
                 destination: p.destination,
                 len: p.contents.len(),
+                head,
             });
         }
     }
