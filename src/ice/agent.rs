@@ -1116,6 +1116,13 @@ impl Agent {
 
     /// Sends what is due: triggered checks at once, then one new transaction per Ta.
     fn drive(&mut self, now: Instant) {
+        if matches!(
+            self.state,
+            ConnectionState::Failed | ConnectionState::Closed
+        ) {
+            self.triggered.clear();
+            return;
+        }
         while let Some(idx) = self.triggered.pop_front() {
             if self.pairs.get(idx).is_some() {
                 self.start_check(now, idx, false);
@@ -1191,6 +1198,12 @@ impl Agent {
     /// Starts a connectivity check on a pair (RFC 8445 §7.2.4). A check already in flight is
     /// superseded: its answer still counts, but it is not retransmitted.
     fn start_check(&mut self, now: Instant, idx: usize, consent: bool) {
+        if matches!(
+            self.state,
+            ConnectionState::Failed | ConnectionState::Closed
+        ) {
+            return;
+        }
         let Some(remote_creds) = self.remote_credentials.clone() else {
             return;
         };
@@ -1539,6 +1552,24 @@ impl Agent {
             tracing::debug!(?state, "ICE state");
             self.state = state;
             self.events.push_back(Event::StateChanged(state));
+            if state == ConnectionState::Failed {
+                self.stop_checks();
+            }
+        }
+    }
+
+    /// A failed agent sends no more checks (it still answers the peer's, statelessly, until it
+    /// is restarted or closed).
+    fn stop_checks(&mut self) {
+        self.triggered.clear();
+        self.early_checks.clear();
+        self.pending.clear();
+        for p in &mut self.pairs {
+            p.check = None;
+            p.old_transactions.clear();
+        }
+        for g in &mut self.gatherers {
+            g.done = true;
         }
     }
 
