@@ -549,41 +549,14 @@ impl Agent {
             self.stats.unexpected_data += 1;
             return false;
         };
-        // RFC 8445 §7.3 requires FINGERPRINT on checks; RFC 8489 §9.1.3: a request without
-        // MESSAGE-INTEGRITY or USERNAME is answered with 400, a wrong one with 401.
+        // RFC 8445 §7.3 requires FINGERPRINT on checks; without it the packet is not ours.
         if !msg.has_fingerprint() {
             self.stats.unauthenticated += 1;
             return false;
         }
-        let (Some(username), true) = (msg.username(), msg.has_message_integrity()) else {
+        if let Err((code, reason)) = self.authenticate(msg) {
             self.stats.unauthenticated += 1;
-            self.send_error(
-                local,
-                remote,
-                tid,
-                error_code::BAD_REQUEST,
-                "Bad Request",
-                None,
-            );
-            return false;
-        };
-        let local_ufrag_ok = username
-            .split_once(':')
-            .is_some_and(|(ours, _)| ours == self.local_credentials.ufrag);
-        if !local_ufrag_ok
-            || msg
-                .verify_integrity(self.local_credentials.pwd.as_bytes())
-                .is_err()
-        {
-            self.stats.unauthenticated += 1;
-            self.send_error(
-                local,
-                remote,
-                tid,
-                error_code::UNAUTHORIZED,
-                "Unauthorized",
-                None,
-            );
+            self.send_error(local, remote, tid, code, reason, None);
             return false;
         }
         let key = self.local_credentials.pwd.clone();
@@ -599,53 +572,31 @@ impl Agent {
             );
             return true;
         }
-        if let Some(remote_creds) = &self.remote_credentials {
-            let expected_remote = username.split_once(':').map(|(_, r)| r);
-            if expected_remote != Some(remote_creds.ufrag.as_str()) {
-                self.stats.unauthenticated += 1;
+        // Role conflict (RFC 8445 §7.3.1.1): the agent with the larger tie-breaker keeps
+        // controlling; the other switches, or is told to with a 487.
+        let conflict = match (self.role, msg.ice_controlling(), msg.ice_controlled()) {
+            (Role::Controlling, Some(theirs), _) => {
+                Some((Role::Controlled, self.tie_breaker >= theirs))
+            }
+            (Role::Controlled, _, Some(theirs)) => {
+                Some((Role::Controlling, self.tie_breaker < theirs))
+            }
+            _ => None,
+        };
+        match conflict {
+            Some((_, true)) => {
                 self.send_error(
                     local,
                     remote,
                     tid,
-                    error_code::UNAUTHORIZED,
-                    "Unauthorized",
-                    None,
+                    error_code::ROLE_CONFLICT,
+                    "Role Conflict",
+                    Some((&[], &key)),
                 );
-                return false;
+                return true;
             }
-        }
-        // Role conflict (RFC 8445 §7.3.1.1).
-        match (self.role, msg.ice_controlling(), msg.ice_controlled()) {
-            (Role::Controlling, Some(theirs), _) => {
-                if self.tie_breaker >= theirs {
-                    self.send_error(
-                        local,
-                        remote,
-                        tid,
-                        error_code::ROLE_CONFLICT,
-                        "Role Conflict",
-                        Some((&[], &key)),
-                    );
-                    return true;
-                }
-                self.switch_role(Role::Controlled);
-            }
-            (Role::Controlled, _, Some(theirs)) => {
-                if self.tie_breaker >= theirs {
-                    self.switch_role(Role::Controlling);
-                } else {
-                    self.send_error(
-                        local,
-                        remote,
-                        tid,
-                        error_code::ROLE_CONFLICT,
-                        "Role Conflict",
-                        Some((&[], &key)),
-                    );
-                    return true;
-                }
-            }
-            _ => {}
+            Some((switch_to, false)) => self.switch_role(switch_to),
+            None => {}
         }
         // The success response (RFC 8445 §7.3.1.2).
         {
@@ -680,6 +631,29 @@ impl Agent {
         self.on_authenticated_request(local, remote, priority, use_candidate);
         self.drive(now);
         true
+    }
+
+    /// Short-term authentication of a check (RFC 8445 §7.3, RFC 8489 §9.1.3): USERNAME must be
+    /// `<our ufrag>:<their ufrag>` (their part checked once known) and MESSAGE-INTEGRITY must
+    /// verify with our password. The error is the code and reason to answer with: 400 when
+    /// the credentials are missing, 401 when they are wrong.
+    fn authenticate(&self, msg: &Message<'_>) -> Result<(), (u16, &'static str)> {
+        const BAD_REQUEST: (u16, &str) = (error_code::BAD_REQUEST, "Bad Request");
+        const UNAUTHORIZED: (u16, &str) = (error_code::UNAUTHORIZED, "Unauthorized");
+        let username = msg.username().ok_or(BAD_REQUEST)?;
+        if !msg.has_message_integrity() {
+            return Err(BAD_REQUEST);
+        }
+        let (ours, theirs) = username.split_once(':').ok_or(UNAUTHORIZED)?;
+        let theirs_ok = self
+            .remote_credentials
+            .as_ref()
+            .is_none_or(|r| r.ufrag == theirs);
+        if ours != self.local_credentials.ufrag || !theirs_ok {
+            return Err(UNAUTHORIZED);
+        }
+        msg.verify_integrity(self.local_credentials.pwd.as_bytes())
+            .map_err(|_| UNAUTHORIZED)
     }
 
     /// Acts on an authenticated request once the peer's credentials are known: learns a
