@@ -290,28 +290,27 @@ fn two_agents_connect_and_carry_data() {
     assert_eq!(h.sides[0].data, vec![b"\x80world".to_vec()]);
 }
 
-#[test]
-fn role_conflict_both_controlling_is_resolved() {
-    let mut h = Harness::new(Role::Controlling, Role::Controlling);
+/// Both agents start in `role`; the conflict resolution (RFC 8445 §7.3.1.1, §7.2.5.1) must leave
+/// one of each, with the loser announcing its switch to `switched_to`.
+fn role_conflict_is_resolved(role: Role, switched_to: Role) {
+    let mut h = Harness::new(role, role);
     h.connect();
     let roles: Vec<Role> = h.sides.iter().map(|s| s.agent.role()).collect();
     assert!(roles.contains(&Role::Controlling) && roles.contains(&Role::Controlled));
     assert!(h
         .sides
         .iter()
-        .any(|s| s.events.contains(&Event::RoleChanged(Role::Controlled))));
+        .any(|s| s.events.contains(&Event::RoleChanged(switched_to))));
+}
+
+#[test]
+fn role_conflict_both_controlling_is_resolved() {
+    role_conflict_is_resolved(Role::Controlling, Role::Controlled);
 }
 
 #[test]
 fn role_conflict_both_controlled_is_resolved() {
-    let mut h = Harness::new(Role::Controlled, Role::Controlled);
-    h.connect();
-    let roles: Vec<Role> = h.sides.iter().map(|s| s.agent.role()).collect();
-    assert!(roles.contains(&Role::Controlling) && roles.contains(&Role::Controlled));
-    assert!(h
-        .sides
-        .iter()
-        .any(|s| s.events.contains(&Event::RoleChanged(Role::Controlling))));
+    role_conflict_is_resolved(Role::Controlled, Role::Controlling);
 }
 
 #[test]

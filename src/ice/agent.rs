@@ -674,17 +674,13 @@ impl Agent {
             return;
         };
         let component = self.local_candidates[local_idx].component;
-        let remote_idx = match self
+        let known = self
             .remote_candidates
             .iter()
-            .position(|c| c.component == component && c.address == remote)
-        {
+            .position(|c| c.component == component && c.address == remote);
+        let remote_idx = match known {
             Some(i) => i,
             None => {
-                if self.remote_candidates.len() >= self.config.max_remote_candidates {
-                    self.stats.candidates_refused += 1;
-                    return;
-                }
                 self.next_prflx_foundation += 1;
                 let candidate = Candidate::remote(
                     format!("prflx{}", self.next_prflx_foundation),
@@ -694,23 +690,28 @@ impl Agent {
                     CandidateType::PeerReflexive,
                     None,
                 );
-                self.remote_candidates.push(candidate);
-                self.remote_candidates.len() - 1
-            }
-        };
-        let pair_idx = match self
-            .pairs
-            .iter()
-            .position(|p| p.local == local_idx && p.remote == remote_idx)
-        {
-            Some(i) => i,
-            None => {
-                if self.pairs.len() >= self.config.max_candidate_pairs {
+                let limit = self.config.max_remote_candidates;
+                let Some(i) = push_bounded(&mut self.remote_candidates, candidate, limit) else {
                     self.stats.candidates_refused += 1;
                     return;
-                }
-                self.pairs.push(Pair::new(component, local_idx, remote_idx));
-                self.pairs.len() - 1
+                };
+                i
+            }
+        };
+        let known = self
+            .pairs
+            .iter()
+            .position(|p| p.local == local_idx && p.remote == remote_idx);
+        let pair_idx = match known {
+            Some(i) => i,
+            None => {
+                let pair = Pair::new(component, local_idx, remote_idx);
+                let limit = self.config.max_candidate_pairs;
+                let Some(i) = push_bounded(&mut self.pairs, pair, limit) else {
+                    self.stats.candidates_refused += 1;
+                    return;
+                };
+                i
             }
         };
         let pair = &mut self.pairs[pair_idx];
@@ -1762,6 +1763,15 @@ impl Pair {
             next_consent: None,
         }
     }
+}
+
+/// Appends `item` unless `vec` already holds `limit` items; returns its index.
+fn push_bounded<T>(vec: &mut Vec<T>, item: T, limit: usize) -> Option<usize> {
+    if vec.len() >= limit {
+        return None;
+    }
+    vec.push(item);
+    Some(vec.len() - 1)
 }
 
 fn is_loopback(addr: SocketAddr) -> bool {
