@@ -259,6 +259,10 @@ fn frame_len(prefix: &[u8], max: usize) -> Result<Option<usize>, FrameError> {
         }
         HEADER_LEN + len
     } else {
+        // 0x5000-0x7FFF are reserved (RFC 8656 §12): on a stream they mean lost framing.
+        if first > (CHANNEL_MAX >> 8) as u8 {
+            return Err(FrameError::Garbage(first));
+        }
         padded(CHANNEL_DATA_HEADER_LEN + len)
     };
     if total > max {
