@@ -20,3 +20,4 @@ pub mod ice;
 pub mod net;
 pub mod sim;
 pub mod stun;
+pub mod turn;
