@@ -236,23 +236,8 @@ impl Harness {
     }
 
     fn send(&mut self, from: usize, payload: &[u8]) {
-        let (src, dst) = self.sides[from].agent.send_path(1).expect("send path");
-        let t = Transmit {
-            source: src,
-            destination: dst,
-            contents: payload.to_vec(),
-        };
-        let (to, local) = self.owner(t.destination).expect("routable");
-        let source = self.nat.get(&t.source).copied().unwrap_or(t.source);
-        self.seq += 1;
-        self.queue.push((
-            self.now + self.delay,
-            self.seq,
-            to,
-            local,
-            source,
-            t.contents,
-        ));
+        self.sides[from].agent.send(1, payload).expect("send path");
+        self.pump();
     }
 }
 

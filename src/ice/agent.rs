@@ -13,6 +13,7 @@ use rand::{Rng, SeedableRng};
 
 use super::candidate::priority;
 use super::{AgentConfig, Candidate, CandidateType, Credentials};
+use crate::turn::{TurnClient, TurnConfig, TurnEvent, TurnState, TurnTransport};
 use crate::stun::{
     error_code, Class, ClientTransaction, Message, MessageEncoder, Method, RetransmitConfig,
     TransactionId, TransactionState,
@@ -69,15 +70,50 @@ pub enum Event {
     RoleChanged(Role),
 }
 
+/// How a [`Transmit`] travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// A UDP datagram from the socket bound at `source`.
+    Udp,
+    /// Bytes for the TCP (or TLS) stream to a TURN server at `destination` (RFC 8656 §3.1);
+    /// `source` is the host base the stream should be bound to.
+    Tcp,
+}
+
 /// A datagram the agent wants sent (drained with [`Agent::poll_transmit`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
-    /// The local address (a candidate's base) to send from.
+    /// The local address (a host candidate's base) to send from.
     pub source: SocketAddr,
     /// Where to send it.
     pub destination: SocketAddr,
-    /// The datagram.
+    /// The datagram, or the chunk of the stream.
     pub contents: Vec<u8>,
+    /// UDP, or the stream to a TURN server.
+    pub transport: Transport,
+}
+
+/// Application data that arrived through a TURN relay (drained with
+/// [`Agent::poll_relayed_data`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayedData {
+    /// The component of the pair it arrived on.
+    pub component: u16,
+    /// The peer's address, on the far side of the relay.
+    pub source: SocketAddr,
+    /// The data.
+    pub data: Vec<u8>,
+}
+
+/// Why [`Agent::send`] refused data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// No pair works for the component (yet, or any more).
+    #[error("no usable path for this component")]
+    NoPath,
+    /// The first byte is 0-3: the peer would take it for STUN (RFC 7983 §7).
+    #[error("data starting with a byte from 0 to 3 would be taken for STUN")]
+    LooksLikeStun,
 }
 
 /// What a received datagram turned out to be (see [`Agent::handle_receive`]).
@@ -90,6 +126,9 @@ pub enum Received {
         /// The component whose pair it arrived on.
         component: u16,
     },
+    /// Traffic of a TURN allocation; application data it carried is available from
+    /// [`Agent::poll_relayed_data`].
+    Relayed,
     /// Not for us: malformed, unauthenticated, from an unknown address, or after close.
     /// Counted in [`AgentStats`].
     Dropped,
@@ -112,6 +151,8 @@ pub struct AgentStats {
     pub checks_sent: u64,
     /// Binding requests answered.
     pub requests_answered: u64,
+    /// Relayed application data dropped because the queue was full.
+    pub relayed_data_dropped: u64,
 }
 
 /// State of a candidate pair in the check list (RFC 8445 §6.1.2.6).
@@ -176,6 +217,17 @@ struct Pair {
     next_consent: Option<Instant>,
 }
 
+/// A TURN allocation that gives a component a relayed candidate (RFC 8445 §5.1.1.2,
+/// RFC 8656).
+struct Relay {
+    component: u16,
+    /// The host socket the allocation is made from (for TCP: the address to bind the stream to).
+    base: SocketAddr,
+    client: TurnClient,
+    /// The allocation ended (allocated or failed): gathering no longer waits for it.
+    done: bool,
+}
+
 /// An authenticated check that arrived before the peer's credentials were known (RFC 8445
 /// §7.3: it is answered at once and acted upon once the credentials arrive).
 struct EarlyCheck {
@@ -217,10 +269,17 @@ pub struct Agent {
     foundations: HashMap<(CandidateType, std::net::IpAddr, Option<std::net::IpAddr>), String>,
     next_prflx_foundation: u32,
     buf: Vec<u8>,
+    turn_servers: Vec<TurnConfig>,
+    relays: Vec<Relay>,
+    relayed_data: VecDeque<RelayedData>,
     /// The latest time the caller gave us.
     now: Instant,
 }
 
+/// Upper bound on relayed application datagrams waiting in [`Agent::poll_relayed_data`].
+const MAX_RELAYED_DATA: usize = 1024;
+/// Upper bound on TURN servers (each makes one allocation per component).
+const MAX_TURN_SERVERS: usize = 8;
 /// Upper bound on checks remembered before the peer's credentials arrive.
 const MAX_EARLY_CHECKS: usize = 16;
 /// Upper bound on remembered transaction ids of superseded checks on one pair.
@@ -272,6 +331,9 @@ impl Agent {
             foundations: HashMap::new(),
             next_prflx_foundation: 0,
             buf: Vec::with_capacity(256),
+            turn_servers: Vec::new(),
+            relays: Vec::new(),
+            relayed_data: VecDeque::new(),
             now,
         }
     }
@@ -396,11 +458,213 @@ impl Agent {
         });
     }
 
-    /// Starts gathering (from the STUN servers added so far) and, once remote credentials
-    /// are known, connectivity checks.
+    /// Adds a TURN server to allocate a relayed candidate on, for each component (RFC 8445
+    /// §5.1.1.2, RFC 8656), from the first host candidate of the server's address family. At
+    /// most 8 servers are used; the allocations start with [`Agent::gather`].
+    pub fn add_turn_server(&mut self, config: TurnConfig) {
+        if self.turn_servers.len() >= MAX_TURN_SERVERS
+            || self
+                .turn_servers
+                .iter()
+                .any(|t| t.server == config.server && t.transport == config.transport)
+        {
+            return;
+        }
+        self.turn_servers.push(config);
+        if self.gathering_started {
+            self.start_relays();
+        }
+    }
+
+    /// Starts the allocations not started yet: one per TURN server and component, from the
+    /// first host candidate of the server's family.
+    fn start_relays(&mut self) {
+        let now = self.now;
+        for server in 0..self.turn_servers.len() {
+            let config = &self.turn_servers[server];
+            for component in 1..=self.config.components.max(1) {
+                let exists = self.relays.iter().any(|r| {
+                    r.component == component
+                        && r.client.server() == config.server
+                        && r.client.transport() == config.transport
+                });
+                if exists {
+                    continue;
+                }
+                let Some(base) = self
+                    .local_candidates
+                    .iter()
+                    .find(|c| {
+                        c.kind == CandidateType::Host
+                            && c.component == component
+                            && c.address.is_ipv6() == config.server.is_ipv6()
+                            && !c.address.ip().is_loopback()
+                    })
+                    .map(|c| c.base)
+                else {
+                    continue;
+                };
+                let mut config = config.clone();
+                if let Some(seed) = self.config.seed {
+                    config.seed = Some(seed ^ (u64::from(component) << 32) ^ server as u64);
+                }
+                self.relays.push(Relay {
+                    component,
+                    base,
+                    client: TurnClient::new(config, now),
+                    done: false,
+                });
+                self.gathering_complete = false;
+            }
+        }
+    }
+
+    /// Starts gathering (from the STUN and TURN servers added so far) and, once remote
+    /// credentials are known, connectivity checks.
     pub fn gather(&mut self, now: Instant) {
+        self.now = self.now.max(now);
         self.gathering_started = true;
+        self.start_relays();
         self.handle_timeout(now);
+    }
+
+    /// Bytes from the TCP (or TLS) stream to the TURN server `server` (RFC 8656 §3.1).
+    pub fn handle_turn_stream(&mut self, now: Instant, server: SocketAddr, data: &[u8]) {
+        self.now = self.now.max(now);
+        for relay in &mut self.relays {
+            if relay.client.server() == server && relay.client.transport() == TurnTransport::Tcp {
+                relay.client.handle_input(now, server, data);
+            }
+        }
+        self.process_relays(now);
+        self.update_state(now);
+    }
+
+    /// The stream to the TURN server `server` ended or broke: its allocations are gone.
+    pub fn handle_turn_stream_closed(&mut self, now: Instant, server: SocketAddr) {
+        self.now = self.now.max(now);
+        for relay in &mut self.relays {
+            if relay.client.server() == server && relay.client.transport() == TurnTransport::Tcp {
+                relay.client.handle_transport_closed(now);
+            }
+        }
+        self.process_relays(now);
+        self.update_state(now);
+    }
+
+    /// Acts on what the TURN clients report: relayed (and server-reflexive) candidates once
+    /// allocated, failures, and data relayed from peers, which goes through the same checks
+    /// and demultiplexing as data that arrives directly.
+    fn process_relays(&mut self, now: Instant) {
+        let mut events = Vec::new();
+        for (i, relay) in self.relays.iter_mut().enumerate() {
+            while let Some(event) = relay.client.poll_event() {
+                events.push((i, event));
+            }
+        }
+        for (i, event) in events {
+            match event {
+                TurnEvent::Allocated {
+                    relayed, mapped, ..
+                } => {
+                    self.relays[i].done = true;
+                    self.add_relayed(i, relayed, mapped);
+                }
+                TurnEvent::AllocationFailed(error) => {
+                    let relay = &mut self.relays[i];
+                    relay.done = true;
+                    tracing::warn!(server = %relay.client.server(), %error, "TURN allocation failed");
+                }
+                TurnEvent::Expired(error) => {
+                    let relay = &mut self.relays[i];
+                    relay.done = true;
+                    tracing::warn!(server = %relay.client.server(), %error, "TURN allocation lost");
+                }
+                TurnEvent::PeerData { peer, data } => {
+                    let Some(relayed) = self.relays[i].client.relayed_address() else {
+                        continue;
+                    };
+                    if let Received::Data { component } = self.process(now, relayed, peer, &data)
+                    {
+                        if self.relayed_data.len() >= MAX_RELAYED_DATA {
+                            self.stats.relayed_data_dropped += 1;
+                        } else {
+                            self.relayed_data.push_back(RelayedData {
+                                component,
+                                source: peer,
+                                data,
+                            });
+                        }
+                    }
+                }
+                other => tracing::trace!(?other, "TURN event"),
+            }
+        }
+    }
+
+    /// Adds the relayed candidate of an allocation (and the server-reflexive one its mapped
+    /// address gives, over UDP), unless redundant (RFC 8445 §5.1.3).
+    fn add_relayed(&mut self, i: usize, relayed: SocketAddr, mapped: SocketAddr) {
+        let (component, base, server, transport) = {
+            let r = &self.relays[i];
+            (r.component, r.base, r.client.server(), r.client.transport())
+        };
+        if transport == TurnTransport::Udp {
+            self.add_server_reflexive(component, base, server, mapped);
+        }
+        if self
+            .local_candidates
+            .iter()
+            .any(|c| c.component == component && c.address == relayed)
+        {
+            return;
+        }
+        let host_pref = self
+            .local_base(base)
+            .map(|h| ((self.local_candidates[h].priority >> 8) & 0xffff) as u16)
+            .unwrap_or(0);
+        // A relay reached over TCP is preferred less than one over UDP.
+        let local_pref = match transport {
+            TurnTransport::Udp => host_pref,
+            TurnTransport::Tcp => host_pref / 2,
+        };
+        let candidate = Candidate {
+            foundation: self.foundation(CandidateType::Relayed, base.ip(), Some(server.ip())),
+            component,
+            priority: priority(CandidateType::Relayed, local_pref, component),
+            address: relayed,
+            kind: CandidateType::Relayed,
+            related_address: Some(mapped),
+            base: relayed,
+        };
+        tracing::debug!(candidate = %candidate, "relayed candidate");
+        self.local_candidates.push(candidate.clone());
+        self.events.push_back(Event::LocalCandidate(candidate));
+        self.form_pairs();
+    }
+
+    /// The local candidate that is the base `addr` (a host socket or a relayed address).
+    fn local_base(&self, addr: SocketAddr) -> Option<usize> {
+        self.local_candidates
+            .iter()
+            .position(|c| is_base(c) && c.base == addr)
+    }
+
+    /// Application data that arrived through a TURN relay.
+    pub fn poll_relayed_data(&mut self) -> Option<RelayedData> {
+        self.relayed_data.pop_front()
+    }
+
+    /// Sends application data on the path of `component` (see [`Agent::send_path`]): through
+    /// the TURN allocation when the path is relayed, else as a datagram from the host socket.
+    /// Data must not start with a byte from 0 to 3 (RFC 7983: it would be taken for STUN).
+    pub fn send(&mut self, component: u16, data: &[u8]) -> Result<(), SendError> {
+        let (local, remote) = self.send_path(component).ok_or(SendError::NoPath)?;
+        if matches!(data.first(), Some(0..=3)) {
+            return Err(SendError::LooksLikeStun);
+        }
+        self.emit(local, remote, data.to_vec());
+        Ok(())
     }
 
     /// Adds a remote candidate, at any time (trickle, RFC 8838 §11). Candidates beyond
@@ -461,6 +725,35 @@ impl Agent {
         if self.state == ConnectionState::Closed {
             return Received::Dropped;
         }
+        // Traffic of a TURN allocation made from this socket.
+        let mut relayed = false;
+        for relay in &mut self.relays {
+            if relay.base == local
+                && relay.client.server() == remote
+                && relay.client.transport() == TurnTransport::Udp
+                && relay.client.state() != TurnState::Closed
+            {
+                relay.client.handle_input(now, remote, data);
+                relayed = true;
+            }
+        }
+        if relayed {
+            self.process_relays(now);
+            self.update_state(now);
+            return Received::Relayed;
+        }
+        self.process(now, local, remote, data)
+    }
+
+    /// Handles a datagram that arrived on the base `local` (a host socket, or a relayed
+    /// address for data unwrapped by a TURN client).
+    fn process(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+    ) -> Received {
         match data.first() {
             Some(0..=3) => {}
             Some(_) => return self.receive_data(local, remote),
@@ -541,10 +834,8 @@ impl Agent {
     ) -> bool {
         let tid = msg.transaction_id();
         let Some(component) = self
-            .local_candidates
-            .iter()
-            .find(|c| c.kind == CandidateType::Host && c.base == local)
-            .map(|c| c.component)
+            .local_base(local)
+            .map(|i| self.local_candidates[i].component)
         else {
             self.stats.unexpected_data += 1;
             return false;
@@ -608,11 +899,8 @@ impl Agent {
             enc.finish();
         }
         self.stats.requests_answered += 1;
-        self.transmits.push_back(Transmit {
-            source: local,
-            destination: remote,
-            contents: self.buf.clone(),
-        });
+        let response = self.buf.clone();
+        self.emit(local, remote, response);
         let priority = msg
             .priority()
             .unwrap_or_else(|| priority(CandidateType::PeerReflexive, 0, component));
@@ -666,11 +954,7 @@ impl Agent {
         priority: u32,
         use_candidate: bool,
     ) {
-        let Some(local_idx) = self
-            .local_candidates
-            .iter()
-            .position(|c| c.kind == CandidateType::Host && c.base == local)
-        else {
+        let Some(local_idx) = self.local_base(local) else {
             return;
         };
         let component = self.local_candidates[local_idx].component;
@@ -767,11 +1051,8 @@ impl Agent {
         }
         enc.fingerprint();
         enc.finish();
-        self.transmits.push_back(Transmit {
-            source: local,
-            destination: remote,
-            contents: self.buf.clone(),
-        });
+        let response = self.buf.clone();
+        self.emit(local, remote, response);
     }
 
     /// Handles a Binding response to a gathering request or a check (RFC 8445 §7.2.5).
@@ -1039,7 +1320,7 @@ impl Agent {
             return;
         }
         for l in 0..self.local_candidates.len() {
-            if self.local_candidates[l].kind != CandidateType::Host {
+            if !is_base(&self.local_candidates[l]) {
                 continue;
             }
             for r in 0..self.remote_candidates.len() {
@@ -1079,6 +1360,10 @@ impl Agent {
     /// Advances timers to `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = self.now.max(now);
+        for relay in &mut self.relays {
+            relay.client.handle_timeout(now);
+        }
+        self.process_relays(now);
         if self.state == ConnectionState::Closed {
             return;
         }
@@ -1262,6 +1547,7 @@ impl Agent {
                     source: g.base,
                     destination: g.server,
                     contents: g.request.clone(),
+                    transport: Transport::Udp,
                 });
             }
             t.handle_timeout(now);
@@ -1271,6 +1557,7 @@ impl Agent {
                 self.pending.remove(&t.id());
             }
         }
+        let mut out = Vec::new();
         for idx in 0..self.pairs.len() {
             let (base, remote) = {
                 let p = &self.pairs[idx];
@@ -1285,11 +1572,7 @@ impl Agent {
             };
             if check.transaction.poll_transmit(now) {
                 self.stats.checks_sent += 1;
-                self.transmits.push_back(Transmit {
-                    source: base,
-                    destination: remote,
-                    contents: check.request.clone(),
-                });
+                out.push((base, remote, check.request.clone()));
             }
             check.transaction.handle_timeout(now);
             if check.transaction.state() == TransactionState::TimedOut {
@@ -1305,6 +1588,31 @@ impl Agent {
                 }
             }
         }
+        for (source, destination, contents) in out {
+            self.emit(source, destination, contents);
+        }
+    }
+
+    /// Sends `contents` from the local base `source`: a host socket directly, a relayed
+    /// address through its TURN allocation (RFC 8656 §10, §12).
+    fn emit(&mut self, source: SocketAddr, destination: SocketAddr, contents: Vec<u8>) {
+        let now = self.now;
+        if let Some(relay) = self
+            .relays
+            .iter_mut()
+            .find(|r| r.client.relayed_address() == Some(source))
+        {
+            if let Err(error) = relay.client.send_to(destination, &contents, now) {
+                tracing::debug!(%source, %destination, %error, "could not send through the relay");
+            }
+            return;
+        }
+        self.transmits.push_back(Transmit {
+            source,
+            destination,
+            contents,
+            transport: Transport::Udp,
+        });
     }
 
     /// Consent freshness on selected pairs (RFC 7675 §5.1); it also serves as the keepalive of
@@ -1436,6 +1744,18 @@ impl Agent {
             let pair = &self.pairs[idx];
             let local = self.local_candidates[pair.valid_local.unwrap_or(pair.local)].clone();
             let remote = self.remote_candidates[pair.remote].clone();
+            // Data on a relayed pair goes as ChannelData from now on (RFC 8656 §12).
+            let base = self.local_candidates[pair.local].base;
+            let now = self.now;
+            if let Some(relay) = self
+                .relays
+                .iter_mut()
+                .find(|r| r.client.relayed_address() == Some(base))
+            {
+                if let Err(error) = relay.client.bind_channel(remote.address, now) {
+                    tracing::debug!(%error, "no channel for the selected relayed pair");
+                }
+            }
             tracing::debug!(component, local = %local, remote = %remote, "selected pair");
             self.events.push_back(Event::SelectedPair {
                 component,
@@ -1454,6 +1774,7 @@ impl Agent {
         if self.gathering_started
             && !self.gathering_complete
             && self.gatherers.iter().all(|g| g.done)
+            && self.relays.iter().all(|r| r.done)
         {
             self.gathering_complete = true;
             self.events.push_back(Event::GatheringComplete);
@@ -1550,13 +1871,18 @@ impl Agent {
 
     /// When [`Agent::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let relays = self
+            .relays
+            .iter()
+            .filter_map(|r| r.client.poll_timeout())
+            .min();
         if matches!(
             self.state,
             ConnectionState::Closed | ConnectionState::Failed
         ) {
-            return None;
+            return relays;
         }
-        let mut next: Option<Instant> = None;
+        let mut next: Option<Instant> = relays;
         let mut at = |t: Option<Instant>| {
             if let Some(t) = t {
                 next = Some(next.map_or(t, |n| n.min(t)));
@@ -1607,7 +1933,21 @@ impl Agent {
 
     /// The next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        if let Some(t) = self.transmits.pop_front() {
+            return Some(t);
+        }
+        self.relays.iter_mut().find_map(|relay| {
+            let t = relay.client.poll_transmit()?;
+            Some(Transmit {
+                source: relay.base,
+                destination: t.destination,
+                contents: t.data,
+                transport: match relay.client.transport() {
+                    TurnTransport::Udp => Transport::Udp,
+                    TurnTransport::Tcp => Transport::Tcp,
+                },
+            })
+        })
     }
 
     /// The next event for the application.
@@ -1727,6 +2067,12 @@ impl Agent {
             p.check = None;
         }
         self.set_state(ConnectionState::Closed);
+        // Allocations are deleted (RFC 8656 §8): keep polling transmits and timeouts until
+        // `poll_timeout` returns `None` to let the deallocations go out.
+        let now = self.now;
+        for relay in &mut self.relays {
+            relay.client.close(now);
+        }
     }
 
     /// The foundation of a local candidate (RFC 8445 §5.1.1.3): equal for the same type, base
@@ -1772,6 +2118,12 @@ fn push_bounded<T>(vec: &mut Vec<T>, item: T, limit: usize) -> Option<usize> {
     }
     vec.push(item);
     Some(vec.len() - 1)
+}
+
+/// Candidates checks are sent from (RFC 8445 §6.1.2.4): host candidates and relayed ones, whose
+/// base is themselves; reflexive candidates are represented by their base.
+fn is_base(c: &Candidate) -> bool {
+    matches!(c.kind, CandidateType::Host | CandidateType::Relayed)
 }
 
 fn is_loopback(addr: SocketAddr) -> bool {

@@ -12,7 +12,10 @@ mod candidate;
 mod config;
 mod credentials;
 
-pub use agent::{Agent, AgentStats, ConnectionState, Event, Received, Role, Transmit};
+pub use agent::{
+    Agent, AgentStats, ConnectionState, Event, Received, RelayedData, Role, SendError, Transmit,
+    Transport,
+};
 pub use candidate::{Candidate, CandidateParseError, CandidateType};
 pub use config::AgentConfig;
 pub use credentials::Credentials;

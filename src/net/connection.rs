@@ -148,6 +148,7 @@ pub struct IceConnectionBuilder {
     role: Role,
     config: AgentConfig,
     stun_servers: Vec<SocketAddr>,
+    turn_servers: Vec<crate::turn::TurnConfig>,
     policy: AddressPolicy,
     explicit: Vec<IpAddr>,
     port_range: Option<(u16, u16)>,
@@ -161,6 +162,7 @@ impl IceConnectionBuilder {
             role,
             config: AgentConfig::default(),
             stun_servers: Vec::new(),
+            turn_servers: Vec::new(),
             policy: AddressPolicy::default(),
             explicit: Vec::new(),
             port_range: None,
@@ -185,6 +187,13 @@ impl IceConnectionBuilder {
     /// Adds a STUN server to learn server-reflexive candidates from (RFC 8445 §5.1.1.2).
     pub fn stun_server(mut self, server: SocketAddr) -> Self {
         self.stun_servers.push(server);
+        self
+    }
+
+    /// Adds a TURN server to allocate relayed candidates on (RFC 8445 §5.1.1.2, RFC 8656), over
+    /// UDP or TCP as its configuration says.
+    pub fn turn_server(mut self, server: crate::turn::TurnConfig) -> Self {
+        self.turn_servers.push(server);
         self
     }
 
@@ -324,6 +333,9 @@ impl IceConnectionBuilder {
         }
         if sockets.is_empty() {
             return Err(Error::NoUsableAddress);
+        }
+        for server in &self.turn_servers {
+            agent.add_turn_server(server.clone());
         }
         for server in &self.stun_servers {
             agent.add_stun_server(*server);
@@ -544,11 +556,19 @@ impl IceConnection {
                 .copied()
                 .flatten()
                 .ok_or(Error::NoPath { component })?;
-            let socket = view.sockets.get(&local).cloned().ok_or(Error::Closed)?;
-            (socket, remote)
+            (view.sockets.get(&local).cloned(), remote)
         };
-        socket.send_to(data, remote).await?;
-        Ok(())
+        match socket {
+            Some(socket) => {
+                socket.send_to(data, remote).await?;
+                Ok(())
+            }
+            // A relayed path: the agent wraps the data for its TURN allocation.
+            None => {
+                self.command(Command::SendRelayed(component, data.to_vec()))
+                    .await
+            }
+        }
     }
 
     /// The peer's credentials from signalling; checks start once they are known.

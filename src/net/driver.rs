@@ -7,13 +7,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::net::UdpSocket;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, UdpSocket};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use super::connection::{Datagram, SelectedPair, Shared};
-use crate::ice::{Agent, Candidate, ConnectionState, Credentials, Event, Received};
+use crate::ice::{Agent, Candidate, ConnectionState, Credentials, Event, Received, Transport};
 
 /// Largest UDP payload we can receive (65,535 minus the 8-byte UDP header; RFC 768). Larger
 /// IPv6 jumbograms (RFC 2675) are not used on the Internet.
@@ -26,6 +27,11 @@ const INBOUND_QUEUE: usize = 512;
 const RECEIVE_BATCH: usize = 64;
 /// Pause of a socket reader after a receive error, so a persistent error cannot spin a core.
 const READ_ERROR_BACKOFF: Duration = Duration::from_millis(20);
+/// Chunks waiting to be written to the stream to a TURN server (RFC 8656 §3.1); beyond it the
+/// agent's retransmissions make up for what is dropped.
+const STREAM_QUEUE: usize = 256;
+/// Bound on connecting a stream to a TURN server.
+const STREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the handle asks the driver to do.
 #[derive(Debug)]
@@ -33,8 +39,16 @@ pub(crate) enum Command {
     SetRemoteCredentials(Credentials),
     AddRemoteCandidate(Candidate),
     EndOfRemoteCandidates,
+    /// Application data for a component whose path goes through a TURN relay.
+    SendRelayed(u16, Vec<u8>),
     Restart(oneshot::Sender<Credentials>),
     Close,
+}
+
+/// What a TURN stream task reports.
+enum StreamInbound {
+    Data(SocketAddr, Vec<u8>),
+    Closed(SocketAddr),
 }
 
 /// A datagram a reader task received.
@@ -65,11 +79,16 @@ pub(crate) struct Driver {
     /// What was last published in the shared view, to lock it only on change.
     published_paths: Vec<Option<(SocketAddr, SocketAddr)>>,
     published_selected: Vec<Option<(SocketAddr, SocketAddr)>>,
+    /// Writers of the streams to TURN servers over TCP, by server.
+    streams: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+    stream_tx: mpsc::Sender<StreamInbound>,
+    stream_rx: mpsc::Receiver<StreamInbound>,
 }
 
 impl Driver {
     pub(crate) fn new(parts: Parts) -> Self {
         let (tx, inbound) = mpsc::channel(INBOUND_QUEUE);
+        let (stream_tx, stream_rx) = mpsc::channel(INBOUND_QUEUE);
         let mut readers = JoinSet::new();
         for (local, socket) in parts.sockets.iter() {
             readers.spawn(read_loop(Arc::clone(socket), *local, tx.clone()));
@@ -81,6 +100,9 @@ impl Driver {
             inbound,
             published_paths: vec![None; n],
             published_selected: vec![None; n],
+            streams: HashMap::new(),
+            stream_tx,
+            stream_rx,
         }
     }
 
@@ -122,6 +144,18 @@ impl Driver {
                         break;
                     }
                 },
+                Some(stream) = self.stream_rx.recv() => {
+                    let now = Instant::now();
+                    match stream {
+                        StreamInbound::Data(server, data) => {
+                            self.parts.agent.handle_turn_stream(now, server, &data);
+                        }
+                        StreamInbound::Closed(server) => {
+                            self.streams.remove(&server);
+                            self.parts.agent.handle_turn_stream_closed(now, server);
+                        }
+                    }
+                }
                 () = timer => {}
             }
             // Whatever woke us, timers that are due run now, so a busy socket cannot starve
@@ -138,6 +172,7 @@ impl Driver {
         }
         self.parts.agent.close();
         self.flush().await;
+        self.deallocate().await;
         self.parts.shared.closed.store(true, Ordering::Release);
         self.parts.shared.view().sockets.clear();
         self.parts.state.send_replace(ConnectionState::Closed);
@@ -162,6 +197,11 @@ impl Driver {
                 tracing::debug!("remote end-of-candidates");
                 agent.end_of_remote_candidates(now);
             }
+            Command::SendRelayed(component, data) => {
+                if let Err(error) = agent.send(component, &data) {
+                    tracing::debug!(component, %error, "relayed data not sent");
+                }
+            }
             Command::Restart(reply) => {
                 agent.restart(now);
                 let credentials = agent.local_credentials().clone();
@@ -181,36 +221,72 @@ impl Driver {
             &packet.data,
         );
         match received {
-            Received::Stun => {}
+            Received::Stun | Received::Relayed => {}
             Received::Dropped => {
                 tracing::trace!(from = %packet.remote, to = %packet.local, len = packet.data.len(),
                     "agent dropped a datagram");
             }
-            Received::Data { component } => {
-                let shared = &self.parts.shared;
-                let datagram = Datagram {
-                    component,
-                    source: packet.remote,
-                    data: packet.data,
-                };
-                match self.parts.datagrams.try_send(datagram) {
-                    Ok(()) => {
-                        shared.datagrams_received.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(TrySendError::Full(_)) => {
-                        shared.datagrams_dropped.fetch_add(1, Ordering::Relaxed);
-                        tracing::trace!(component, "receive queue full: datagram dropped");
-                    }
-                    // The handle is gone; the command channel tells the loop to end.
-                    Err(TrySendError::Closed(_)) => {}
+            Received::Data { component } => self.deliver(Datagram {
+                component,
+                source: packet.remote,
+                data: packet.data,
+            }),
+        }
+    }
+
+    /// Hands a datagram to the application, or drops and counts it when its queue is full.
+    fn deliver(&self, datagram: Datagram) {
+        let shared = &self.parts.shared;
+        let component = datagram.component;
+        match self.parts.datagrams.try_send(datagram) {
+            Ok(()) => {
+                shared.datagrams_received.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Full(_)) => {
+                shared.datagrams_dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::trace!(component, "receive queue full: datagram dropped");
+            }
+            // The handle is gone; the command channel tells the loop to end.
+            Err(TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// Lets the deallocations of TURN allocations go out (RFC 8656 §8), bounded in time.
+    async fn deallocate(&mut self) {
+        let end = Instant::now() + Duration::from_secs(2);
+        while let Some(at) = self.parts.agent.poll_timeout() {
+            if at > end {
+                break;
+            }
+            tokio::select! {
+                Some(packet) = self.inbound.recv() => self.receive(packet),
+                () = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => {
+                    self.parts.agent.handle_timeout(Instant::now());
                 }
             }
+            self.flush().await;
+        }
+    }
+
+    /// Queues bytes for the stream to a TURN server, connecting it first if needed.
+    fn send_stream(&mut self, source: SocketAddr, server: SocketAddr, data: Vec<u8>) {
+        let writer = self.streams.entry(server).or_insert_with(|| {
+            let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+            tokio::spawn(stream_task(source, server, rx, self.stream_tx.clone()));
+            tx
+        });
+        if writer.try_send(data).is_err() {
+            tracing::debug!(%server, "TURN stream queue full: chunk dropped");
         }
     }
 
     /// Sends what the agent wants sent, forwards its events and publishes what changed.
     async fn flush(&mut self) {
         while let Some(transmit) = self.parts.agent.poll_transmit() {
+            if transmit.transport == Transport::Tcp {
+                self.send_stream(transmit.source, transmit.destination, transmit.contents);
+                continue;
+            }
             let Some(socket) = self.parts.sockets.get(&transmit.source) else {
                 self.parts
                     .shared
@@ -230,6 +306,13 @@ impl Driver {
                 tracing::debug!(from = %transmit.source, to = %transmit.destination, error = %e,
                     "send failed");
             }
+        }
+        while let Some(relayed) = self.parts.agent.poll_relayed_data() {
+            self.deliver(Datagram {
+                component: relayed.component,
+                source: relayed.source,
+                data: relayed.data,
+            });
         }
         while let Some(event) = self.parts.agent.poll_event() {
             self.event(event);
@@ -311,6 +394,69 @@ impl Driver {
             changed
         });
     }
+}
+
+/// Connects the stream to a TURN server (bound to the host address of `source`), writes what
+/// the agent queues, and reports what the server sends and when the stream ends.
+async fn stream_task(
+    source: SocketAddr,
+    server: SocketAddr,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    tx: mpsc::Sender<StreamInbound>,
+) {
+    let connect = async {
+        let socket = if server.is_ipv6() {
+            TcpSocket::new_v6()?
+        } else {
+            TcpSocket::new_v4()?
+        };
+        if source.is_ipv6() == server.is_ipv6() && !source.ip().is_unspecified() {
+            socket.bind(SocketAddr::new(source.ip(), 0))?;
+        }
+        socket.connect(server).await
+    };
+    let stream = match tokio::time::timeout(STREAM_CONNECT_TIMEOUT, connect).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            tracing::warn!(%server, error = %e, "cannot connect to the TURN server");
+            let _ = tx.send(StreamInbound::Closed(server)).await;
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(%server, "connecting to the TURN server timed out");
+            let _ = tx.send(StreamInbound::Closed(server)).await;
+            return;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let (mut read, mut write) = stream.into_split();
+    let reader_tx = tx.clone();
+    let reader = tokio::spawn(async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match read.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let chunk = buf.get(..n).unwrap_or_default().to_vec();
+                    if reader_tx
+                        .send(StreamInbound::Data(server, chunk))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = reader_tx.send(StreamInbound::Closed(server)).await;
+    });
+    while let Some(chunk) = rx.recv().await {
+        if let Err(e) = write.write_all(&chunk).await {
+            tracing::debug!(%server, error = %e, "TURN stream write failed");
+            break;
+        }
+    }
+    reader.abort();
 }
 
 /// Receives on one socket and hands every datagram to the driver.
