@@ -649,12 +649,15 @@ impl TurnClient {
             refresh.into_iter().chain(std::iter::once(a.expires_at))
         });
         let permissions = self.permissions.values().flat_map(|p| {
-            let refresh = p.refresh_at.filter(|_| p.used && !p.in_flight);
-            refresh.into_iter().chain(p.installed_until)
+            // While a refresh is in flight its answer or timeout decides, not the expiry.
+            let refresh = p.refresh_at.filter(|_| p.used);
+            let expiry = p.installed_until;
+            refresh.into_iter().chain(expiry).filter(|_| !p.in_flight)
         });
         let channels = self.channels.values().flat_map(|c| {
-            let refresh = c.refresh_at.filter(|_| c.used && !c.in_flight);
-            refresh.into_iter().chain(c.bound_until)
+            let refresh = c.refresh_at.filter(|_| c.used);
+            let expiry = c.bound_until;
+            refresh.into_iter().chain(expiry).filter(|_| !c.in_flight)
         });
         requests
             .chain(allocation)
@@ -686,7 +689,7 @@ impl TurnClient {
             }
         }
         for kind in timed_out {
-            self.fail_request(kind, TurnError::Timeout);
+            self.fail_request(kind, TurnError::Timeout, now);
         }
         if self.state != TurnState::Allocated {
             return;
@@ -844,6 +847,7 @@ impl TurnClient {
                 self.fail_request(
                     request.kind,
                     TurnError::InvalidResponse("unknown comprehension-required attribute"),
+                    now,
                 );
                 return;
             }
@@ -861,6 +865,7 @@ impl TurnClient {
                     self.fail_request(
                         request.kind,
                         TurnError::InvalidResponse("401 without REALM and NONCE"),
+                        now,
                     );
                     return;
                 };
@@ -873,11 +878,12 @@ impl TurnClient {
                     self.fail_request(
                         request.kind,
                         TurnError::InvalidResponse("438 without NONCE"),
+                        now,
                     );
                     return;
                 };
                 if request.stale_retries >= MAX_STALE_NONCE_RETRIES {
-                    self.fail_request(request.kind, TurnError::StaleNonceLoop);
+                    self.fail_request(request.kind, TurnError::StaleNonceLoop, now);
                     return;
                 }
                 let realm = msg
@@ -888,6 +894,7 @@ impl TurnClient {
                     self.fail_request(
                         request.kind,
                         TurnError::InvalidResponse("438 without REALM"),
+                        now,
                     );
                     return;
                 };
@@ -907,7 +914,7 @@ impl TurnClient {
                         reason: reason.to_owned(),
                     },
                 };
-                self.fail_request(request.kind, error);
+                self.fail_request(request.kind, error, now);
             }
         }
     }
@@ -1056,7 +1063,7 @@ impl TurnClient {
     }
 
     /// A request ended without success.
-    fn fail_request(&mut self, kind: RequestKind, error: TurnError) {
+    fn fail_request(&mut self, kind: RequestKind, error: TurnError, now: Instant) {
         tracing::debug!(?kind, %error, "TURN request failed");
         match kind {
             RequestKind::Allocate => {
@@ -1079,6 +1086,8 @@ impl TurnClient {
             RequestKind::ChannelBind(number, peer) => {
                 if self.channels.get(&peer).is_some_and(|c| c.number == number) {
                     self.channels.remove(&peer);
+                    // The server may still hold the binding: keep the number unused a while.
+                    self.retire_channel(number, now);
                     self.events.push_back(TurnEvent::ChannelBindFailed {
                         peer,
                         channel: number,
