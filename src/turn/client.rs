@@ -944,8 +944,8 @@ impl TurnClient {
                 self.allocation = Some(Allocation {
                     relayed,
                     mapped,
-                    expires_at: now + lifetime,
-                    refresh_at: now + refresh_delay(lifetime),
+                    expires_at: later(now, lifetime),
+                    refresh_at: later(now, refresh_delay(lifetime)),
                     refreshing: false,
                 });
                 self.state = TurnState::Allocated;
@@ -1004,8 +1004,8 @@ impl TurnClient {
                     return;
                 }
                 if let Some(a) = &mut self.allocation {
-                    a.expires_at = now + lifetime;
-                    a.refresh_at = now + refresh_delay(lifetime);
+                    a.expires_at = later(now, lifetime);
+                    a.refresh_at = later(now, refresh_delay(lifetime));
                     a.refreshing = false;
                 }
                 self.events.push_back(TurnEvent::Refreshed { lifetime });
@@ -1013,8 +1013,8 @@ impl TurnClient {
             RequestKind::CreatePermission(peer) => {
                 if let Some(p) = self.permissions.get_mut(&peer) {
                     let first = p.installed_until.is_none();
-                    p.installed_until = Some(now + PERMISSION_LIFETIME);
-                    p.refresh_at = Some(now + PERMISSION_REFRESH);
+                    p.installed_until = Some(later(now, PERMISSION_LIFETIME));
+                    p.refresh_at = Some(later(now, PERMISSION_REFRESH));
                     p.in_flight = false;
                     p.used = false;
                     if first {
@@ -1027,16 +1027,16 @@ impl TurnClient {
                     return;
                 };
                 let first = c.bound_until.is_none();
-                c.bound_until = Some(now + CHANNEL_LIFETIME);
-                c.refresh_at = Some(now + CHANNEL_REFRESH);
+                c.bound_until = Some(later(now, CHANNEL_LIFETIME));
+                c.refresh_at = Some(later(now, CHANNEL_REFRESH));
                 c.in_flight = false;
                 c.used = false;
                 // RFC 8656 §12.2: a ChannelBind also installs or refreshes the permission.
                 let ip = peer.ip();
                 if let Some(p) = self.permissions.get_mut(&ip) {
                     let first_permission = p.installed_until.is_none();
-                    p.installed_until = Some(now + PERMISSION_LIFETIME);
-                    p.refresh_at = Some(now + PERMISSION_REFRESH);
+                    p.installed_until = Some(later(now, PERMISSION_LIFETIME));
+                    p.refresh_at = Some(later(now, PERMISSION_REFRESH));
                     if first_permission {
                         self.events.push_back(TurnEvent::PermissionCreated(ip));
                     }
@@ -1044,8 +1044,8 @@ impl TurnClient {
                     self.permissions.insert(
                         ip,
                         Permission {
-                            installed_until: Some(now + PERMISSION_LIFETIME),
-                            refresh_at: Some(now + PERMISSION_REFRESH),
+                            installed_until: Some(later(now, PERMISSION_LIFETIME)),
+                            refresh_at: Some(later(now, PERMISSION_REFRESH)),
                             in_flight: false,
                             used: false,
                         },
@@ -1214,7 +1214,7 @@ impl TurnClient {
         // At most one entry per number: 4096 entries at worst.
         self.retired_channels.retain(|(r, _)| *r != number);
         self.retired_channels
-            .push((number, now + CHANNEL_REUSE_DELAY));
+            .push((number, later(now, CHANNEL_REUSE_DELAY)));
     }
 
     fn finish_close(&mut self) {
@@ -1248,6 +1248,13 @@ impl TurnClient {
         self.channels.clear();
         self.allocation = None;
     }
+}
+
+/// `now + d`, saturating instead of panicking when a (server-given) duration is absurd.
+fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(u64::from(u32::MAX))))
+        .unwrap_or(now)
 }
 
 /// When to refresh an allocation of `lifetime`: after [`REFRESH_PERCENT`] of it.
