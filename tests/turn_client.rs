@@ -1064,7 +1064,7 @@ fn timers_never_spin_while_a_refresh_is_in_flight() {
         |c| {
             c.retransmit.rto = Duration::from_secs(50);
             c.retransmit.max_transmits = 2;
-        c.retransmit.last_wait_factor = 2;
+            c.retransmit.last_wait_factor = 2;
         },
     );
     h.exchange();
