@@ -238,7 +238,7 @@ impl FakeServer {
 
     /// What the server sends when `peer` sends `data` to the relayed address: ChannelData
     /// if a channel is bound to it, else a Data indication if a permission exists.
-    fn from_peer(&self, peer: SocketAddr, data: &[u8]) -> Option<Vec<u8>> {
+    fn relay_from_peer(&self, peer: SocketAddr, data: &[u8]) -> Option<Vec<u8>> {
         if let Some((&channel, _)) = self.channels.iter().find(|(_, p)| **p == peer) {
             let mut out = Vec::new();
             encode_channel_data(
@@ -329,7 +329,7 @@ impl Harness {
     fn peer_sends(&mut self, from: SocketAddr, data: &[u8]) {
         let bytes = self
             .server
-            .from_peer(from, data)
+            .relay_from_peer(from, data)
             .expect("the server relays it");
         self.client.handle_input(self.now, server_addr(), &bytes);
         self.exchange();
@@ -758,9 +758,9 @@ fn tcp_framing_split_at_every_byte_boundary() {
     h.exchange();
     h.take_events();
     let mut stream = Vec::new();
-    stream.extend(h.server.from_peer(peer(1), b"first").unwrap());
-    stream.extend(h.server.from_peer(peer(2), b"odd").unwrap());
-    stream.extend(h.server.from_peer(peer(1), &[9; 37]).unwrap());
+    stream.extend(h.server.relay_from_peer(peer(1), b"first").unwrap());
+    stream.extend(h.server.relay_from_peer(peer(2), b"odd").unwrap());
+    stream.extend(h.server.relay_from_peer(peer(1), &[9; 37]).unwrap());
     let expected = vec![
         TurnEvent::PeerData {
             peer: peer(1),
@@ -776,7 +776,7 @@ fn tcp_framing_split_at_every_byte_boundary() {
         },
     ];
     let server = server_addr();
-    let mut feed = |chunks: &[&[u8]]| {
+    let feed = |chunks: &[&[u8]]| {
         let mut h = Harness::allocated(TurnTransport::Tcp);
         h.client.create_permission(peer(1).ip(), h.now).unwrap();
         h.client.bind_channel(peer(2), h.now).unwrap();
@@ -844,7 +844,7 @@ fn tcp_garbage_truncated_and_oversized_streams_end_the_allocation() {
     h.client.create_permission(peer(1).ip(), h.now).unwrap();
     h.exchange();
     h.take_events();
-    let frame = h.server.from_peer(peer(1), b"cut short").unwrap();
+    let frame = h.server.relay_from_peer(peer(1), b"cut short").unwrap();
     h.client
         .handle_input(h.now, server_addr(), &frame[..frame.len() - 3]);
     h.client.handle_transport_closed(h.now);
@@ -923,7 +923,7 @@ fn udp_garbage_forgeries_and_strangers_are_dropped() {
     h.client.handle_input(h.now, s, &[0, 1, 0, 0]);
     assert_eq!(h.client.stats().malformed, 4);
     // From someone who is not the server.
-    let data = h.server.from_peer(peer(1), b"spoof").unwrap();
+    let data = h.server.relay_from_peer(peer(1), b"spoof").unwrap();
     h.client.handle_input(h.now, peer(9), &data);
     assert_eq!(h.client.stats().not_from_server, 1);
     // ChannelData on a channel never bound.
@@ -1012,7 +1012,7 @@ fn limits_are_enforced() {
         Err(TurnError::DataTooLong(70_000))
     );
     for _ in 0..5 {
-        let bytes = h.server.from_peer(peer(1), b"flood").unwrap();
+        let bytes = h.server.relay_from_peer(peer(1), b"flood").unwrap();
         h.client.handle_input(h.now, server_addr(), &bytes);
     }
     assert_eq!(h.client.stats().dropped_data, 3);
@@ -1052,4 +1052,82 @@ fn close_deallocates_with_lifetime_zero() {
     let mut h = Harness::new(TurnTransport::Udp);
     h.client.close(h.now);
     assert_eq!(h.client.poll_event(), Some(TurnEvent::Closed));
+}
+
+#[test]
+fn timers_never_spin_while_a_refresh_is_in_flight() {
+    // Long retransmission timings: a permission refresh still waiting at its expiry must not
+    // make poll_timeout return a time in the past.
+    let mut h = Harness::with(
+        TurnTransport::Udp,
+        Credentials::long_term(USER, PASS),
+        |c| {
+            c.retransmit.rto = Duration::from_secs(50);
+            c.retransmit.max_transmits = 2;
+            c.retransmit.last_wait_factor = 2;
+        },
+    );
+    h.exchange();
+    h.client.create_permission(peer(1).ip(), h.now).unwrap();
+    h.exchange();
+    h.take_events();
+    h.client.send_to(peer(1), b"in use", h.now).unwrap();
+    h.server.silent = true;
+    let mut wakeups = 0;
+    let end = h.now + Duration::from_secs(400);
+    while let Some(t) = h.client.poll_timeout().filter(|t| *t <= end) {
+        assert!(t >= h.now, "poll_timeout went back in time");
+        h.now = t;
+        h.client.handle_timeout(t);
+        while h.client.poll_transmit().is_some() {}
+        wakeups += 1;
+        assert!(wakeups < 100, "timer spin");
+    }
+    let events: Vec<_> = std::iter::from_fn(|| h.client.poll_event()).collect();
+    assert!(events.contains(&TurnEvent::PermissionFailed {
+        peer: peer(1).ip(),
+        error: TurnError::Timeout
+    }));
+}
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any bytes from the server, over UDP or TCP, in any chunking: no panic, and the
+        /// client stays in a reportable state.
+        #[test]
+        fn random_input_never_panics(
+            chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..80), 0..12),
+            tcp in any::<bool>(),
+            prefix_valid in any::<bool>(),
+        ) {
+            let transport = if tcp { TurnTransport::Tcp } else { TurnTransport::Udp };
+            let mut h = Harness::new(transport);
+            if prefix_valid {
+                h.exchange();
+                h.client.create_permission(peer(1).ip(), h.now).unwrap();
+                h.client.bind_channel(peer(1), h.now).unwrap();
+                h.exchange();
+            }
+            for chunk in &chunks {
+                h.client.handle_input(h.now, server_addr(), chunk);
+                let mut stun = chunk.clone();
+                // Also as a STUN-looking message with a valid header.
+                if stun.len() >= 20 {
+                    stun[0] &= 0x3F;
+                    let len = ((stun.len() - 20) & !3) as u16;
+                    stun.truncate(20 + usize::from(len));
+                    stun[2..4].copy_from_slice(&len.to_be_bytes());
+                    stun[4..8].copy_from_slice(&0x2112_A442u32.to_be_bytes());
+                    h.client.handle_input(h.now, server_addr(), &stun);
+                }
+            }
+            h.advance(Duration::from_secs(60));
+            let _ = h.client.state();
+        }
+    }
 }

@@ -300,3 +300,43 @@ fn coturn_udp_allocate_permission_channel_and_close() {
 fn coturn_tcp_allocate_permission_channel_and_close() {
     run(TurnTransport::Tcp);
 }
+
+#[test]
+fn coturn_refuses_a_wrong_secret() {
+    if !turnserver_available() {
+        return;
+    }
+    let coturn = start_coturn();
+    let server: SocketAddr = ([127, 0, 0, 1], coturn.port).into();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let mut link = Link::Udp(socket);
+    let credentials = Credentials::time_limited_for(
+        b"not the secret",
+        SystemTime::now(),
+        Duration::from_secs(3600),
+        None,
+    );
+    let mut client = TurnClient::new(
+        TurnConfig::new(server, TurnTransport::Udp, credentials),
+        Instant::now(),
+    );
+    let deadline = Instant::now() + WAIT;
+    let mut buf = vec![0u8; 2048];
+    let event = loop {
+        flush(&mut client, &mut link);
+        if let Some(event) = client.poll_event() {
+            break event;
+        }
+        assert!(Instant::now() < deadline, "no answer from coturn");
+        if let Some((n, from)) = link.recv(&mut buf) {
+            client.handle_input(Instant::now(), from, &buf[..n]);
+        }
+    };
+    assert_eq!(
+        event,
+        TurnEvent::AllocationFailed(jingle_ice::turn::TurnError::WrongCredentials)
+    );
+}

@@ -649,12 +649,15 @@ impl TurnClient {
             refresh.into_iter().chain(std::iter::once(a.expires_at))
         });
         let permissions = self.permissions.values().flat_map(|p| {
-            let refresh = p.refresh_at.filter(|_| p.used && !p.in_flight);
-            refresh.into_iter().chain(p.installed_until)
+            // While a refresh is in flight its answer or timeout decides, not the expiry.
+            let refresh = p.refresh_at.filter(|_| p.used);
+            let expiry = p.installed_until;
+            refresh.into_iter().chain(expiry).filter(|_| !p.in_flight)
         });
         let channels = self.channels.values().flat_map(|c| {
-            let refresh = c.refresh_at.filter(|_| c.used && !c.in_flight);
-            refresh.into_iter().chain(c.bound_until)
+            let refresh = c.refresh_at.filter(|_| c.used);
+            let expiry = c.bound_until;
+            refresh.into_iter().chain(expiry).filter(|_| !c.in_flight)
         });
         requests
             .chain(allocation)
@@ -686,7 +689,7 @@ impl TurnClient {
             }
         }
         for kind in timed_out {
-            self.fail_request(kind, TurnError::Timeout);
+            self.fail_request(kind, TurnError::Timeout, now);
         }
         if self.state != TurnState::Allocated {
             return;
@@ -844,6 +847,7 @@ impl TurnClient {
                 self.fail_request(
                     request.kind,
                     TurnError::InvalidResponse("unknown comprehension-required attribute"),
+                    now,
                 );
                 return;
             }
@@ -861,6 +865,7 @@ impl TurnClient {
                     self.fail_request(
                         request.kind,
                         TurnError::InvalidResponse("401 without REALM and NONCE"),
+                        now,
                     );
                     return;
                 };
@@ -873,11 +878,12 @@ impl TurnClient {
                     self.fail_request(
                         request.kind,
                         TurnError::InvalidResponse("438 without NONCE"),
+                        now,
                     );
                     return;
                 };
                 if request.stale_retries >= MAX_STALE_NONCE_RETRIES {
-                    self.fail_request(request.kind, TurnError::StaleNonceLoop);
+                    self.fail_request(request.kind, TurnError::StaleNonceLoop, now);
                     return;
                 }
                 let realm = msg
@@ -888,6 +894,7 @@ impl TurnClient {
                     self.fail_request(
                         request.kind,
                         TurnError::InvalidResponse("438 without REALM"),
+                        now,
                     );
                     return;
                 };
@@ -907,7 +914,7 @@ impl TurnClient {
                         reason: reason.to_owned(),
                     },
                 };
-                self.fail_request(request.kind, error);
+                self.fail_request(request.kind, error, now);
             }
         }
     }
@@ -937,8 +944,8 @@ impl TurnClient {
                 self.allocation = Some(Allocation {
                     relayed,
                     mapped,
-                    expires_at: now + lifetime,
-                    refresh_at: now + refresh_delay(lifetime),
+                    expires_at: later(now, lifetime),
+                    refresh_at: later(now, refresh_delay(lifetime)),
                     refreshing: false,
                 });
                 self.state = TurnState::Allocated;
@@ -997,8 +1004,8 @@ impl TurnClient {
                     return;
                 }
                 if let Some(a) = &mut self.allocation {
-                    a.expires_at = now + lifetime;
-                    a.refresh_at = now + refresh_delay(lifetime);
+                    a.expires_at = later(now, lifetime);
+                    a.refresh_at = later(now, refresh_delay(lifetime));
                     a.refreshing = false;
                 }
                 self.events.push_back(TurnEvent::Refreshed { lifetime });
@@ -1006,8 +1013,8 @@ impl TurnClient {
             RequestKind::CreatePermission(peer) => {
                 if let Some(p) = self.permissions.get_mut(&peer) {
                     let first = p.installed_until.is_none();
-                    p.installed_until = Some(now + PERMISSION_LIFETIME);
-                    p.refresh_at = Some(now + PERMISSION_REFRESH);
+                    p.installed_until = Some(later(now, PERMISSION_LIFETIME));
+                    p.refresh_at = Some(later(now, PERMISSION_REFRESH));
                     p.in_flight = false;
                     p.used = false;
                     if first {
@@ -1020,16 +1027,16 @@ impl TurnClient {
                     return;
                 };
                 let first = c.bound_until.is_none();
-                c.bound_until = Some(now + CHANNEL_LIFETIME);
-                c.refresh_at = Some(now + CHANNEL_REFRESH);
+                c.bound_until = Some(later(now, CHANNEL_LIFETIME));
+                c.refresh_at = Some(later(now, CHANNEL_REFRESH));
                 c.in_flight = false;
                 c.used = false;
                 // RFC 8656 §12.2: a ChannelBind also installs or refreshes the permission.
                 let ip = peer.ip();
                 if let Some(p) = self.permissions.get_mut(&ip) {
                     let first_permission = p.installed_until.is_none();
-                    p.installed_until = Some(now + PERMISSION_LIFETIME);
-                    p.refresh_at = Some(now + PERMISSION_REFRESH);
+                    p.installed_until = Some(later(now, PERMISSION_LIFETIME));
+                    p.refresh_at = Some(later(now, PERMISSION_REFRESH));
                     if first_permission {
                         self.events.push_back(TurnEvent::PermissionCreated(ip));
                     }
@@ -1037,8 +1044,8 @@ impl TurnClient {
                     self.permissions.insert(
                         ip,
                         Permission {
-                            installed_until: Some(now + PERMISSION_LIFETIME),
-                            refresh_at: Some(now + PERMISSION_REFRESH),
+                            installed_until: Some(later(now, PERMISSION_LIFETIME)),
+                            refresh_at: Some(later(now, PERMISSION_REFRESH)),
                             in_flight: false,
                             used: false,
                         },
@@ -1056,7 +1063,7 @@ impl TurnClient {
     }
 
     /// A request ended without success.
-    fn fail_request(&mut self, kind: RequestKind, error: TurnError) {
+    fn fail_request(&mut self, kind: RequestKind, error: TurnError, now: Instant) {
         tracing::debug!(?kind, %error, "TURN request failed");
         match kind {
             RequestKind::Allocate => {
@@ -1079,6 +1086,8 @@ impl TurnClient {
             RequestKind::ChannelBind(number, peer) => {
                 if self.channels.get(&peer).is_some_and(|c| c.number == number) {
                     self.channels.remove(&peer);
+                    // The server may still hold the binding: keep the number unused a while.
+                    self.retire_channel(number, now);
                     self.events.push_back(TurnEvent::ChannelBindFailed {
                         peer,
                         channel: number,
@@ -1205,7 +1214,7 @@ impl TurnClient {
         // At most one entry per number: 4096 entries at worst.
         self.retired_channels.retain(|(r, _)| *r != number);
         self.retired_channels
-            .push((number, now + CHANNEL_REUSE_DELAY));
+            .push((number, later(now, CHANNEL_REUSE_DELAY)));
     }
 
     fn finish_close(&mut self) {
@@ -1239,6 +1248,13 @@ impl TurnClient {
         self.channels.clear();
         self.allocation = None;
     }
+}
+
+/// `now + d`, saturating instead of panicking when a (server-given) duration is absurd.
+fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(u64::from(u32::MAX))))
+        .unwrap_or(now)
 }
 
 /// When to refresh an allocation of `lifetime`: after [`REFRESH_PERCENT`] of it.

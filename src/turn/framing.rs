@@ -74,16 +74,16 @@ impl<'a> ChannelData<'a> {
     /// (padding, RFC 8656 §12.5) are ignored; fewer bytes than the length field says are an
     /// error.
     pub fn decode(buf: &'a [u8]) -> Result<ChannelData<'a>, FrameError> {
-        let (Some(header), Some(rest)) = (
-            buf.get(..CHANNEL_DATA_HEADER_LEN),
+        let (Some(&[c0, c1, l0, l1]), Some(rest)) = (
+            buf.first_chunk::<CHANNEL_DATA_HEADER_LEN>(),
             buf.get(CHANNEL_DATA_HEADER_LEN..),
         ) else {
             return Err(FrameError::TooShort(buf.len()));
         };
-        let channel = u16::from_be_bytes([header[0], header[1]]);
-        let declared = usize::from(u16::from_be_bytes([header[2], header[3]]));
+        let channel = u16::from_be_bytes([c0, c1]);
+        let declared = usize::from(u16::from_be_bytes([l0, l1]));
         if channel & 0xC000 != 0x4000 {
-            return Err(FrameError::Garbage(header[0]));
+            return Err(FrameError::Garbage(c0));
         }
         let data = rest.get(..declared).ok_or(FrameError::LengthMismatch {
             declared,
@@ -242,18 +242,16 @@ fn frame_len(prefix: &[u8], max: usize) -> Result<Option<usize>, FrameError> {
     if first & 0xC0 == 0x80 || first & 0xC0 == 0xC0 {
         return Err(FrameError::Garbage(first));
     }
-    let Some(len) = prefix
-        .get(2..4)
-        .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
-    else {
+    let Some(&[_, _, l0, l1]) = prefix.first_chunk::<4>() else {
         return Ok(None);
     };
+    let len = usize::from(u16::from_be_bytes([l0, l1]));
     let total = if first & 0xC0 == 0 {
         if len % 4 != 0 {
             return Err(FrameError::BadStunHeader);
         }
-        if let Some(cookie) = prefix.get(4..8) {
-            if u32::from_be_bytes([cookie[0], cookie[1], cookie[2], cookie[3]]) != MAGIC_COOKIE {
+        if let Some(&[_, _, _, _, k0, k1, k2, k3]) = prefix.first_chunk::<8>() {
+            if u32::from_be_bytes([k0, k1, k2, k3]) != MAGIC_COOKIE {
                 return Err(FrameError::BadStunHeader);
             }
         }

@@ -7,6 +7,36 @@
 //! allocated, data from peers, failures. Data for a peer goes through
 //! [`TurnClient::send_to`], as a Send indication (RFC 8656 §10) or, once a channel is bound
 //! ([`TurnClient::bind_channel`]), as ChannelData (RFC 8656 §12).
+//!
+//! An ICE agent owns one client per (local socket, server): it feeds the client every
+//! datagram from the server's address (or every chunk of the TCP stream, and
+//! [`TurnClient::handle_transport_closed`] when it ends), asks for a permission for each
+//! remote candidate, and sends checks and data to peers with [`TurnClient::send_to`].
+//!
+//! ```
+//! use std::time::{Duration, Instant, SystemTime};
+//! use jingle_ice::turn::{Credentials, TurnClient, TurnConfig, TurnEvent, TurnTransport};
+//!
+//! let now = Instant::now();
+//! // XEP-0215 / coturn `use-auth-secret` credentials, valid for an hour.
+//! let credentials =
+//!     Credentials::time_limited_for(b"secret", SystemTime::now(), Duration::from_secs(3600), None);
+//! let server = "192.0.2.1:3478".parse().unwrap();
+//! let mut client = TurnClient::new(TurnConfig::new(server, TurnTransport::Udp, credentials), now);
+//!
+//! // The driver's loop: send what the client asks, feed it what the server sends, wake it
+//! // at its timeout, and read its events.
+//! let first = client.poll_transmit().expect("the first Allocate");
+//! assert_eq!(first.destination, server);
+//! // socket.send_to(&first.data, first.destination) ...
+//! // client.handle_input(now, from, &datagram);
+//! assert!(client.poll_timeout().is_some());
+//! while let Some(event) = client.poll_event() {
+//!     if let TurnEvent::Allocated { relayed, .. } = event {
+//!         println!("relay candidate {relayed}");
+//!     }
+//! }
+//! ```
 
 mod client;
 mod credentials;
