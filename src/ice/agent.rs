@@ -13,11 +13,11 @@ use rand::{Rng, SeedableRng};
 
 use super::candidate::priority;
 use super::{AgentConfig, Candidate, CandidateType, Credentials};
-use crate::turn::{TurnClient, TurnConfig, TurnEvent, TurnState, TurnTransport};
 use crate::stun::{
     error_code, Class, ClientTransaction, Message, MessageEncoder, Method, RetransmitConfig,
     TransactionId, TransactionState,
 };
+use crate::turn::{TurnClient, TurnConfig, TurnEvent, TurnState, TurnTransport};
 
 /// Which side of the role negotiation the agent is on (RFC 8445 §6.1.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -498,7 +498,7 @@ impl Agent {
                         c.kind == CandidateType::Host
                             && c.component == component
                             && c.address.is_ipv6() == config.server.is_ipv6()
-                            && !c.address.ip().is_loopback()
+                            && is_loopback(c.address) == is_loopback(config.server)
                     })
                     .map(|c| c.base)
                 else {
@@ -580,12 +580,12 @@ impl Agent {
                     relay.done = true;
                     tracing::warn!(server = %relay.client.server(), %error, "TURN allocation lost");
                 }
+                TurnEvent::PeerData { .. } if self.state == ConnectionState::Closed => {}
                 TurnEvent::PeerData { peer, data } => {
                     let Some(relayed) = self.relays[i].client.relayed_address() else {
                         continue;
                     };
-                    if let Received::Data { component } = self.process(now, relayed, peer, &data)
-                    {
+                    if let Received::Data { component } = self.process(now, relayed, peer, &data) {
                         if self.relayed_data.len() >= MAX_RELAYED_DATA {
                             self.stats.relayed_data_dropped += 1;
                         } else {
@@ -722,10 +722,8 @@ impl Agent {
         data: &[u8],
     ) -> Received {
         self.now = self.now.max(now);
-        if self.state == ConnectionState::Closed {
-            return Received::Dropped;
-        }
-        // Traffic of a TURN allocation made from this socket.
+        // Traffic of a TURN allocation made from this socket (also after close: the
+        // deallocation is answered).
         let mut relayed = false;
         for relay in &mut self.relays {
             if relay.base == local
@@ -741,6 +739,9 @@ impl Agent {
             self.process_relays(now);
             self.update_state(now);
             return Received::Relayed;
+        }
+        if self.state == ConnectionState::Closed {
+            return Received::Dropped;
         }
         self.process(now, local, remote, data)
     }
