@@ -38,7 +38,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use jingle_ice::ice::{Candidate, ConnectionState, Credentials, Event, Role};
+use jingle_ice::ice::{AgentConfig, Candidate, ConnectionState, Credentials, Event, Role};
 use jingle_ice::net::{IceConnection, SelectedPair};
 use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
@@ -76,6 +76,8 @@ struct Options {
     bytes: u64,
     rate_mbps: f64,
     timeout: Duration,
+    /// Check pacing (RFC 8445 §14.2, default 50 ms).
+    ta: Option<Duration>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -84,6 +86,7 @@ fn parse_args() -> Result<Options, String> {
     let mut bytes = 0;
     let mut rate_mbps: f64 = 16.0;
     let mut timeout_s = 60u64;
+    let mut ta = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -121,10 +124,18 @@ fn parse_args() -> Result<Options, String> {
                     .parse()
                     .map_err(|e| format!("--timeout: {e}"))?
             }
+            "--ta-ms" => {
+                let ms: u64 = value("--ta-ms")?
+                    .parse()
+                    .map_err(|e| format!("--ta-ms: {e}"))?;
+                ta = Some(Duration::from_millis(ms));
+            }
             "-h" | "--help" => {
-                return Err("usage: ice_peer --role controlling|controlled [--stun IP:PORT]... \
-                     [--bytes N] [--rate-mbps R] [--timeout SECS]"
-                    .into())
+                return Err(
+                    "usage: ice_peer --role controlling|controlled [--stun IP:PORT]... \
+                     [--bytes N] [--rate-mbps R] [--ta-ms MS] [--timeout SECS]"
+                        .into(),
+                )
             }
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -135,6 +146,7 @@ fn parse_args() -> Result<Options, String> {
         bytes,
         rate_mbps,
         timeout: Duration::from_secs(timeout_s),
+        ta,
     })
 }
 
@@ -232,6 +244,12 @@ fn stdin_thread(tx: mpsc::UnboundedSender<Result<Line, String>>) {
 
 async fn run(options: Options) -> Result<(), BoxError> {
     let mut builder = IceConnection::builder(options.role).receive_queue(16384);
+    if let Some(ta) = options.ta {
+        builder = builder.agent_config(AgentConfig {
+            ta,
+            ..AgentConfig::default()
+        });
+    }
     for s in &options.stun {
         builder = builder.stun_server(*s);
     }
@@ -251,8 +269,10 @@ async fn run(options: Options) -> Result<(), BoxError> {
                     Event::GatheringComplete => println!("eoc"),
                     Event::StateChanged(state) => {
                         eprintln!("ice_peer: state {state:?}");
-                        if matches!(state, ConnectionState::Connected | ConnectionState::Completed)
-                        {
+                        if matches!(
+                            state,
+                            ConnectionState::Connected | ConnectionState::Completed
+                        ) {
                             lock(&times).connected.get_or_insert_with(Instant::now);
                         }
                     }
@@ -352,6 +372,17 @@ async fn run(options: Options) -> Result<(), BoxError> {
     } else {
         (got.bytes_ok, got.corrupted)
     };
+    let stats = conn.stats();
+    eprintln!(
+        "ice_peer: driver received {} datagrams, dropped {} (receive queue full); \
+         {} verified, {} duplicates, {} corrupted; {} checks sent",
+        stats.datagrams_received,
+        stats.datagrams_dropped,
+        got.datagrams_ok,
+        got.duplicates,
+        got.corrupted,
+        stats.agent.checks_sent
+    );
     print_result(&pair, &lock(&times), bytes_ok, corrupted, outcome.resent);
     conn.close().await;
     receiver.abort();
@@ -569,7 +600,12 @@ async fn receive_loop(
                     let r = lock(&received);
                     let missing = r.missing(total);
                     let mut out = vec![MARKER, KIND_REPORT];
-                    for v in [r.datagrams_ok, r.bytes_ok, r.corrupted, missing.len() as u64] {
+                    for v in [
+                        r.datagrams_ok,
+                        r.bytes_ok,
+                        r.corrupted,
+                        missing.len() as u64,
+                    ] {
                         out.extend_from_slice(&v.to_be_bytes());
                     }
                     for m in missing {
@@ -616,7 +652,9 @@ async fn send_all(
     for seq in 0..count {
         let size = datagram_size(seq, total);
         build_data(seq, size, &mut buf);
-        conn.send(1, &buf).await.map_err(|e| format!("sending: {e}"))?;
+        conn.send(1, &buf)
+            .await
+            .map_err(|e| format!("sending: {e}"))?;
         sent_bytes += size as u64;
         let due = Duration::from_secs_f64(sent_bytes as f64 / rate);
         let elapsed = started.elapsed();

@@ -26,23 +26,17 @@ fn scenario(name: &str, options: LabOptions) -> Option<PairRun> {
     let peer = ice_peer();
     let stun = lab.get("LAB_STUN").to_owned();
     let bytes = BYTES.to_string();
-    let run = run_peers(
-        &lab,
-        &peer,
-        &[
-            "--role",
-            "controlling",
-            "--stun",
-            &stun,
-            "--bytes",
-            &bytes,
-            "--timeout",
-            "50",
-        ],
-        &["--role", "controlled", "--stun", &stun, "--timeout", "50"],
-        SIGNALLING_DELAY,
-        PEER_LIMIT,
-    );
+    let mut args_a = vec!["--role", "controlling", "--stun", &stun, "--bytes", &bytes];
+    let mut args_b = vec!["--role", "controlled", "--stun", &stun];
+    // LAB_TA_MS=N runs both agents with that check pacing instead of RFC 8445's 50 ms.
+    let ta = std::env::var("LAB_TA_MS").ok();
+    if let Some(ta) = &ta {
+        args_a.extend(["--ta-ms", ta]);
+        args_b.extend(["--ta-ms", ta]);
+    }
+    args_a.extend(["--timeout", "50"]);
+    args_b.extend(["--timeout", "50"]);
+    let run = run_peers(&lab, &peer, &args_a, &args_b, SIGNALLING_DELAY, PEER_LIMIT);
     for (side, r) in [("A", &run.a), ("B", &run.b)] {
         eprintln!(
             "MEASURED {name} {side}: selected={} local={} remote={} first_working_ms={} \

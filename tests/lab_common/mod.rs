@@ -285,9 +285,12 @@ pub fn ice_peer() -> PathBuf {
     let release = profile_dir.file_name().is_some_and(|n| n == "release");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = Command::new(cargo);
-    build
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["build", "--quiet", "--example", "ice_peer"]);
+    build.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+        "build",
+        "--quiet",
+        "--example",
+        "ice_peer",
+    ]);
     if release {
         build.arg("--release");
     }
@@ -363,7 +366,9 @@ pub fn run_peers(
         let log = std::sync::Arc::clone(log);
         thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut l = log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut l = log
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 l.push_str(&line);
                 l.push('\n');
             }
@@ -445,7 +450,10 @@ fn forwarder(mut stdin: ChildStdin) -> mpsc::Sender<(Instant, String)> {
             if due > now {
                 thread::sleep(due - now);
             }
-            if writeln!(stdin, "{line}").and_then(|_| stdin.flush()).is_err() {
+            if writeln!(stdin, "{line}")
+                .and_then(|_| stdin.flush())
+                .is_err()
+            {
                 return;
             }
         }
