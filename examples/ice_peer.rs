@@ -27,6 +27,16 @@
 //! the sender resends (bounded rounds), so a lost datagram does not fail the run but shows as
 //! `resent`; a corrupted one does fail it.
 //!
+//! Flags: `--role controlling|controlled` (required), `--stun IP:PORT` (repeatable),
+//! `--bytes N` (send N bytes; 0, the default, only receives), `--rate-mbps R` (pacing, default
+//! 16 MB/s), `--ta-ms MS` (check pacing Ta, RFC 8445 §14.2; default 50 ms), `--timeout SECS`
+//! (whole run, default 60). Diagnostics (state changes, the selected pair, send rate, driver
+//! counters) go to stderr; `RUST_LOG=jingle_ice=debug` adds the agent's logs. The process
+//! exits non-zero, with `ice_peer: FAILED: <why>` on stderr, when it does not connect, the
+//! signalling is malformed, any datagram arrives corrupted, or the receiver did not verify
+//! every byte. A time is negative when the event came before the peer's first candidate (a
+//! peer-reflexive success) and `none` when it never happened.
+//!
 //! ```sh
 //! ice_peer --role controlling --stun 203.0.113.10:3478 --bytes 10485760
 //! ```

@@ -22,8 +22,9 @@ const PEER_LIMIT: Duration = Duration::from_secs(60);
 /// Builds the lab, runs A (controlling, sending) and B (controlled, receiving), returns their
 /// results; `None` when the lab cannot run here (already reported).
 fn scenario(name: &str, options: LabOptions) -> Option<PairRun> {
-    let lab = Lab::up(name, options)?;
+    // Built before the lab goes up, so that no lab waits for cargo.
     let peer = ice_peer();
+    let lab = Lab::up(name, options)?;
     let stun = lab.get("LAB_STUN").to_owned();
     let bytes = BYTES.to_string();
     let mut args_a = vec!["--role", "controlling", "--stun", &stun, "--bytes", &bytes];

@@ -119,4 +119,58 @@ fn lab_coturn_and_prosody_answer_from_behind_nats() {
         "Prosody STARTTLS on {xmpp}:\n{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // XEP-0215: a logged-in client behind the NAT gets STUN and TURN (UDP and TCP) services,
+    // and the TURN credentials Prosody made from the shared secret work on coturn.
+    let script = lab_common::script().with_file_name("extdisco.py");
+    let jid = lab.get("LAB_XMPP_JID1").to_owned();
+    let local = jid.split('@').next().expect("local part").to_owned();
+    let out = lab.exec_in(
+        ns_b,
+        &[
+            "timeout",
+            "30",
+            "python3",
+            script.to_str().expect("utf-8 path"),
+            &xmpp,
+            &domain,
+            &local,
+            lab.get("LAB_XMPP_PASSWORD1"),
+            &ca,
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "extdisco query:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let services: Vec<std::collections::HashMap<&str, &str>> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("service "))
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(|kv| kv.split_once('='))
+                .collect()
+        })
+        .collect();
+    let find = |kind: &str, transport: &str| {
+        services
+            .iter()
+            .find(|s| s.get("type") == Some(&kind) && s.get("transport") == Some(&transport))
+            .unwrap_or_else(|| panic!("no {kind}/{transport} service in:\n{text}"))
+    };
+    find("stun", "udp");
+    let turn_udp = find("turn", "udp");
+    find("turn", "tcp");
+    assert_eq!(turn_udp.get("host"), Some(&turn_ip.as_str()));
+    let (username, password) = (turn_udp["username"], turn_udp["password"]);
+    assert!(!username.is_empty() && !password.is_empty(), "{text}");
+    uclient(
+        &lab,
+        ns_a,
+        &["-u", username, "-w", password],
+        false,
+        &turn_ip,
+    );
 }
