@@ -708,3 +708,47 @@ async fn send_all(
     }
     Err(format!("no complete report after {MAX_ROUNDS} rounds").into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datagram_sizes_add_up_and_respect_the_minimum() {
+        for total in [
+            14u64,
+            100,
+            1199,
+            1200,
+            1201,
+            1213,
+            1214,
+            2400,
+            2405,
+            10 * 1024 * 1024,
+        ] {
+            let count = datagram_count(total);
+            let sizes: Vec<usize> = (0..count).map(|s| datagram_size(s, total)).collect();
+            assert_eq!(
+                sizes.iter().map(|s| *s as u64).sum::<u64>(),
+                total,
+                "{total}"
+            );
+            assert!(
+                sizes.iter().all(|s| (MIN_DATAGRAM..=DATAGRAM).contains(s)),
+                "{total}: {sizes:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_flipped_bit_is_caught() {
+        let mut buf = Vec::new();
+        build_data(7, DATAGRAM, &mut buf);
+        assert!(checked(&buf).is_some());
+        buf[500] ^= 1;
+        assert!(checked(&buf).is_none());
+        assert!(checked(&[]).is_none());
+        assert!(checked(&[1, 2, 3]).is_none());
+    }
+}
