@@ -1,0 +1,485 @@
+//! Shared by the lab integration tests (`mod lab_common;`): a guard around `tests/lab/lab.sh`
+//! that brings a namespace lab up with a unique prefix, reads its environment, runs commands in
+//! its namespaces and tears it down on drop (also when a test panics).
+//!
+//! Without root (or where `ip netns` is not permitted) the lab tests print a loud
+//! "SKIPPED: the lab needs root" and pass, except under CI (`CI=true`), where a skip is a
+//! failure: a green CI always means the lab ran.
+
+#![allow(dead_code)] // each test binary uses a different part of it
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::sync::{Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// One lab at a time per test process: the scenarios measure connect times, and the machine
+/// may be small.
+static LAB_LOCK: Mutex<()> = Mutex::new(());
+/// Distinguishes the labs of one process.
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A NAT type of `lab.sh` (see `tests/lab/README.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nat {
+    /// The host sits directly on the public network.
+    None,
+    /// Endpoint-independent mapping and filtering.
+    FullCone,
+    /// Endpoint-independent mapping, address-and-port-dependent filtering.
+    PortRestricted,
+    /// Address-and-port-dependent mapping (UDP).
+    Symmetric,
+    /// Only TCP leaves the LAN.
+    UdpBlocked,
+}
+
+impl Nat {
+    fn as_arg(self) -> &'static str {
+        match self {
+            Nat::None => "none",
+            Nat::FullCone => "full-cone",
+            Nat::PortRestricted => "port-restricted",
+            Nat::Symmetric => "symmetric",
+            Nat::UdpBlocked => "udp-blocked",
+        }
+    }
+}
+
+/// What to build.
+#[derive(Debug, Clone, Copy)]
+pub struct LabOptions {
+    /// A's NAT (with `same_lan`, the NAT of the shared LAN).
+    pub nat_a: Nat,
+    /// B's NAT (ignored with `same_lan`).
+    pub nat_b: Nat,
+    /// A and B on one LAN.
+    pub same_lan: bool,
+    /// Full coturn (TURN with auth, TCP, TLS, a static user) instead of a STUN-only one.
+    pub turn: bool,
+    /// Prosody on the XMPP host.
+    pub xmpp: bool,
+}
+
+impl LabOptions {
+    /// A behind `a`, B behind `b`, STUN only, no XMPP.
+    pub fn nats(a: Nat, b: Nat) -> Self {
+        LabOptions {
+            nat_a: a,
+            nat_b: b,
+            same_lan: false,
+            turn: false,
+            xmpp: false,
+        }
+    }
+}
+
+/// A running lab; `lab.sh down` runs when it is dropped.
+pub struct Lab {
+    prefix: String,
+    env: HashMap<String, String>,
+    /// Released after `down` (fields drop after `Drop::drop`).
+    _serial: MutexGuard<'static, ()>,
+}
+
+/// The lab script.
+pub fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/lab.sh")
+}
+
+fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Why the lab cannot run here, if it cannot.
+fn unavailable() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let euid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned));
+    if euid.as_deref() != Some("0") {
+        return Some("not running as root".into());
+    }
+    match Command::new("ip")
+        .args(["netns", "list"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
+        Ok(s) if s.success() => None,
+        Ok(s) => Some(format!("`ip netns list` is not permitted ({s})")),
+        Err(e) => Some(format!("cannot run `ip`: {e}")),
+    }
+}
+
+/// Prints the loud skip notice, or panics under CI.
+pub fn skip(test: &str, reason: &str) {
+    if under_ci() {
+        panic!("{test}: the lab cannot run ({reason}) and CI=true: a skipped lab test fails in CI");
+    }
+    eprintln!();
+    eprintln!("************************************************************************");
+    eprintln!("SKIPPED: the lab needs root ({test}: {reason}).");
+    eprintln!("Without root, run the simulated network tests: cargo test --test sim_nat_matrix");
+    eprintln!("************************************************************************");
+}
+
+impl Lab {
+    /// Brings a lab up for `test`; `None` (after a loud notice) when it cannot run here.
+    /// Panics when `lab.sh up` fails, or when skipping under CI.
+    pub fn up(test: &str, options: LabOptions) -> Option<Lab> {
+        let serial = LAB_LOCK
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(reason) = unavailable() {
+            skip(test, &reason);
+            return None;
+        }
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        // Short: interface names are "<prefix><3 chars>" and must stay within 15 bytes.
+        let prefix = format!("j{}{}", base36(std::process::id()), base36(n));
+        assert!(prefix.len() <= 8, "prefix {prefix} too long");
+        let mut cmd = Command::new("bash");
+        cmd.arg(script())
+            .args(["up", "--prefix", &prefix])
+            .args(["--nat-a", options.nat_a.as_arg()])
+            .args(["--nat-b", options.nat_b.as_arg()]);
+        if options.same_lan {
+            cmd.arg("--same-lan");
+        }
+        if options.turn {
+            cmd.arg("--turn");
+        }
+        if options.xmpp {
+            cmd.arg("--xmpp");
+        }
+        let started = Instant::now();
+        let out = cmd
+            .stdin(Stdio::null())
+            .output()
+            .expect("run tests/lab/lab.sh");
+        if !out.status.success() {
+            panic!(
+                "lab.sh up failed ({}):\n{}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let env = parse_env(&String::from_utf8_lossy(&out.stdout));
+        eprintln!(
+            "{test}: lab {prefix} up in {:.1} s ({:?})",
+            started.elapsed().as_secs_f64(),
+            options
+        );
+        Some(Lab {
+            prefix,
+            env,
+            _serial: serial,
+        })
+    }
+
+    /// The name prefix of this lab.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// A value of the lab's environment (`LAB_NS_A`, `LAB_STUN`, ...); panics when missing.
+    pub fn get(&self, key: &str) -> &str {
+        self.env
+            .get(key)
+            .unwrap_or_else(|| panic!("lab.sh printed no {key}"))
+    }
+
+    /// The whole environment.
+    pub fn env(&self) -> &HashMap<String, String> {
+        &self.env
+    }
+
+    /// A command that runs `cmd` in namespace `ns`.
+    pub fn command_in(&self, ns: &str, cmd: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns]).args(cmd);
+        c
+    }
+
+    /// Runs `cmd` in `ns` to completion and returns its output.
+    pub fn exec_in(&self, ns: &str, cmd: &[&str]) -> Output {
+        self.command_in(ns, cmd)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("run {cmd:?} in {ns}: {e}"))
+    }
+
+    /// Starts `cmd` in `ns` with piped stdin, stdout and stderr.
+    pub fn spawn_in(&self, ns: &str, cmd: &[&str]) -> Child {
+        self.command_in(ns, cmd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {cmd:?} in {ns}: {e}"))
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let out = Command::new("bash")
+            .arg(script())
+            .args(["down", "--prefix", &self.prefix])
+            .stdin(Stdio::null())
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => eprintln!(
+                "lab.sh down --prefix {} failed: {}",
+                self.prefix,
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => eprintln!("lab.sh down --prefix {}: {e}", self.prefix),
+        }
+    }
+}
+
+fn base36(mut n: u32) -> String {
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).expect("ascii")
+}
+
+/// Reads `KEY=VALUE` lines (values as bash `printf %q` wrote them; ours need no unquoting
+/// beyond backslashes).
+fn parse_env(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .filter(|(k, _)| k.starts_with("LAB_"))
+        .map(|(k, v)| (k.to_owned(), v.replace('\\', "")))
+        .collect()
+}
+
+// ---- the ice_peer example ---------------------------------------------------------------------
+
+/// The `ice_peer` example binary of the profile this test was built with, built first (cargo
+/// builds examples for `cargo test`, but not for `cargo test --test NAME`).
+pub fn ice_peer() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test>-<hash>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable under target/<profile>/deps");
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+        "build",
+        "--quiet",
+        "--example",
+        "ice_peer",
+    ]);
+    if release {
+        build.arg("--release");
+    }
+    if let Some(target) = profile_dir.parent() {
+        build.env("CARGO_TARGET_DIR", target);
+    }
+    let status = build.status().expect("run cargo build --example ice_peer");
+    assert!(status.success(), "cargo build --example ice_peer failed");
+    let path = profile_dir.join("examples").join("ice_peer");
+    assert!(path.exists(), "{} not found", path.display());
+    path
+}
+
+/// One peer's parsed `result` line.
+pub type PeerResult = HashMap<String, String>;
+
+/// What a pair of peers did.
+pub struct PairRun {
+    /// A's and B's result lines.
+    pub a: PeerResult,
+    /// B's result.
+    pub b: PeerResult,
+}
+
+/// Which side a line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    A,
+    B,
+}
+
+enum Msg {
+    Line(Side, String),
+    Closed(Side),
+}
+
+/// Runs `ice_peer` with `args_a` in A's namespace and `args_b` in B's, relays their signalling
+/// lines to each other with `delay` (like a server would), waits for both to exit within
+/// `limit`, and returns their results. Panics with both peers' logs when anything fails.
+pub fn run_peers(
+    lab: &Lab,
+    peer: &Path,
+    args_a: &[&str],
+    args_b: &[&str],
+    delay: Duration,
+    limit: Duration,
+) -> PairRun {
+    let bin = peer.to_str().expect("utf-8 path");
+    let mut cmd_a = vec![bin];
+    cmd_a.extend_from_slice(args_a);
+    let mut cmd_b = vec![bin];
+    cmd_b.extend_from_slice(args_b);
+    let mut child_a = lab.spawn_in(lab.get("LAB_NS_A"), &cmd_a);
+    let mut child_b = lab.spawn_in(lab.get("LAB_NS_B"), &cmd_b);
+
+    let (tx, rx) = mpsc::channel();
+    let logs: [std::sync::Arc<Mutex<String>>; 2] = Default::default();
+    for (side, child, log) in [
+        (Side::A, &mut child_a, &logs[0]),
+        (Side::B, &mut child_b, &logs[1]),
+    ] {
+        let stdout = child.stdout.take().expect("piped stdout");
+        let tx = tx.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(Msg::Line(side, line)).is_err() {
+                    return;
+                }
+            }
+            let _ = tx.send(Msg::Closed(side));
+        });
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = std::sync::Arc::clone(log);
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = log
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+    }
+    drop(tx);
+    // One forwarder per direction: each line is delivered `delay` after it was read, in order.
+    let to_b = forwarder(child_b.stdin.take().expect("piped stdin"));
+    let to_a = forwarder(child_a.stdin.take().expect("piped stdin"));
+
+    let deadline = Instant::now() + limit;
+    let mut results: [Option<PeerResult>; 2] = [None, None];
+    let mut closed = [false, false];
+    let mut transcript = String::new();
+    let mut failure = None;
+    while closed != [true, true] {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            failure = Some(format!("the peers did not finish within {limit:?}"));
+            break;
+        }
+        match rx.recv_timeout(left) {
+            Ok(Msg::Line(side, line)) => {
+                transcript.push_str(&format!("{side:?}> {line}\n"));
+                let due = Instant::now() + delay;
+                let idx = if side == Side::A { 0 } else { 1 };
+                if let Some(rest) = line.strip_prefix("result ") {
+                    results[idx] = Some(parse_result(rest));
+                } else {
+                    let fwd = if side == Side::A { &to_b } else { &to_a };
+                    // The other peer may have exited already; that is its business.
+                    let _ = fwd.send((due, line));
+                }
+            }
+            Ok(Msg::Closed(side)) => {
+                closed[if side == Side::A { 0 } else { 1 }] = true;
+            }
+            Err(_) => {
+                failure = Some(format!("the peers did not finish within {limit:?}"));
+                break;
+            }
+        }
+    }
+    drop(to_a);
+    drop(to_b);
+    let status_a = wait_bounded(&mut child_a, deadline);
+    let status_b = wait_bounded(&mut child_b, deadline);
+    let log = |i: usize| {
+        logs[i]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    };
+    let report = format!(
+        "--- signalling\n{transcript}--- A's log\n{}--- B's log\n{}",
+        log(0),
+        log(1)
+    );
+    if failure.is_none() && !(status_a && status_b) {
+        failure = Some(format!(
+            "a peer failed (A ok: {status_a}, B ok: {status_b})"
+        ));
+    }
+    if let Some(f) = failure {
+        panic!("{f}\n{report}");
+    }
+    let [Some(a), Some(b)] = results else {
+        panic!("a peer printed no result line\n{report}");
+    };
+    eprintln!("{report}");
+    PairRun { a, b }
+}
+
+fn forwarder(mut stdin: ChildStdin) -> mpsc::Sender<(Instant, String)> {
+    let (tx, rx) = mpsc::channel::<(Instant, String)>();
+    thread::spawn(move || {
+        for (due, line) in rx {
+            let now = Instant::now();
+            if due > now {
+                thread::sleep(due - now);
+            }
+            if writeln!(stdin, "{line}")
+                .and_then(|_| stdin.flush())
+                .is_err()
+            {
+                return;
+            }
+        }
+        // Dropping stdin tells the peer signalling is over.
+    });
+    tx
+}
+
+/// Waits for `child` until `deadline`, kills it after; true when it exited successfully.
+fn wait_bounded(child: &mut Child, deadline: Instant) -> bool {
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.success(),
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+        }
+    }
+}
+
+fn parse_result(rest: &str) -> PeerResult {
+    rest.split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
