@@ -28,6 +28,8 @@
 //! `resent`; a corrupted one does fail it.
 //!
 //! Flags: `--role controlling|controlled` (required), `--stun IP:PORT` (repeatable),
+//! `--turn-udp IP:PORT` / `--turn-tcp IP:PORT` (repeatable TURN servers, with
+//! `--turn-secret S` for coturn's time-limited credentials),
 //! `--bytes N` (send N bytes; 0, the default, only receives), `--rate-mbps R` (pacing, default
 //! 16 MB/s), `--ta-ms MS` (check pacing Ta, RFC 8445 §14.2; default 50 ms), `--timeout SECS`
 //! (whole run, default 60). Diagnostics (state changes, the selected pair, send rate, driver
@@ -50,6 +52,7 @@ use std::time::{Duration, Instant};
 
 use jingle_ice::ice::{AgentConfig, Candidate, ConnectionState, Credentials, Event, Role};
 use jingle_ice::net::{IceConnection, SelectedPair};
+use jingle_ice::turn::{Credentials as TurnCredentials, TurnConfig, TurnTransport};
 use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
 
@@ -88,6 +91,10 @@ struct Options {
     timeout: Duration,
     /// Check pacing (RFC 8445 §14.2, default 50 ms).
     ta: Option<Duration>,
+    /// TURN servers: address and transport.
+    turn: Vec<(SocketAddr, TurnTransport)>,
+    /// Shared secret of the TURN servers' time-limited credentials (coturn `use-auth-secret`).
+    turn_secret: Option<String>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -97,6 +104,8 @@ fn parse_args() -> Result<Options, String> {
     let mut rate_mbps: f64 = 16.0;
     let mut timeout_s = 60u64;
     let mut ta = None;
+    let mut turn = Vec::new();
+    let mut turn_secret = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -121,6 +130,18 @@ fn parse_args() -> Result<Options, String> {
                     return Err(format!("--bytes must be 0 or at least {MIN_DATAGRAM}"));
                 }
             }
+            "--turn-udp" | "--turn-tcp" => {
+                let transport = if arg == "--turn-udp" {
+                    TurnTransport::Udp
+                } else {
+                    TurnTransport::Tcp
+                };
+                let addr = value("--turn-udp/--turn-tcp")?
+                    .parse()
+                    .map_err(|e| format!("{arg}: {e}"))?;
+                turn.push((addr, transport));
+            }
+            "--turn-secret" => turn_secret = Some(value("--turn-secret")?),
             "--rate-mbps" => {
                 rate_mbps = value("--rate-mbps")?
                     .parse()
@@ -143,6 +164,7 @@ fn parse_args() -> Result<Options, String> {
             "-h" | "--help" => {
                 return Err(
                     "usage: ice_peer --role controlling|controlled [--stun IP:PORT]... \
+                     [--turn-udp IP:PORT]... [--turn-tcp IP:PORT]... [--turn-secret S] \
                      [--bytes N] [--rate-mbps R] [--ta-ms MS] [--timeout SECS]"
                         .into(),
                 )
@@ -152,6 +174,8 @@ fn parse_args() -> Result<Options, String> {
     }
     Ok(Options {
         role: role.ok_or("--role is required")?,
+        turn,
+        turn_secret,
         stun,
         bytes,
         rate_mbps,
@@ -262,6 +286,21 @@ async fn run(options: Options) -> Result<(), BoxError> {
     }
     for s in &options.stun {
         builder = builder.stun_server(*s);
+    }
+    if !options.turn.is_empty() {
+        let secret = options
+            .turn_secret
+            .as_deref()
+            .ok_or("--turn-udp/--turn-tcp need --turn-secret")?;
+        for (server, transport) in &options.turn {
+            let credentials = TurnCredentials::time_limited_for(
+                secret.as_bytes(),
+                std::time::SystemTime::now(),
+                Duration::from_secs(3600),
+                Some("ice_peer"),
+            );
+            builder = builder.turn_server(TurnConfig::new(*server, *transport, credentials));
+        }
     }
     let conn = Arc::new(builder.start().await?);
     let creds = conn.local_credentials();

@@ -3,8 +3,9 @@
 //! relayed by this test (with a server-like delay), the selected pair's candidate types are
 //! checked, and 10 MiB of datagram traffic is verified end to end.
 //!
-//! Needs root; see `tests/lab/README.md`. The relayed scenarios (port-restricted vs
-//! symmetric, symmetric vs symmetric, UDP blocked) come with the TURN client.
+//! Needs root; see `tests/lab/README.md`. In the relayed scenarios (port-restricted vs
+//! symmetric, symmetric vs symmetric, UDP blocked) both peers are given the lab's coturn over
+//! UDP and over TCP, with time-limited credentials.
 
 mod lab_common;
 
@@ -24,11 +25,28 @@ const PEER_LIMIT: Duration = Duration::from_secs(60);
 fn scenario(name: &str, options: LabOptions) -> Option<PairRun> {
     // Built before the lab goes up, so that no lab waits for cargo.
     let peer = ice_peer();
+    let options_turn = options.turn;
     let lab = Lab::up(name, options)?;
     let stun = lab.get("LAB_STUN").to_owned();
     let bytes = BYTES.to_string();
     let mut args_a = vec!["--role", "controlling", "--stun", &stun, "--bytes", &bytes];
     let mut args_b = vec!["--role", "controlled", "--stun", &stun];
+    let turn_args: Vec<String> = if options_turn {
+        vec![
+            "--turn-udp".into(),
+            lab.get("LAB_TURN_UDP").into(),
+            "--turn-tcp".into(),
+            lab.get("LAB_TURN_TCP").into(),
+            "--turn-secret".into(),
+            lab.get("LAB_TURN_SECRET").into(),
+        ]
+    } else {
+        Vec::new()
+    };
+    for a in &turn_args {
+        args_a.push(a);
+        args_b.push(a);
+    }
     // LAB_TA_MS=N runs both agents with that check pacing instead of RFC 8445's 50 ms.
     let ta = std::env::var("LAB_TA_MS").ok();
     if let Some(ta) = &ta {
@@ -99,5 +117,59 @@ fn lab_full_cone_vs_symmetric_selects_direct_pair_with_prflx() {
         "a peer-reflexive candidate on one side: A {} B {}",
         run.a["selected"],
         run.b["selected"]
+    );
+}
+
+/// Both selected pairs go through the relay: a relayed candidate on at least one end.
+fn assert_relayed(run: &PairRun) {
+    for (side, r) in [("A", &run.a), ("B", &run.b)] {
+        assert!(
+            r["selected"].contains("relay"),
+            "{side}: a relayed pair, got {}",
+            r["selected"]
+        );
+    }
+}
+
+#[test]
+fn lab_port_restricted_vs_symmetric_selects_relayed_pair() {
+    let options = LabOptions {
+        turn: true,
+        ..LabOptions::nats(Nat::PortRestricted, Nat::Symmetric)
+    };
+    let Some(run) = scenario("port-restricted vs symmetric", options) else {
+        return;
+    };
+    assert_relayed(&run);
+}
+
+#[test]
+fn lab_symmetric_both_sides_selects_relayed_pair() {
+    let options = LabOptions {
+        turn: true,
+        ..LabOptions::nats(Nat::Symmetric, Nat::Symmetric)
+    };
+    let Some(run) = scenario("symmetric vs symmetric", options) else {
+        return;
+    };
+    assert_relayed(&run);
+}
+
+#[test]
+fn lab_udp_blocked_relays_over_tcp() {
+    let options = LabOptions {
+        turn: true,
+        ..LabOptions::nats(Nat::UdpBlocked, Nat::PortRestricted)
+    };
+    let Some(run) = scenario("UDP blocked vs port-restricted", options) else {
+        return;
+    };
+    assert_relayed(&run);
+    // A can only reach the TURN server over TCP: its relayed candidate is the TCP one, whose
+    // related address is A's TCP mapping on the NAT.
+    assert!(
+        run.a["selected"].starts_with("relay/"),
+        "A's own side must be its relay: {}",
+        run.a["selected"]
     );
 }

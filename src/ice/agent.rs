@@ -723,9 +723,12 @@ impl Agent {
     ) -> Received {
         self.now = self.now.max(now);
         // Traffic of a TURN allocation made from this socket (also after close: the
-        // deallocation is answered).
+        // deallocation is answered). A STUN server may also be the TURN server: answers to
+        // our own gathering requests go to the agent.
+        let ours =
+            Message::decode(data).is_ok_and(|m| self.pending.contains_key(&m.transaction_id()));
         let mut relayed = false;
-        for relay in &mut self.relays {
+        for relay in self.relays.iter_mut().filter(|_| !ours) {
             if relay.base == local
                 && relay.client.server() == remote
                 && relay.client.transport() == TurnTransport::Udp

@@ -14,6 +14,7 @@ set -euo pipefail
 # Documentation and private ranges only (RFC 5737 TEST-NET-3 for the "internet", RFC 1918 LANs).
 PUB_NET=203.0.113
 TURN_IP=$PUB_NET.10
+CORE_IP=$PUB_NET.254 # the public bridge's own address: a black-hole default route
 TURN_STATIC_IP=$PUB_NET.11 # a second coturn for the static user (see start_coturn)
 XMPP_IP=$PUB_NET.20
 WAN_A_IP=$PUB_NET.101
@@ -74,7 +75,7 @@ lab_down() {
         ip netns del "$ns" 2>/dev/null || true
     done
     if [[ -d $dir ]]; then
-        rm -rf -- "$dir"
+        if [[ -n ${LAB_KEEP_LOGS:-} ]]; then echo "lab: logs kept in $dir" >&2; else rm -rf -- "$dir"; fi
     fi
     log "down: prefix $p removed"
 }
@@ -230,6 +231,8 @@ coturn_instance() {
     local args=(turnserver -n --no-cli --listening-ip="$ip" --relay-ip="$ip"
         --listening-port="$STUN_PORT" --pidfile="$d/$name.pid" --db="$d/$name.sqlite"
         --log-file=stdout --simple-log --no-dtls "$@")
+    # LAB_TURN_VERBOSE=1 makes coturn log every request and its answer.
+    [[ -n ${LAB_TURN_VERBOSE:-} ]] && args+=(--verbose)
     start_bg "$ns" "$d/$name.log" "$d/$name.bgpid" "${args[@]}"
 }
 
@@ -347,6 +350,13 @@ lab_up() {
     attach "$pub" "${P}tp" "${P}br"
     host_addr "$turn" "${P}t" "$TURN_IP/24"
     nsx "$turn" ip addr add "$TURN_STATIC_IP/24" dev "${P}t"
+    # The rest of the "internet" is a black hole, as for a real server: a relay asked to send
+    # to a private address of some LAN loses the packet silently. (Without a default route
+    # the send fails with ENETUNREACH and coturn tears the whole allocation down.)
+    nsx "$pub" ip addr add "$CORE_IP/24" dev "${P}br"
+    nsx "$pub" sysctl -qw net.ipv4.ip_forward=1
+    nsx "$pub" ip route add blackhole default
+    nsx "$turn" ip route add default via "$CORE_IP"
 
     # Host A: on the public network, or behind router A.
     local addr_a addr_b lan_a_if lan_b_if
