@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod b2b;
+
 use std::time::{Duration, Instant};
 
 /// Whether this is a full benchmark run (`cargo bench` passes `--bench`) rather than the
