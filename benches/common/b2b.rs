@@ -25,6 +25,9 @@ pub trait Peer {
     fn completed(&self) -> bool;
 }
 
+/// A datagram in flight: (to side 0?, source, destination, bytes).
+type InFlight = (bool, SocketAddr, SocketAddr, Vec<u8>);
+
 /// Two agents and the datagrams in flight between them.
 pub struct BackToBack<A, B> {
     /// Side 0.
@@ -38,7 +41,7 @@ pub struct BackToBack<A, B> {
     now: Instant,
     start: Instant,
     /// In flight, by (arrival, sequence): (to side 0?, source, destination, bytes).
-    queue: BTreeMap<(Instant, u64), (bool, SocketAddr, SocketAddr, Vec<u8>)>,
+    queue: BTreeMap<(Instant, u64), InFlight>,
     seq: u64,
     /// Datagrams sent so far.
     pub sent: u64,
