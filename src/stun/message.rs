@@ -183,6 +183,33 @@ pub struct Message<'a> {
     fingerprint: Option<Slot>,
     unknown: [u16; MAX_UNKNOWN_ATTRIBUTES],
     unknown_len: usize,
+    /// Offset of the first counted occurrence of each of [`INDEXED`] (0: absent; a real
+    /// offset is at least [`HEADER_LEN`]). Found by the decoding walk so that the getters ICE
+    /// calls on every check need no second pass over the attributes.
+    indexed: [u32; INDEXED.len()],
+    /// The first counted USERNAME, SOFTWARE, REALM and NONCE (in the order of [`TEXTS`]),
+    /// UTF-8 checked once by the decoding walk.
+    texts: [Option<&'a str>; TEXTS.len()],
+}
+
+/// Attribute types whose first counted occurrence decoding remembers (performance only).
+const INDEXED: [u16; 8] = [
+    attr::USERNAME,
+    attr::PRIORITY,
+    attr::USE_CANDIDATE,
+    attr::ICE_CONTROLLING,
+    attr::ICE_CONTROLLED,
+    attr::XOR_MAPPED_ADDRESS,
+    attr::ERROR_CODE,
+    attr::SOFTWARE,
+];
+
+/// Text attribute types whose value decoding keeps as a checked `&str` (performance only).
+const TEXTS: [u16; 4] = [attr::USERNAME, attr::SOFTWARE, attr::REALM, attr::NONCE];
+
+/// Position of `kind` in `list`, if it is there.
+fn index_of(list: &[u16], kind: u16) -> Option<usize> {
+    list.iter().position(|&k| k == kind)
 }
 
 impl<'a> Message<'a> {
@@ -226,6 +253,8 @@ impl<'a> Message<'a> {
             fingerprint: None,
             unknown: [0; MAX_UNKNOWN_ATTRIBUTES],
             unknown_len: 0,
+            indexed: [0; INDEXED.len()],
+            texts: [None; TEXTS.len()],
         };
         message.walk()?;
         Ok(message)
@@ -306,7 +335,23 @@ impl<'a> Message<'a> {
                     phase = Phase::AfterIntegritySha256;
                 }
                 _ if phase == Phase::Open => {
-                    validate(kind, value)?;
+                    if let Some(i) = index_of(&TEXTS, kind) {
+                        let text = checked_text(kind, value, max_text_len(kind))?;
+                        if let Some(entry) = self.texts.get_mut(i) {
+                            entry.get_or_insert(text);
+                        }
+                    } else {
+                        validate(kind, value)?;
+                    }
+                    if let Some(i) = index_of(&INDEXED, kind) {
+                        if let (Some(entry), Ok(at)) =
+                            (self.indexed.get_mut(i), u32::try_from(offset))
+                        {
+                            if *entry == 0 {
+                                *entry = at;
+                            }
+                        }
+                    }
                     if attr::is_comprehension_required(kind)
                         && !attr::is_known(kind)
                         && self.unknown_len < MAX_UNKNOWN_ATTRIBUTES
@@ -360,6 +405,14 @@ impl<'a> Message<'a> {
     /// first occurrence is processed; §14.5, §14.6: attributes after the integrity ones are
     /// ignored).
     pub fn attribute(&self, kind: u16) -> Option<&'a [u8]> {
+        if let Some(i) = index_of(&INDEXED, kind) {
+            let start = usize::try_from(*self.indexed.get(i)?).ok()?;
+            if start == 0 {
+                return None;
+            }
+            let len = usize::from(be16(self.buf, start + 2)?);
+            return Slot { start, len }.value(self.buf);
+        }
         let slot = match kind {
             attr::MESSAGE_INTEGRITY => self.integrity,
             attr::MESSAGE_INTEGRITY_SHA256 => self.integrity_sha256,
@@ -390,6 +443,9 @@ impl<'a> Message<'a> {
     }
 
     fn text(&self, kind: u16) -> Option<&'a str> {
+        if let Some(i) = index_of(&TEXTS, kind) {
+            return self.texts.get(i).copied().flatten();
+        }
         self.attribute(kind)
             .and_then(|v| std::str::from_utf8(v).ok())
     }
@@ -696,6 +752,12 @@ fn password_algorithm_fits(value: &[u8]) -> bool {
 }
 
 fn text(kind: u16, value: &[u8], max: usize) -> Result<(), DecodeError> {
+    checked_text(kind, value, max).map(|_| ())
+}
+
+/// A text attribute's value if it is UTF-8 of at most `max` bytes (RFC 8489 §14.3, §14.9,
+/// §14.10, §14.14).
+fn checked_text(kind: u16, value: &[u8], max: usize) -> Result<&str, DecodeError> {
     if value.len() > max {
         return Err(DecodeError::AttributeTooLong {
             kind,
@@ -703,9 +765,16 @@ fn text(kind: u16, value: &[u8], max: usize) -> Result<(), DecodeError> {
             max,
         });
     }
-    std::str::from_utf8(value)
-        .map(|_| ())
-        .map_err(|_| DecodeError::InvalidUtf8 { kind })
+    std::str::from_utf8(value).map_err(|_| DecodeError::InvalidUtf8 { kind })
+}
+
+/// The longest value `validate` allows for a text attribute.
+fn max_text_len(kind: u16) -> usize {
+    if kind == attr::USERNAME {
+        MAX_USERNAME_LEN
+    } else {
+        MAX_TEXT_LEN
+    }
 }
 
 /// Reads a (XOR-)MAPPED-ADDRESS-style value; `xor` carries the transaction id for the XOR

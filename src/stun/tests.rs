@@ -331,6 +331,42 @@ fn attributes_after_integrity_are_ignored() {
 }
 
 #[test]
+fn repeated_attributes_read_their_first_occurrence() {
+    // Indexed kinds (USERNAME, PRIORITY, SOFTWARE, ...) and unindexed ones (LIFETIME) alike.
+    let buf = encode(|e| {
+        e.username("first:user")
+            .priority(1)
+            .software("one")
+            .lifetime(10)
+            .username("second:user")
+            .priority(2)
+            .software("two")
+            .lifetime(20)
+            .fingerprint();
+    });
+    let m = Message::decode(&buf).unwrap();
+    assert_eq!(m.username(), Some("first:user"));
+    assert_eq!(m.priority(), Some(1));
+    assert_eq!(m.software(), Some("one"));
+    assert_eq!(m.lifetime(), Some(10));
+    assert_eq!(m.attribute(attr::USERNAME), Some(&b"first:user"[..]));
+    assert_eq!(m.attributes_of(attr::PRIORITY).count(), 2);
+    assert_eq!(m.ice_controlling(), None);
+    assert!(!m.use_candidate());
+
+    // A malformed second occurrence still fails decoding, although only the first is read.
+    let buf = encode(|e| {
+        e.username("ok:user")
+            .raw_attribute(attr::USERNAME, &[0xFF, 0xFE])
+            .fingerprint();
+    });
+    assert!(matches!(
+        Message::decode(&buf),
+        Err(DecodeError::InvalidUtf8 { .. })
+    ));
+}
+
+#[test]
 fn fingerprint_mismatch_is_a_decode_error() {
     let mut buf = encode(|e| {
         e.software("x").fingerprint();
