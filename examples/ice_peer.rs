@@ -31,7 +31,8 @@
 //! `--turn-udp IP:PORT` / `--turn-tcp IP:PORT` (repeatable TURN servers, with
 //! `--turn-secret S` for coturn's time-limited credentials),
 //! `--bytes N` (send N bytes; 0, the default, only receives), `--rate-mbps R` (pacing, default
-//! 16 MB/s), `--ta-ms MS` (check pacing Ta, RFC 8445 §14.2; default 50 ms), `--timeout SECS`
+//! 16 MB/s), `--ta-ms MS` (check pacing Ta, RFC 8445 §14.2; default 20 ms), `--hold SECS` (after the
+//! traffic, keep the connection up to SECS or until it fails, and report `final_state=`), `--timeout SECS`
 //! (whole run, default 60). Diagnostics (state changes, the selected pair, send rate, driver
 //! counters) go to stderr; `RUST_LOG=jingle_ice=debug` adds the agent's logs. The process
 //! exits non-zero, with `ice_peer: FAILED: <why>` on stderr, when it does not connect, the
@@ -89,12 +90,15 @@ struct Options {
     bytes: u64,
     rate_mbps: f64,
     timeout: Duration,
-    /// Check pacing (RFC 8445 §14.2, default 50 ms).
+    /// Check pacing (RFC 8445 §14.2, default 20 ms).
     ta: Option<Duration>,
     /// TURN servers: address and transport.
     turn: Vec<(SocketAddr, TurnTransport)>,
     /// Shared secret of the TURN servers' time-limited credentials (coturn `use-auth-secret`).
     turn_secret: Option<String>,
+    /// After the traffic, keep the connection this long (or until it fails) and report its
+    /// final state: how it survives servers going away.
+    hold: Option<Duration>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -106,6 +110,7 @@ fn parse_args() -> Result<Options, String> {
     let mut ta = None;
     let mut turn = Vec::new();
     let mut turn_secret = None;
+    let mut hold = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -150,6 +155,12 @@ fn parse_args() -> Result<Options, String> {
                     return Err("--rate-mbps must be positive".into());
                 }
             }
+            "--hold" => {
+                let secs: u64 = value("--hold")?
+                    .parse()
+                    .map_err(|e| format!("--hold: {e}"))?;
+                hold = Some(Duration::from_secs(secs));
+            }
             "--timeout" => {
                 timeout_s = value("--timeout")?
                     .parse()
@@ -165,7 +176,7 @@ fn parse_args() -> Result<Options, String> {
                 return Err(
                     "usage: ice_peer --role controlling|controlled [--stun IP:PORT]... \
                      [--turn-udp IP:PORT]... [--turn-tcp IP:PORT]... [--turn-secret S] \
-                     [--bytes N] [--rate-mbps R] [--ta-ms MS] [--timeout SECS]"
+                     [--bytes N] [--rate-mbps R] [--ta-ms MS] [--hold SECS] [--timeout SECS]"
                         .into(),
                 )
             }
@@ -176,6 +187,7 @@ fn parse_args() -> Result<Options, String> {
         role: role.ok_or("--role is required")?,
         turn,
         turn_secret,
+        hold,
         stun,
         bytes,
         rate_mbps,
@@ -415,6 +427,15 @@ async fn run(options: Options) -> Result<(), BoxError> {
         .map_err(|_| "the peer did not finish within 30 s")?
         .map_err(|_| "signalling ended")?;
 
+    // Hold: watch the connection (consent freshness keeps checking it) until it fails or the
+    // time is up.
+    if let Some(hold) = options.hold {
+        let end = Instant::now() + hold;
+        while Instant::now() < end && conn.state() != ConnectionState::Failed {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let final_state = conn.state();
     let got = lock(&received).clone();
     let (bytes_ok, corrupted) = if options.bytes > 0 {
         (outcome.bytes_ok, outcome.corrupted)
@@ -432,7 +453,14 @@ async fn run(options: Options) -> Result<(), BoxError> {
         got.corrupted,
         stats.agent.checks_sent
     );
-    print_result(&pair, &lock(&times), bytes_ok, corrupted, outcome.resent);
+    print_result(
+        &pair,
+        &lock(&times),
+        bytes_ok,
+        corrupted,
+        outcome.resent,
+        final_state,
+    );
     conn.close().await;
     receiver.abort();
     events.abort();
@@ -477,10 +505,17 @@ fn ms_since(start: Option<Instant>, at: Option<Instant>) -> String {
     }
 }
 
-fn print_result(pair: &SelectedPair, times: &Times, bytes_ok: u64, corrupted: u64, resent: u64) {
+fn print_result(
+    pair: &SelectedPair,
+    times: &Times,
+    bytes_ok: u64,
+    corrupted: u64,
+    resent: u64,
+    final_state: ConnectionState,
+) {
     println!(
         "result selected={}/{} local={} remote={} first_working_ms={} nominated_ms={} \
-         bytes_ok={bytes_ok} corrupted={corrupted} resent={resent}",
+         bytes_ok={bytes_ok} corrupted={corrupted} resent={resent} final_state={final_state:?}",
         pair.local.kind,
         pair.remote.kind,
         pair.local.address,

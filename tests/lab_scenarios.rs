@@ -11,7 +11,7 @@ mod lab_common;
 
 use std::time::Duration;
 
-use lab_common::{ice_peer, run_peers, Lab, LabOptions, Nat, PairRun};
+use lab_common::{ice_peer, run_peers, script, Lab, LabOptions, Nat, PairRun};
 
 /// 10 MiB, as issue 3 asks.
 const BYTES: u64 = 10 * 1024 * 1024;
@@ -172,4 +172,141 @@ fn lab_udp_blocked_relays_over_tcp() {
         "A's own side must be its relay: {}",
         run.a["selected"]
     );
+}
+
+/// Runs `lab.sh <cmd> --prefix <lab>` for each command, `after` from now, in a thread.
+fn later(lab: &Lab, after: Duration, cmds: &[&'static str]) -> std::thread::JoinHandle<()> {
+    let prefix = lab.prefix().to_owned();
+    let cmds = cmds.to_vec();
+    std::thread::spawn(move || {
+        std::thread::sleep(after);
+        for cmd in cmds {
+            let status = std::process::Command::new(script())
+                .args([cmd, "--prefix", &prefix])
+                .status()
+                .expect("run lab.sh");
+            assert!(status.success(), "lab.sh {cmd} failed");
+        }
+    })
+}
+
+/// The TURN server dies while a direct pair carries traffic: nothing changes (issue 3).
+#[test]
+fn lab_turn_server_killed_under_a_direct_pair_changes_nothing() {
+    let peer = ice_peer();
+    let options = LabOptions {
+        turn: true,
+        ..LabOptions::nats(Nat::PortRestricted, Nat::PortRestricted)
+    };
+    let Some(lab) = Lab::up("TURN killed under a direct pair", options) else {
+        return;
+    };
+    let (stun, udp, tcp, secret) = (
+        lab.get("LAB_STUN"),
+        lab.get("LAB_TURN_UDP"),
+        lab.get("LAB_TURN_TCP"),
+        lab.get("LAB_TURN_SECRET"),
+    );
+    let bytes = (16 * 1024 * 1024u64).to_string();
+    let common = [
+        "--stun",
+        stun,
+        "--turn-udp",
+        udp,
+        "--turn-tcp",
+        tcp,
+        "--turn-secret",
+        secret,
+        "--rate-mbps",
+        "4",
+        "--hold",
+        "12",
+        "--timeout",
+        "90",
+    ];
+    let mut args_a = vec!["--role", "controlling", "--bytes", &bytes];
+    args_a.extend(common);
+    let mut args_b = vec!["--role", "controlled"];
+    args_b.extend(common);
+    // The traffic takes about 4 s; coturn dies 1.5 s in.
+    let killer = later(&lab, Duration::from_millis(1500), &["stop-turn"]);
+    let run = run_peers(
+        &lab,
+        &peer,
+        &args_a,
+        &args_b,
+        SIGNALLING_DELAY,
+        Duration::from_secs(120),
+    );
+    killer.join().expect("stop-turn");
+    for (side, r) in [("A", &run.a), ("B", &run.b)] {
+        eprintln!("MEASURED TURN killed {side}: {:?}", r);
+        assert_eq!(r["selected"], "srflx/srflx", "{side}");
+        assert_eq!(r["corrupted"], "0", "{side}");
+        assert_eq!(
+            r["final_state"], "Completed",
+            "{side}: the direct pair must not notice"
+        );
+    }
+    assert_eq!(run.a["bytes_ok"], bytes);
+}
+
+/// coturn restarts while a relayed pair is selected: the allocations are gone, consent checks
+/// go unanswered, and both sides report it: Disconnected, then Failed once consent is lost
+/// (RFC 7675 §5.1, 30 s).
+#[test]
+fn lab_turn_restart_under_a_relayed_pair_is_detected_as_consent_lost() {
+    let peer = ice_peer();
+    let options = LabOptions {
+        turn: true,
+        ..LabOptions::nats(Nat::Symmetric, Nat::Symmetric)
+    };
+    let Some(lab) = Lab::up("TURN restarted under a relayed pair", options) else {
+        return;
+    };
+    let (stun, udp, secret) = (
+        lab.get("LAB_STUN"),
+        lab.get("LAB_TURN_UDP"),
+        lab.get("LAB_TURN_SECRET"),
+    );
+    let bytes = (1024 * 1024u64).to_string();
+    let common = [
+        "--stun",
+        stun,
+        "--turn-udp",
+        udp,
+        "--turn-secret",
+        secret,
+        "--hold",
+        "60",
+        "--timeout",
+        "120",
+    ];
+    let mut args_a = vec!["--role", "controlling", "--bytes", &bytes];
+    args_a.extend(common);
+    let mut args_b = vec!["--role", "controlled"];
+    args_b.extend(common);
+    let restart = later(&lab, Duration::from_secs(3), &["stop-turn", "start-turn"]);
+    let started = std::time::Instant::now();
+    let run = run_peers(
+        &lab,
+        &peer,
+        &args_a,
+        &args_b,
+        SIGNALLING_DELAY,
+        Duration::from_secs(150),
+    );
+    restart.join().expect("restart coturn");
+    let took = started.elapsed();
+    for (side, r) in [("A", &run.a), ("B", &run.b)] {
+        eprintln!("MEASURED TURN restarted {side}: {:?}", r);
+        assert_eq!(r["selected"], "relay/relay", "{side}");
+        assert_eq!(r["bytes_ok"], bytes, "{side}");
+        assert_eq!(
+            r["final_state"], "Failed",
+            "{side}: consent lost must be reported"
+        );
+    }
+    // Consent is lost 30 s after the last answer, not at the end of the hold.
+    assert!(took < Duration::from_secs(55), "reported after {took:?}");
 }

@@ -3,6 +3,8 @@
 #
 #   lab.sh up --prefix P --nat-a TYPE --nat-b TYPE [--same-lan] [--turn] [--xmpp] [--env FILE]
 #   lab.sh down --prefix P
+#   lab.sh stop-turn --prefix P     (kill the main coturn: its allocations are gone)
+#   lab.sh start-turn --prefix P    (start it again with the same settings)
 #
 # TYPE is none | full-cone | port-restricted | symmetric | udp-blocked.
 # See tests/lab/README.md for the topology and the NAT rules. Needs root. Every name (namespaces,
@@ -35,7 +37,7 @@ die() { echo "lab.sh: $*" >&2; exit 1; }
 log() { [[ -n ${LAB_QUIET:-} ]] || echo "lab.sh: $*" >&2; }
 
 usage() {
-    sed -n '2,10p' "$0" >&2
+    sed -n '2,12p' "$0" >&2
     exit 2
 }
 
@@ -233,6 +235,8 @@ coturn_instance() {
         --log-file=stdout --simple-log --no-dtls "$@")
     # LAB_TURN_VERBOSE=1 makes coturn log every request and its answer.
     [[ -n ${LAB_TURN_VERBOSE:-} ]] && args+=(--verbose)
+    # Kept for `start-turn` (a restart with the same settings).
+    printf '%q ' "$ns" "${args[@]}" >"$d/$name.cmd"
     start_bg "$ns" "$d/$name.log" "$d/$name.bgpid" "${args[@]}"
 }
 
@@ -497,5 +501,24 @@ up)
     lab_up
     ;;
 down) lab_down "$PREFIX" ;;
+stop-turn)
+    # Kills the main coturn (STUN/TURN on LAB_TURN_*): its allocations are gone.
+    d=$(workdir_of "$PREFIX")
+    [[ -f $d/turnserver.bgpid ]] || die "no coturn in lab $PREFIX"
+    kill -KILL "$(cat "$d/turnserver.bgpid")" 2>/dev/null || true
+    log "stop-turn: coturn of $PREFIX killed"
+    ;;
+start-turn)
+    # Starts the main coturn again with the settings it had (after stop-turn).
+    d=$(workdir_of "$PREFIX")
+    [[ -f $d/turnserver.cmd ]] || die "no coturn command saved in lab $PREFIX"
+    eval "set -- $(cat "$d/turnserver.cmd")"
+    ns=$1
+    shift
+    start_bg "$ns" "$d/turnserver.log.restart" "$d/turnserver.bgpid" "$@"
+    ip=$(sed -n 's/.*--listening-ip=\([^ ]*\).*/\1/p' "$d/turnserver.cmd")
+    wait_port "$ns" udp "$ip" "$STUN_PORT" "$(cat "$d/turnserver.bgpid")" "$d/turnserver.log.restart"
+    log "start-turn: coturn of $PREFIX running again"
+    ;;
 *) usage ;;
 esac
