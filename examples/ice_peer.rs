@@ -345,6 +345,9 @@ async fn run(options: Options) -> Result<(), BoxError> {
                         lock(&times).nominated.get_or_insert_with(Instant::now);
                     }
                     Event::RoleChanged(role) => eprintln!("ice_peer: role is now {role:?}"),
+                    Event::RelayFailed { server, error } => {
+                        eprintln!("ice_peer: TURN server {server} failed: {error}")
+                    }
                 }
             }
         })

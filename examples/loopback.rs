@@ -182,6 +182,10 @@ async fn signal(name: &'static str, from: Arc<IceConnection>, to: Arc<IceConnect
                 Ok(())
             }
             Event::SelectedPair { .. } => Ok(()),
+            Event::RelayFailed { server, error } => {
+                println!("{name}: TURN server {server} failed: {error}");
+                Ok(())
+            }
         };
         if forwarded.is_err() {
             // The peer closed: signalling is over.

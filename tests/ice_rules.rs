@@ -11,6 +11,7 @@ use jingle_ice::ice::{
     Role, Transmit,
 };
 use jingle_ice::stun::{Class, Message, MessageEncoder, Method, TransactionId};
+use jingle_ice::turn::{Credentials as TurnCredentials, TurnConfig, TurnError, TurnTransport};
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -785,4 +786,54 @@ fn without_end_of_candidates_failure_waits_for_late_candidates() {
         "failed after {:?}",
         h.now - start
     );
+}
+
+#[test]
+fn a_dead_turn_server_or_a_broken_stream_does_not_stop_the_agent() {
+    // A's TURN servers: one over UDP that never answers, one over TCP whose stream turns to
+    // garbage. The agents connect on their host candidates all the same, and A reports both
+    // relays as failed with the reason, then completes gathering.
+    let mut h = Harness::new(Role::Controlling, Role::Controlled);
+    let silent = addr("192.0.2.50:3478");
+    let broken = addr("192.0.2.51:3478");
+    let creds = || TurnCredentials::long_term("user", "password");
+    h.sides[0]
+        .agent
+        .add_turn_server(TurnConfig::new(silent, TurnTransport::Udp, creds()));
+    h.sides[0]
+        .agent
+        .add_turn_server(TurnConfig::new(broken, TurnTransport::Tcp, creds()));
+    h.connect();
+    let now = h.now;
+    h.sides[0]
+        .agent
+        .handle_turn_stream(now, broken, b"SSH-2.0-OpenSSH_9.2\r\n");
+    assert!(h.run(Duration::from_secs(60), |h| h.sides[0]
+        .events
+        .contains(&Event::GatheringComplete)));
+    let failures: Vec<(SocketAddr, TurnError)> = h.sides[0]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::RelayFailed { server, error } => Some((*server, error.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failures.len(), 2, "{failures:?}");
+    assert!(
+        failures.contains(&(silent, TurnError::Timeout)),
+        "{failures:?}"
+    );
+    assert!(
+        failures
+            .iter()
+            .any(|(s, e)| *s == broken && matches!(e, TurnError::Stream(_))),
+        "{failures:?}"
+    );
+    assert!(h.both(ConnectionState::Completed));
+    assert!(!h.sides[0]
+        .agent
+        .local_candidates()
+        .iter()
+        .any(|c| c.kind == CandidateType::Relayed));
 }

@@ -280,3 +280,40 @@ fn agents_connect_through_coturn_over_udp() {
 fn agents_connect_through_coturn_over_tcp() {
     run(TurnTransport::Tcp);
 }
+
+#[test]
+fn wrong_turn_credentials_are_reported_and_gathering_completes() {
+    if !turnserver_available() {
+        return;
+    }
+    let coturn = start_coturn();
+    let server: SocketAddr = format!("127.0.0.1:{}", coturn.port).parse().unwrap();
+    let wrong = Credentials::time_limited_for(
+        b"not-the-secret",
+        SystemTime::now(),
+        Duration::from_secs(600),
+        Some("ice"),
+    );
+    let mut a = peer(
+        Role::Controlling,
+        3,
+        TurnConfig::new(server, TurnTransport::Udp, wrong),
+        Instant::now(),
+    );
+    a.flush(server);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !a.events.contains(&Event::GatheringComplete) {
+        assert!(Instant::now() < deadline, "gathering did not complete");
+        a.poll(server);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(a.events.contains(&Event::RelayFailed {
+        server,
+        error: jingle_ice::turn::TurnError::WrongCredentials
+    }));
+    assert!(a
+        .agent
+        .local_candidates()
+        .iter()
+        .all(|c| c.kind == CandidateType::Host));
+}

@@ -17,7 +17,7 @@ use crate::stun::{
     error_code, Class, ClientTransaction, Message, MessageEncoder, Method, RetransmitConfig,
     TransactionId, TransactionState,
 };
-use crate::turn::{TurnClient, TurnConfig, TurnEvent, TurnState, TurnTransport};
+use crate::turn::{TurnClient, TurnConfig, TurnError, TurnEvent, TurnState, TurnTransport};
 
 /// Which side of the role negotiation the agent is on (RFC 8445 §6.1.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +68,15 @@ pub enum Event {
     },
     /// The role changed after a role conflict (RFC 8445 §7.3.1.1).
     RoleChanged(Role),
+    /// A TURN allocation could not be made or was lost (wrong credentials, quota, no answer,
+    /// a broken stream...): no relayed candidate from that server. The agent goes on with its
+    /// other candidates.
+    RelayFailed {
+        /// The TURN server.
+        server: SocketAddr,
+        /// What went wrong.
+        error: TurnError,
+    },
 }
 
 /// How a [`Transmit`] travels.
@@ -570,15 +579,12 @@ impl Agent {
                     self.relays[i].done = true;
                     self.add_relayed(i, relayed, mapped);
                 }
-                TurnEvent::AllocationFailed(error) => {
+                TurnEvent::AllocationFailed(error) | TurnEvent::Expired(error) => {
                     let relay = &mut self.relays[i];
                     relay.done = true;
-                    tracing::warn!(server = %relay.client.server(), %error, "TURN allocation failed");
-                }
-                TurnEvent::Expired(error) => {
-                    let relay = &mut self.relays[i];
-                    relay.done = true;
-                    tracing::warn!(server = %relay.client.server(), %error, "TURN allocation lost");
+                    let server = relay.client.server();
+                    tracing::warn!(%server, %error, "TURN allocation failed or lost");
+                    self.events.push_back(Event::RelayFailed { server, error });
                 }
                 TurnEvent::PeerData { .. } if self.state == ConnectionState::Closed => {}
                 TurnEvent::PeerData { peer, data } => {

@@ -336,6 +336,9 @@ impl Driver {
                 tracing::info!(?role, "role changed after a conflict");
                 self.parts.shared.view().role = *role;
             }
+            Event::RelayFailed { server, error } => {
+                tracing::warn!(%server, %error, "no relayed candidate from this TURN server");
+            }
         }
         if let Err(TrySendError::Full(_)) = self.parts.events.try_send(event) {
             let before = self
