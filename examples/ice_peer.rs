@@ -15,10 +15,12 @@
 //! The last line on stdout is
 //! ```text
 //! result selected=<local type>/<remote type> local=<addr> remote=<addr> first_working_ms=<t>
-//!        nominated_ms=<t> bytes_ok=<n> corrupted=<n> resent=<n>
+//!        nominated_ms=<t> bytes_ok=<n> corrupted=<n> resent=<n> final_state=<state>
+//!        gathering_ms=<t>
 //! ```
 //! (on one line), with times measured from the moment this side had both the peer's
-//! credentials and its first candidate. A sender's `bytes_ok` is what the receiver reported
+//! credentials and its first candidate (`gathering_ms`: from the start to the end of gathering,
+//! STUN and TURN servers included). A sender's `bytes_ok` is what the receiver reported
 //! verified; a receiver's is what it verified itself.
 //!
 //! Traffic (`--bytes N`): 1200-byte datagrams (the last one shorter), each with a sequence
@@ -237,6 +239,10 @@ struct Times {
     connected: Option<Instant>,
     /// The selected pair was announced.
     nominated: Option<Instant>,
+    /// The connection was started (gathering began).
+    gather_start: Option<Instant>,
+    /// Gathering completed (host, server-reflexive and relayed candidates all in).
+    gathered: Option<Instant>,
 }
 
 /// Lines from the peer, as the stdin thread read them.
@@ -314,10 +320,14 @@ async fn run(options: Options) -> Result<(), BoxError> {
             builder = builder.turn_server(TurnConfig::new(*server, *transport, credentials));
         }
     }
+    let gather_start = Instant::now();
     let conn = Arc::new(builder.start().await?);
     let creds = conn.local_credentials();
     println!("creds {} {}", creds.ufrag, creds.pwd);
-    let times = Arc::new(Mutex::new(Times::default()));
+    let times = Arc::new(Mutex::new(Times {
+        gather_start: Some(gather_start),
+        ..Times::default()
+    }));
 
     // Our events: trickle candidates out, note the moments.
     let events = {
@@ -327,7 +337,10 @@ async fn run(options: Options) -> Result<(), BoxError> {
             while let Some(event) = conn.next_event().await {
                 match event {
                     Event::LocalCandidate(c) => println!("cand {}", c.to_sdp()),
-                    Event::GatheringComplete => println!("eoc"),
+                    Event::GatheringComplete => {
+                        lock(&times).gathered.get_or_insert_with(Instant::now);
+                        println!("eoc")
+                    }
                     Event::StateChanged(state) => {
                         eprintln!("ice_peer: state {state:?}");
                         if matches!(
@@ -518,13 +531,15 @@ fn print_result(
 ) {
     println!(
         "result selected={}/{} local={} remote={} first_working_ms={} nominated_ms={} \
-         bytes_ok={bytes_ok} corrupted={corrupted} resent={resent} final_state={final_state:?}",
+         bytes_ok={bytes_ok} corrupted={corrupted} resent={resent} final_state={final_state:?} \
+         gathering_ms={}",
         pair.local.kind,
         pair.remote.kind,
         pair.local.address,
         pair.remote.address,
         ms_since(times.start, times.connected),
         ms_since(times.start, times.nominated),
+        ms_since(times.gather_start, times.gathered),
     );
 }
 

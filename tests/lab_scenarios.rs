@@ -59,7 +59,7 @@ fn scenario(name: &str, options: LabOptions) -> Option<PairRun> {
     for (side, r) in [("A", &run.a), ("B", &run.b)] {
         eprintln!(
             "MEASURED {name} {side}: selected={} local={} remote={} first_working_ms={} \
-             nominated_ms={} bytes_ok={} corrupted={} resent={}",
+             nominated_ms={} bytes_ok={} corrupted={} resent={} gathering_ms={}",
             r["selected"],
             r["local"],
             r["remote"],
@@ -67,7 +67,8 @@ fn scenario(name: &str, options: LabOptions) -> Option<PairRun> {
             r["nominated_ms"],
             r["bytes_ok"],
             r["corrupted"],
-            r["resent"]
+            r["resent"],
+            r["gathering_ms"]
         );
         assert_eq!(r["bytes_ok"], bytes, "{name} {side}: bytes verified");
         assert_eq!(r["corrupted"], "0", "{name} {side}: corrupted datagrams");
