@@ -112,6 +112,11 @@ fn command(which: Impl, ice_peer: &Path, controlling: bool, stun: &str) -> Vec<S
         "controlled"
     };
     cmd.extend(["--role", role, "--stun", stun, "--timeout", PEER_TIMEOUT].map(String::from));
+    // LAB_TA_MS=N runs our agents with that check pacing (RFC 8445 §14.2; ours defaults to
+    // 50 ms, libnice paces at 20 ms), as in tests/lab_scenarios.rs; libnice keeps its default.
+    if let (Impl::Ours, Ok(ta)) = (which, std::env::var("LAB_TA_MS")) {
+        cmd.extend(["--ta-ms".into(), ta]);
+    }
     if controlling {
         cmd.extend(["--bytes".into(), BYTES.to_string()]);
         cmd.extend(["--rate-mbps", RATE_MBPS].map(String::from));
@@ -192,44 +197,73 @@ const PAIRINGS: [(Impl, Impl); 4] = [
     (Impl::Libnice, Impl::Ours),
 ];
 
-/// Builds the lab for `topology`, runs every pairing in it, prints the table and returns the
-/// rows; `None` when the lab or libnice cannot run here (already reported).
+/// Runs of every pairing per topology, taken round-robin so that a lab's first run (cold ARP
+/// and conntrack caches) does not always fall on the same pairing; the table shows medians.
+const ROUNDS: usize = 3;
+
+/// Builds the lab for `topology`, runs every pairing `ROUNDS` times in it, prints the table
+/// and returns all runs; `None` when the lab or libnice cannot run here (already reported).
 fn compare(test: &str, options: LabOptions) -> Option<Vec<Row>> {
     if !libnice_available(test) {
         return None;
     }
     let peer = ice_peer();
     let lab = Lab::up(test, options)?;
-    let rows: Vec<Row> = PAIRINGS
-        .iter()
-        .map(|(a, b)| run_pair(&lab, test, *a, *b, &peer))
-        .collect();
+    let mut rows = Vec::new();
+    for _ in 0..ROUNDS {
+        for (a, b) in PAIRINGS {
+            rows.push(run_pair(&lab, test, a, b, &peer));
+        }
+    }
     print_table(test, &rows);
     Some(rows)
 }
 
+/// "median (min-max)" of a time field over `runs`, "none" where a run has no such time.
+fn summary<'a>(runs: impl Iterator<Item = &'a PeerResult>, key: &str) -> String {
+    let mut values = Vec::new();
+    for r in runs {
+        match r.get(key).and_then(|v| v.parse::<f64>().ok()) {
+            Some(v) => values.push(v),
+            None => return "none".into(),
+        }
+    }
+    values.sort_by(f64::total_cmp);
+    match (values.first(), values.get(values.len() / 2), values.last()) {
+        (Some(lo), Some(mid), Some(hi)) => format!("{mid:.0} ({lo:.0}-{hi:.0})"),
+        _ => "none".into(),
+    }
+}
+
 fn print_table(topology: &str, rows: &[Row]) {
-    let f = |r: &PeerResult, k: &str| r.get(k).cloned().unwrap_or_else(|| "?".into());
     eprintln!();
     eprintln!(
-        "connect times, {topology} (ms from having the peer's credentials and first candidate;"
+        "connect times, {topology}, ms, median (min-max) of {ROUNDS} runs, from having the \
+         peer's credentials and first candidate"
     );
-    eprintln!("first working = libnice CONNECTED / our Connected, nominated = libnice READY / our selected pair)");
     eprintln!(
-        "| A (controlling) -> B (controlled) | A first working | A nominated | B first working | B nominated | A selected | B selected |"
+        "(first working = our Connected / libnice CONNECTED; nominated = our selected pair / \
+         libnice READY)"
     );
-    eprintln!("|---|---|---|---|---|---|---|");
-    for row in rows {
+    eprintln!(
+        "| A (controlling) -> B (controlled) | A first working | A nominated | B first working \
+         | B nominated | selected (A) |"
+    );
+    eprintln!("|---|---|---|---|---|---|");
+    for (a, b) in PAIRINGS {
+        let runs: Vec<&Row> = rows.iter().filter(|r| r.a == a && r.b == b).collect();
+        let selected = runs
+            .first()
+            .and_then(|r| r.ra.get("selected"))
+            .map_or("?", String::as_str);
         eprintln!(
-            "| {} -> {} | {} | {} | {} | {} | {} | {} |",
-            row.a.name(),
-            row.b.name(),
-            f(&row.ra, "first_working_ms"),
-            f(&row.ra, "nominated_ms"),
-            f(&row.rb, "first_working_ms"),
-            f(&row.rb, "nominated_ms"),
-            f(&row.ra, "selected"),
-            f(&row.rb, "selected"),
+            "| {} -> {} | {} | {} | {} | {} | {selected} |",
+            a.name(),
+            b.name(),
+            summary(runs.iter().map(|r| &r.ra), "first_working_ms"),
+            summary(runs.iter().map(|r| &r.ra), "nominated_ms"),
+            summary(runs.iter().map(|r| &r.rb), "first_working_ms"),
+            summary(runs.iter().map(|r| &r.rb), "nominated_ms"),
         );
     }
     eprintln!();
