@@ -29,9 +29,11 @@
 mod connection;
 mod driver;
 mod interfaces;
+mod tls;
 
 pub use connection::{
     ConnectionStats, Datagram, Error, IceConnection, IceConnectionBuilder, SelectedPair,
     DEFAULT_EVENT_QUEUE, DEFAULT_RECEIVE_QUEUE,
 };
 pub use interfaces::{usable_addresses, AddressPolicy, LocalAddress};
+pub use tls::{TurnStreamError, TurnStreamFailure, ALPN_STUN_TURN};
