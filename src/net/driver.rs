@@ -317,7 +317,7 @@ impl Driver {
         }
     }
 
-    /// Sends what the agent wants sent, forwards its events and publishes what changed.
+    /// Sends what the agent wants sent, publishes what changed and forwards its events.
     async fn flush(&mut self) {
         while let Some(transmit) = self.parts.agent.poll_transmit() {
             if matches!(transmit.transport, Transport::Tcp | Transport::Tls) {
@@ -357,10 +357,12 @@ impl Driver {
                 data: relayed.data,
             });
         }
+        // Publish first, so that what an event announces (a local candidate, a selected pair)
+        // is readable from the handle once the application sees the event.
+        self.publish();
         while let Some(event) = self.parts.agent.poll_event() {
             self.event(event);
         }
-        self.publish();
     }
 
     fn event(&mut self, event: Event) {
