@@ -107,10 +107,12 @@ async fn two_connections_meet_through_turn_over_tls() {
     let pki = make_pki();
     let coturn = start_coturn_tls(&pki, "127.0.0.2");
     let server = SocketAddr::new(LOOPBACK, coturn.tls_port.expect("TLS port"));
-    let turn = || TurnConfig::tls(server, "localhost", credentials());
+    // A verifies the certificate for the DNS name, B (with no name) for the server's IP.
+    let turn_a = TurnConfig::tls(server, "localhost", credentials());
+    let turn_b = TurnConfig::new(server, TurnTransport::Tls, credentials());
 
-    let a = start(Role::Controlling, turn(), Some(&pki.ca)).await;
-    let b = start(Role::Controlled, turn(), Some(&pki.ca)).await;
+    let a = start(Role::Controlling, turn_a, Some(&pki.ca)).await;
+    let b = start(Role::Controlled, turn_b, Some(&pki.ca)).await;
     gathered(&a).await;
     gathered(&b).await;
     for conn in [&a, &b] {
@@ -287,4 +289,59 @@ async fn a_missing_ca_file_is_refused_at_start() {
         err.to_string().contains("/nonexistent/jingle-ice-ca.pem"),
         "{err}"
     );
+}
+
+/// Set in the child process of [`the_system_roots_honour_ssl_cert_file`]: the TLS server.
+const CHILD_SERVER_ENV: &str = "JINGLE_ICE_TEST_TURNS_SERVER";
+
+#[test]
+fn the_system_roots_honour_ssl_cert_file() {
+    if !tools_available() {
+        return;
+    }
+    let pki = make_pki();
+    let coturn = start_coturn_tls(&pki, "127.0.0.2");
+    let server = SocketAddr::new(LOOPBACK, coturn.tls_port.expect("TLS port"));
+    // Environment variables are process-wide: run the check in a child process of this test
+    // binary, with SSL_CERT_FILE naming the throwaway CA and no CA file in the builder.
+    let exe = std::env::current_exe().expect("test binary");
+    let mut child = std::process::Command::new(exe)
+        .args(["--exact", "system_roots_child", "--nocapture"])
+        .env("SSL_CERT_FILE", &pki.ca)
+        .env(CHILD_SERVER_ENV, server.to_string())
+        .spawn()
+        .expect("spawn the child test");
+    let deadline = std::time::Instant::now() + STEP * 2;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the child test hung");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "the child test failed\n{}", coturn.log());
+}
+
+/// Runs only as the child of [`the_system_roots_honour_ssl_cert_file`].
+#[tokio::test]
+async fn system_roots_child() {
+    let Ok(server) = std::env::var(CHILD_SERVER_ENV) else {
+        return;
+    };
+    init_tracing();
+    let server: SocketAddr = server.parse().expect("server address");
+    let conn = start(
+        Role::Controlling,
+        TurnConfig::tls(server, "localhost", credentials()),
+        None,
+    )
+    .await;
+    gathered(&conn).await;
+    assert_eq!(conn.turn_stream_failures(), vec![]);
+    assert_eq!(relayed(&conn).len(), 1, "a relayed candidate over TLS");
+    bounded("close", conn.close()).await;
+    println!("system roots from SSL_CERT_FILE: allocated over TLS");
 }
