@@ -23,7 +23,7 @@ use tokio_rustls::TlsConnector;
 use super::connection::Error;
 use crate::turn::{TurnConfig, TurnTransport};
 
-/// The ALPN protocol identifier of TURN (RFC 7443 §5: "stun.turn"), offered in the handshake.
+/// The ALPN protocol identifier of TURN, "stun.turn" (RFC 7443), offered in the handshake.
 pub const ALPN_STUN_TURN: &[u8] = b"stun.turn";
 
 /// Why the stream to a TURN server (TCP or TLS, RFC 8656 §3.1) could not be set up. The
