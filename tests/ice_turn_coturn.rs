@@ -64,6 +64,7 @@ impl Peer {
                 Transport::Udp => {
                     let _ = self.socket.send_to(&t.contents, t.destination);
                 }
+                Transport::Tls => panic!("this test configures no TURN over TLS"),
                 Transport::Tcp => {
                     let stream = self.stream.get_or_insert_with(|| {
                         let s = TcpStream::connect(server).unwrap();

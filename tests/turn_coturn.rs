@@ -102,6 +102,7 @@ fn run(transport: TurnTransport) {
             s.set_nodelay(true).unwrap();
             Link::Tcp(s)
         }
+        TurnTransport::Tls => panic!("TURN over TLS is tested in tests/turn_tls.rs"),
     };
     let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
     peer.set_read_timeout(Some(WAIT)).unwrap();

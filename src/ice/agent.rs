@@ -84,9 +84,12 @@ pub enum Event {
 pub enum Transport {
     /// A UDP datagram from the socket bound at `source`.
     Udp,
-    /// Bytes for the TCP (or TLS) stream to a TURN server at `destination` (RFC 8656 §3.1);
+    /// Bytes for the TCP stream to a TURN server at `destination` (RFC 8656 §3.1);
     /// `source` is the host base the stream should be bound to.
     Tcp,
+    /// Bytes for the TLS stream to a TURN server at `destination` (RFC 8656 §3.1), framed as
+    /// over TCP; the I/O layer encrypts them and verifies the server's certificate.
+    Tls,
 }
 
 /// A datagram the agent wants sent (drained with [`Agent::poll_transmit`]).
@@ -541,7 +544,7 @@ impl Agent {
     pub fn handle_turn_stream(&mut self, now: Instant, server: SocketAddr, data: &[u8]) {
         self.now = self.now.max(now);
         for relay in &mut self.relays {
-            if relay.client.server() == server && relay.client.transport() == TurnTransport::Tcp {
+            if relay.client.server() == server && relay.client.transport().is_stream() {
                 relay.client.handle_input(now, server, data);
             }
         }
@@ -553,7 +556,7 @@ impl Agent {
     pub fn handle_turn_stream_closed(&mut self, now: Instant, server: SocketAddr) {
         self.now = self.now.max(now);
         for relay in &mut self.relays {
-            if relay.client.server() == server && relay.client.transport() == TurnTransport::Tcp {
+            if relay.client.server() == server && relay.client.transport().is_stream() {
                 relay.client.handle_transport_closed(now);
             }
         }
@@ -632,7 +635,7 @@ impl Agent {
         // A relay reached over TCP is preferred less than one over UDP.
         let local_pref = match transport {
             TurnTransport::Udp => host_pref,
-            TurnTransport::Tcp => host_pref / 2,
+            TurnTransport::Tcp | TurnTransport::Tls => host_pref / 2,
         };
         let candidate = Candidate {
             foundation: self.foundation(CandidateType::Relayed, base.ip(), Some(server.ip())),
@@ -1955,6 +1958,7 @@ impl Agent {
                 transport: match relay.client.transport() {
                     TurnTransport::Udp => Transport::Udp,
                     TurnTransport::Tcp => Transport::Tcp,
+                    TurnTransport::Tls => Transport::Tls,
                 },
             })
         })

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -16,6 +17,7 @@ use tracing::Instrument;
 
 use super::driver::{self, Command, Driver};
 use super::interfaces::{usable_addresses, AddressPolicy, LocalAddress};
+use super::tls::{TrustedRoots, TurnStreamFailure, TurnTls};
 use crate::ice::{
     Agent, AgentConfig, AgentStats, Candidate, ConnectionState, Credentials, Event, Role,
 };
@@ -27,6 +29,9 @@ pub const DEFAULT_RECEIVE_QUEUE: usize = 1024;
 pub const DEFAULT_EVENT_QUEUE: usize = 256;
 /// Capacity of the command queue from the handle to the driver task.
 const COMMAND_QUEUE: usize = 64;
+/// Most failures of streams to TURN servers kept for [`IceConnection::turn_stream_failures`]
+/// (the oldest are dropped first).
+pub(crate) const MAX_STREAM_FAILURES: usize = 32;
 
 /// What can go wrong when starting or using an [`IceConnection`].
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +53,21 @@ pub enum Error {
     /// The builder was given settings that cannot work.
     #[error("invalid configuration: {0}")]
     InvalidConfig(&'static str),
+    /// A TURN server over TLS was given a name that is neither a DNS name nor an IP address
+    /// ([`crate::turn::TurnConfig::server_name`]).
+    #[error("invalid TLS server name {0:?}")]
+    InvalidServerName(String),
+    /// The CA file given to [`IceConnectionBuilder::turn_ca_file`] cannot be used.
+    #[error("cannot use the CA file {path}: {reason}")]
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The TLS client could not be configured.
+    #[error("TLS configuration: {0}")]
+    Tls(String),
     /// The component number is 0 or above the configured number of components.
     #[error("component {0} does not exist")]
     InvalidComponent(u16),
@@ -115,6 +135,8 @@ pub(crate) struct View {
     pub(crate) selected: Vec<Option<SelectedPair>>,
     pub(crate) local_candidates: Vec<Candidate>,
     pub(crate) agent_stats: AgentStats,
+    /// Streams to TURN servers that could not be set up, oldest first.
+    pub(crate) turn_stream_failures: Vec<TurnStreamFailure>,
     /// The bound sockets by local address, for [`IceConnection::send`]; emptied when the
     /// driver ends so that the ports are released even while the handle lives on.
     pub(crate) sockets: HashMap<SocketAddr, Arc<UdpSocket>>,
@@ -149,6 +171,7 @@ pub struct IceConnectionBuilder {
     config: AgentConfig,
     stun_servers: Vec<SocketAddr>,
     turn_servers: Vec<crate::turn::TurnConfig>,
+    trusted_roots: TrustedRoots,
     policy: AddressPolicy,
     explicit: Vec<IpAddr>,
     port_range: Option<(u16, u16)>,
@@ -163,6 +186,7 @@ impl IceConnectionBuilder {
             config: AgentConfig::default(),
             stun_servers: Vec::new(),
             turn_servers: Vec::new(),
+            trusted_roots: TrustedRoots::default(),
             policy: AddressPolicy::default(),
             explicit: Vec::new(),
             port_range: None,
@@ -191,9 +215,24 @@ impl IceConnectionBuilder {
     }
 
     /// Adds a TURN server to allocate relayed candidates on (RFC 8445 §5.1.1.2, RFC 8656), over
-    /// UDP or TCP as its configuration says.
+    /// UDP, TCP or TLS as its configuration says. One address serves one of TCP and TLS.
+    ///
+    /// Over TLS (RFC 8656 §3.1) the server's certificate must chain to a trusted root (the
+    /// system's, or those of [`Self::turn_ca_file`]) and be valid for
+    /// [`TurnConfig::server_name`](crate::turn::TurnConfig::server_name) (by default the
+    /// server's IP address). A certificate that does not verify fails that server's allocation
+    /// (see [`IceConnection::turn_stream_failures`]); the agent goes on with its other
+    /// candidates.
     pub fn turn_server(mut self, server: crate::turn::TurnConfig) -> Self {
         self.turn_servers.push(server);
+        self
+    }
+
+    /// Trusts only the CA certificates of this PEM file for TURN servers over TLS
+    /// (RFC 8656 §3.1), instead of the system's roots. The file is read by [`Self::start`],
+    /// which fails if it cannot be read or holds no certificate.
+    pub fn turn_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.trusted_roots = TrustedRoots::CaFile(path.into());
         self
     }
 
@@ -293,6 +332,24 @@ impl IceConnectionBuilder {
             }
         }
 
+        // The driver keeps one stream per server address: TCP or TLS, not both.
+        for tls in self
+            .turn_servers
+            .iter()
+            .filter(|c| c.transport == crate::turn::TurnTransport::Tls)
+        {
+            if self
+                .turn_servers
+                .iter()
+                .any(|c| c.server == tls.server && c.transport == crate::turn::TurnTransport::Tcp)
+            {
+                return Err(Error::InvalidConfig(
+                    "one TURN server address cannot be used over both TCP and TLS",
+                ));
+            }
+        }
+        let tls = TurnTls::new(&self.turn_servers, &self.trusted_roots).await?;
+
         let addresses: Vec<LocalAddress> = if self.explicit.is_empty() {
             usable_addresses(&self.policy)?
         } else {
@@ -352,6 +409,7 @@ impl IceConnectionBuilder {
                 selected: vec![None; usize::from(components)],
                 local_candidates: agent.local_candidates().to_vec(),
                 agent_stats: agent.stats().clone(),
+                turn_stream_failures: Vec::new(),
                 sockets: sockets.clone(),
             }),
             closed: AtomicBool::new(false),
@@ -372,6 +430,7 @@ impl IceConnectionBuilder {
             agent,
             components,
             sockets,
+            tls,
             shared: Arc::clone(&shared),
             commands: command_rx,
             events: event_tx,
@@ -507,6 +566,13 @@ impl IceConnection {
     pub fn selected_pair(&self, component: u16) -> Option<SelectedPair> {
         let index = usize::from(component).checked_sub(1)?;
         self.shared.view().selected.get(index).cloned().flatten()
+    }
+
+    /// The streams to TURN servers (TCP or TLS, RFC 8656 §3.1) that could not be set up, oldest
+    /// first (at most the last 32): a refused connection, a timeout, a certificate that did not
+    /// verify. Each failed the allocations on that server.
+    pub fn turn_stream_failures(&self) -> Vec<TurnStreamFailure> {
+        self.shared.view().turn_stream_failures.clone()
     }
 
     /// Counters.

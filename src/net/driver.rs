@@ -7,14 +7,16 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, UdpSocket};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
-use super::connection::{Datagram, SelectedPair, Shared};
+use super::connection::{Datagram, SelectedPair, Shared, MAX_STREAM_FAILURES};
+use super::tls::{TurnStreamError, TurnStreamFailure, TurnTls};
 use crate::ice::{Agent, Candidate, ConnectionState, Credentials, Event, Received, Transport};
+use crate::turn::TurnTransport;
 
 /// Largest UDP payload we can receive (65,535 minus the 8-byte UDP header; RFC 768). Larger
 /// IPv6 jumbograms (RFC 2675) are not used on the Internet.
@@ -30,7 +32,9 @@ const READ_ERROR_BACKOFF: Duration = Duration::from_millis(20);
 /// Chunks waiting to be written to the stream to a TURN server (RFC 8656 §3.1); beyond it the
 /// agent's retransmissions make up for what is dropped.
 const STREAM_QUEUE: usize = 256;
-/// Bound on connecting a stream to a TURN server.
+/// Bound on shutting a stream to a TURN server down when it is no longer needed.
+const STREAM_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
+/// Bound on connecting a stream to a TURN server, TLS handshake included.
 const STREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the handle asks the driver to do.
@@ -49,6 +53,8 @@ pub(crate) enum Command {
 enum StreamInbound {
     Data(SocketAddr, Vec<u8>),
     Closed(SocketAddr),
+    /// The stream could not be set up (and so is closed).
+    Failed(TurnStreamFailure),
 }
 
 /// A datagram a reader task received.
@@ -63,6 +69,8 @@ pub(crate) struct Parts {
     pub(crate) agent: Agent,
     pub(crate) components: u16,
     pub(crate) sockets: HashMap<SocketAddr, Arc<UdpSocket>>,
+    /// TLS settings when TURN servers over TLS are configured.
+    pub(crate) tls: Option<TurnTls>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) commands: mpsc::Receiver<Command>,
     pub(crate) events: mpsc::Sender<Event>,
@@ -79,7 +87,7 @@ pub(crate) struct Driver {
     /// What was last published in the shared view, to lock it only on change.
     published_paths: Vec<Option<(SocketAddr, SocketAddr)>>,
     published_selected: Vec<Option<(SocketAddr, SocketAddr)>>,
-    /// Writers of the streams to TURN servers over TCP, by server.
+    /// Writers of the streams to TURN servers over TCP or TLS, by server.
     streams: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
     stream_tx: mpsc::Sender<StreamInbound>,
     stream_rx: mpsc::Receiver<StreamInbound>,
@@ -144,18 +152,7 @@ impl Driver {
                         break;
                     }
                 },
-                Some(stream) = self.stream_rx.recv() => {
-                    let now = Instant::now();
-                    match stream {
-                        StreamInbound::Data(server, data) => {
-                            self.parts.agent.handle_turn_stream(now, server, &data);
-                        }
-                        StreamInbound::Closed(server) => {
-                            self.streams.remove(&server);
-                            self.parts.agent.handle_turn_stream_closed(now, server);
-                        }
-                    }
-                }
+                Some(stream) = self.stream_rx.recv() => self.stream_inbound(stream),
                 () = timer => {}
             }
             // Whatever woke us, timers that are due run now, so a busy socket cannot starve
@@ -213,6 +210,33 @@ impl Driver {
         }
     }
 
+    /// Hands what a TURN stream task reports to the agent.
+    fn stream_inbound(&mut self, inbound: StreamInbound) {
+        let now = Instant::now();
+        match inbound {
+            StreamInbound::Data(server, data) => {
+                self.parts.agent.handle_turn_stream(now, server, &data);
+            }
+            StreamInbound::Closed(server) => {
+                self.streams.remove(&server);
+                self.parts.agent.handle_turn_stream_closed(now, server);
+            }
+            StreamInbound::Failed(failure) => {
+                let server = failure.server;
+                {
+                    let mut view = self.parts.shared.view();
+                    let failures = &mut view.turn_stream_failures;
+                    if failures.len() >= MAX_STREAM_FAILURES {
+                        failures.remove(0);
+                    }
+                    failures.push(failure);
+                }
+                self.streams.remove(&server);
+                self.parts.agent.handle_turn_stream_closed(now, server);
+            }
+        }
+    }
+
     fn receive(&mut self, packet: Inbound) {
         let received = self.parts.agent.handle_receive(
             Instant::now(),
@@ -260,6 +284,7 @@ impl Driver {
             }
             tokio::select! {
                 Some(packet) = self.inbound.recv() => self.receive(packet),
+                Some(stream) = self.stream_rx.recv() => self.stream_inbound(stream),
                 () = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => {
                     self.parts.agent.handle_timeout(Instant::now());
                 }
@@ -268,11 +293,23 @@ impl Driver {
         }
     }
 
-    /// Queues bytes for the stream to a TURN server, connecting it first if needed.
-    fn send_stream(&mut self, source: SocketAddr, server: SocketAddr, data: Vec<u8>) {
+    /// Queues bytes for the stream (TCP, or TLS when `tls`) to a TURN server, connecting it
+    /// first if needed.
+    fn send_stream(&mut self, source: SocketAddr, server: SocketAddr, tls: bool, data: Vec<u8>) {
         let writer = self.streams.entry(server).or_insert_with(|| {
             let (tx, rx) = mpsc::channel(STREAM_QUEUE);
-            tokio::spawn(stream_task(source, server, rx, self.stream_tx.clone()));
+            let security = if tls {
+                Security::Tls(self.parts.tls.clone())
+            } else {
+                Security::Plain
+            };
+            tokio::spawn(stream_task(
+                source,
+                server,
+                security,
+                rx,
+                self.stream_tx.clone(),
+            ));
             tx
         });
         if writer.try_send(data).is_err() {
@@ -280,11 +317,17 @@ impl Driver {
         }
     }
 
-    /// Sends what the agent wants sent, forwards its events and publishes what changed.
+    /// Sends what the agent wants sent, publishes what changed and forwards its events.
     async fn flush(&mut self) {
         while let Some(transmit) = self.parts.agent.poll_transmit() {
-            if transmit.transport == Transport::Tcp {
-                self.send_stream(transmit.source, transmit.destination, transmit.contents);
+            if matches!(transmit.transport, Transport::Tcp | Transport::Tls) {
+                let tls = transmit.transport == Transport::Tls;
+                self.send_stream(
+                    transmit.source,
+                    transmit.destination,
+                    tls,
+                    transmit.contents,
+                );
                 continue;
             }
             let Some(socket) = self.parts.sockets.get(&transmit.source) else {
@@ -314,10 +357,12 @@ impl Driver {
                 data: relayed.data,
             });
         }
+        // Publish first, so that what an event announces (a local candidate, a selected pair)
+        // is readable from the handle once the application sees the event.
+        self.publish();
         while let Some(event) = self.parts.agent.poll_event() {
             self.event(event);
         }
-        self.publish();
     }
 
     fn event(&mut self, event: Event) {
@@ -399,46 +444,103 @@ impl Driver {
     }
 }
 
-/// Connects the stream to a TURN server (bound to the host address of `source`), writes what
-/// the agent queues, and reports what the server sends and when the stream ends.
+/// Whether a stream to a TURN server is plain TCP or TLS (RFC 8656 §3.1).
+enum Security {
+    Plain,
+    /// TLS with these settings (`None`: none were configured, which fails the stream).
+    Tls(Option<TurnTls>),
+}
+
+/// Connects the stream to a TURN server (bound to the host address of `source`), runs the TLS
+/// handshake if asked, writes what the agent queues, and reports what the server sends and
+/// when the stream ends or cannot be set up.
 async fn stream_task(
     source: SocketAddr,
     server: SocketAddr,
-    mut rx: mpsc::Receiver<Vec<u8>>,
+    security: Security,
+    rx: mpsc::Receiver<Vec<u8>>,
     tx: mpsc::Sender<StreamInbound>,
 ) {
-    let connect = async {
-        let socket = if server.is_ipv6() {
-            TcpSocket::new_v6()?
-        } else {
-            TcpSocket::new_v4()?
-        };
-        if source.is_ipv6() == server.is_ipv6() && !source.ip().is_unspecified() {
-            socket.bind(SocketAddr::new(source.ip(), 0))?;
-        }
-        socket.connect(server).await
+    let transport = match security {
+        Security::Plain => TurnTransport::Tcp,
+        Security::Tls(_) => TurnTransport::Tls,
     };
-    let stream = match tokio::time::timeout(STREAM_CONNECT_TIMEOUT, connect).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => {
-            tracing::warn!(%server, error = %e, "cannot connect to the TURN server");
-            let _ = tx.send(StreamInbound::Closed(server)).await;
-            return;
-        }
-        Err(_) => {
-            tracing::warn!(%server, "connecting to the TURN server timed out");
-            let _ = tx.send(StreamInbound::Closed(server)).await;
-            return;
+    let setup = async {
+        let tcp = connect_tcp(source, server)
+            .await
+            .map_err(|e| TurnStreamError::Connect(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        match security {
+            Security::Plain => Ok(Connected::Plain(tcp)),
+            Security::Tls(None) => Err(TurnStreamError::NotConfigured),
+            Security::Tls(Some(tls)) => tls
+                .connect(server, tcp)
+                .await
+                .map(|s| Connected::Tls(Box::new(s))),
         }
     };
-    let _ = stream.set_nodelay(true);
-    let (mut read, mut write) = stream.into_split();
+    let result = tokio::time::timeout(STREAM_CONNECT_TIMEOUT, setup)
+        .await
+        .unwrap_or(Err(TurnStreamError::Timeout));
+    match result {
+        Ok(Connected::Plain(stream)) => pump(stream, server, rx, tx).await,
+        Ok(Connected::Tls(stream)) => {
+            tracing::debug!(%server, "TLS to the TURN server established");
+            pump(*stream, server, rx, tx).await;
+        }
+        Err(error) => {
+            tracing::warn!(%server, ?transport, %error, "no stream to the TURN server");
+            let _ = tx
+                .send(StreamInbound::Failed(TurnStreamFailure {
+                    server,
+                    transport,
+                    error,
+                }))
+                .await;
+        }
+    }
+}
+
+/// A stream to a TURN server, set up.
+enum Connected {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// Connects TCP to `server`, from the host address of `source` when it has the same family.
+async fn connect_tcp(source: SocketAddr, server: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = if server.is_ipv6() {
+        TcpSocket::new_v6()?
+    } else {
+        TcpSocket::new_v4()?
+    };
+    if source.is_ipv6() == server.is_ipv6() && !source.ip().is_unspecified() {
+        socket.bind(SocketAddr::new(source.ip(), 0))?;
+    }
+    socket.connect(server).await
+}
+
+/// Moves bytes between a set-up stream and the driver until either side ends; then shuts the
+/// stream down (a TLS close_notify, then FIN).
+async fn pump<S>(
+    stream: S,
+    server: SocketAddr,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    tx: mpsc::Sender<StreamInbound>,
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut read, mut write) = tokio::io::split(stream);
     let reader_tx = tx.clone();
     let reader = tokio::spawn(async move {
         let mut buf = vec![0u8; 16 * 1024];
         loop {
             match read.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
+                Ok(0) => break,
+                Err(e) => {
+                    tracing::debug!(%server, error = %e, "TURN stream read failed");
+                    break;
+                }
                 Ok(n) => {
                     let chunk = buf.get(..n).unwrap_or_default().to_vec();
                     if reader_tx
@@ -459,6 +561,7 @@ async fn stream_task(
             break;
         }
     }
+    let _ = tokio::time::timeout(STREAM_SHUTDOWN_TIMEOUT, write.shutdown()).await;
     reader.abort();
 }
 

@@ -8,6 +8,15 @@
 //! tells them apart (RFC 7983 first-byte rules) and application data is queued for
 //! [`IceConnection::recv`].
 //!
+//! TURN servers reached over TCP or TLS (RFC 8656 §3.1) get one stream each, opened on the
+//! agent's first transmit to them. TLS uses rustls (`ring` provider) and verifies the server's
+//! certificate against the system's roots (which honour `SSL_CERT_FILE`) or a CA file
+//! ([`IceConnectionBuilder::turn_ca_file`]), for [`TurnConfig::server_name`] or else the
+//! server's IP address; a stream that cannot be set up is listed by
+//! [`IceConnection::turn_stream_failures`] and fails only that server's allocations.
+//!
+//! [`TurnConfig::server_name`]: crate::turn::TurnConfig::server_name
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), jingle_ice::net::Error> {
 //! use jingle_ice::ice::Role;
@@ -29,9 +38,11 @@
 mod connection;
 mod driver;
 mod interfaces;
+mod tls;
 
 pub use connection::{
     ConnectionStats, Datagram, Error, IceConnection, IceConnectionBuilder, SelectedPair,
     DEFAULT_EVENT_QUEUE, DEFAULT_RECEIVE_QUEUE,
 };
 pub use interfaces::{usable_addresses, AddressPolicy, LocalAddress};
+pub use tls::{TurnStreamError, TurnStreamFailure, ALPN_STUN_TURN};

@@ -53,25 +53,41 @@ pub const MAX_STALE_NONCE_RETRIES: u8 = 3;
 /// (RFC 8656 §8: refresh before the lifetime ends).
 const REFRESH_PERCENT: u32 = 80;
 
-/// Transport to the TURN server (RFC 8656 §3.1). TLS and DTLS look like their plain
-/// counterparts here: the I/O layer unwraps them.
+/// Transport to the TURN server (RFC 8656 §3.1). TLS looks like TCP here: the I/O layer
+/// wraps and unwraps it, verifying the server's certificate against
+/// [`TurnConfig::server_name`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TurnTransport {
     /// UDP: one STUN or ChannelData message per datagram, requests retransmitted
     /// (RFC 8489 §6.2.1).
     Udp,
-    /// TCP (or TLS over TCP): a stream of framed messages, ChannelData padded to 4 bytes
-    /// (RFC 8656 §12.5), no retransmissions (RFC 8489 §6.2.2).
+    /// TCP: a stream of framed messages, ChannelData padded to 4 bytes (RFC 8656 §12.5),
+    /// no retransmissions (RFC 8489 §6.2.2).
     Tcp,
+    /// TLS over TCP (RFC 8656 §3.1; the `turns:` URI of RFC 7065): framed exactly like [`Self::Tcp`]
+    /// inside the TLS stream, which the I/O layer sets up.
+    Tls,
+}
+
+impl TurnTransport {
+    /// Whether messages travel on a byte stream (TCP or TLS) and so are framed, with
+    /// ChannelData padded and requests not retransmitted (RFC 8656 §3.1, §12.5).
+    pub fn is_stream(self) -> bool {
+        matches!(self, TurnTransport::Tcp | TurnTransport::Tls)
+    }
 }
 
 /// Settings of one [`TurnClient`] (RFC 8656 §7.1).
 #[derive(Debug, Clone)]
 pub struct TurnConfig {
-    /// The server's address (for TCP: the address the stream is connected to).
+    /// The server's address (for TCP and TLS: the address the stream is connected to).
     pub server: SocketAddr,
     /// The transport to the server.
     pub transport: TurnTransport,
+    /// Over TLS, the name the server's certificate must carry (RFC 8656 §3.1, verified as
+    /// RFC 6125 / RFC 9525 say): a DNS name, or an IP address written out. `None` verifies the
+    /// certificate against the IP address of [`Self::server`]. Ignored over UDP and TCP.
+    pub server_name: Option<String>,
     /// The credentials (RFC 8656 §9.2 long-term, or the time-limited form).
     pub credentials: Credentials,
     /// The allocation lifetime to ask for in LIFETIME (RFC 8656 §7.1); the server's answer
@@ -106,6 +122,7 @@ impl TurnConfig {
         TurnConfig {
             server,
             transport,
+            server_name: None,
             credentials,
             lifetime: DEFAULT_ALLOCATION_LIFETIME,
             retransmit: RetransmitConfig::default(),
@@ -117,6 +134,20 @@ impl TurnConfig {
             max_queued_data_events: 1024,
             max_frame_len: MAX_STREAM_FRAME_LEN,
             seed: None,
+        }
+    }
+
+    /// A configuration for TURN over TLS ("turns", RFC 8656 §3.1) to `server`, whose
+    /// certificate must be valid for `server_name` (a DNS name or an IP address), with the
+    /// defaults of [`Self::new`].
+    pub fn tls(
+        server: SocketAddr,
+        server_name: impl Into<String>,
+        credentials: Credentials,
+    ) -> Self {
+        TurnConfig {
+            server_name: Some(server_name.into()),
+            ..TurnConfig::new(server, TurnTransport::Tls, credentials)
         }
     }
 }
@@ -549,7 +580,7 @@ impl TurnClient {
         let mut bytes = Vec::with_capacity(data.len() + 36);
         match bound {
             Some(number) => {
-                let pad = self.config.transport == TurnTransport::Tcp;
+                let pad = self.config.transport.is_stream();
                 encode_channel_data(number, data, pad, &mut bytes)
                     .map_err(|_| TurnError::DataTooLong(data.len()))?;
                 if let Some(p) = self.permissions.get_mut(&peer.ip()) {
@@ -609,7 +640,7 @@ impl TurnClient {
                 }
                 self.handle_datagram(now, data);
             }
-            TurnTransport::Tcp => {
+            TurnTransport::Tcp | TurnTransport::Tls => {
                 let mut framer = std::mem::replace(&mut self.framer, StreamFramer::new(0));
                 let result = framer.push(data, |frame| match frame {
                     Frame::Stun(bytes) => self.handle_stun(now, bytes),
@@ -1137,7 +1168,7 @@ impl TurnClient {
         enc.finish();
         let retransmit = match self.config.transport {
             TurnTransport::Udp => self.config.retransmit,
-            TurnTransport::Tcp => RetransmitConfig {
+            TurnTransport::Tcp | TurnTransport::Tls => RetransmitConfig {
                 rto: self.config.reliable_timeout,
                 max_transmits: 1,
                 last_wait_factor: 1,
