@@ -31,7 +31,9 @@
 //!
 //! Flags: `--role controlling|controlled` (required), `--stun IP:PORT` (repeatable),
 //! `--turn-udp IP:PORT` / `--turn-tcp IP:PORT` (repeatable TURN servers, with
-//! `--turn-secret S` for coturn's time-limited credentials),
+//! `--turn-tls NAME@IP:PORT` for TURN over TLS verified against NAME, `--turn-ca FILE` to
+//! trust that CA instead of the system roots, `--turn-secret S` for coturn's time-limited
+//! credentials),
 //! `--bytes N` (send N bytes; 0, the default, only receives), `--rate-mbps R` (pacing, default
 //! 16 MB/s), `--ta-ms MS` (check pacing Ta, RFC 8445 §14.2; default 20 ms), `--hold SECS` (after the
 //! traffic, keep the connection up to SECS or until it fails, and report `final_state=`), `--timeout SECS`
@@ -96,6 +98,10 @@ struct Options {
     ta: Option<Duration>,
     /// TURN servers: address and transport.
     turn: Vec<(SocketAddr, TurnTransport)>,
+    /// A TURN server over TLS (RFC 8656 §3.1) and the name its certificate must carry.
+    turn_tls: Option<(SocketAddr, String)>,
+    /// CA file to verify TURN servers' certificates with (else the system roots).
+    turn_ca: Option<String>,
     /// Shared secret of the TURN servers' time-limited credentials (coturn `use-auth-secret`).
     turn_secret: Option<String>,
     /// After the traffic, keep the connection this long (or until it fails) and report its
@@ -113,6 +119,8 @@ fn parse_args() -> Result<Options, String> {
     let mut turn = Vec::new();
     let mut turn_secret = None;
     let mut hold = None;
+    let mut turn_tls = None;
+    let mut turn_ca = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -149,6 +157,15 @@ fn parse_args() -> Result<Options, String> {
                 turn.push((addr, transport));
             }
             "--turn-secret" => turn_secret = Some(value("--turn-secret")?),
+            "--turn-tls" => {
+                let spec = value("--turn-tls")?;
+                let (name, addr) = spec
+                    .split_once('@')
+                    .ok_or("--turn-tls takes NAME@IP:PORT")?;
+                let addr = addr.parse().map_err(|e| format!("--turn-tls: {e}"))?;
+                turn_tls = Some((addr, name.to_owned()));
+            }
+            "--turn-ca" => turn_ca = Some(value("--turn-ca")?),
             "--rate-mbps" => {
                 rate_mbps = value("--rate-mbps")?
                     .parse()
@@ -177,7 +194,8 @@ fn parse_args() -> Result<Options, String> {
             "-h" | "--help" => {
                 return Err(
                     "usage: ice_peer --role controlling|controlled [--stun IP:PORT]... \
-                     [--turn-udp IP:PORT]... [--turn-tcp IP:PORT]... [--turn-secret S] \
+                     [--turn-udp IP:PORT]... [--turn-tcp IP:PORT]... [--turn-tls NAME@IP:PORT] \
+                     [--turn-ca FILE] [--turn-secret S] \
                      [--bytes N] [--rate-mbps R] [--ta-ms MS] [--hold SECS] [--timeout SECS]"
                         .into(),
                 )
@@ -190,6 +208,8 @@ fn parse_args() -> Result<Options, String> {
         turn,
         turn_secret,
         hold,
+        turn_tls,
+        turn_ca,
         stun,
         bytes,
         rate_mbps,
@@ -305,19 +325,27 @@ async fn run(options: Options) -> Result<(), BoxError> {
     for s in &options.stun {
         builder = builder.stun_server(*s);
     }
-    if !options.turn.is_empty() {
+    if !options.turn.is_empty() || options.turn_tls.is_some() {
         let secret = options
             .turn_secret
             .as_deref()
-            .ok_or("--turn-udp/--turn-tcp need --turn-secret")?;
-        for (server, transport) in &options.turn {
-            let credentials = TurnCredentials::time_limited_for(
+            .ok_or("--turn-udp/--turn-tcp/--turn-tls need --turn-secret")?;
+        let credentials = || {
+            TurnCredentials::time_limited_for(
                 secret.as_bytes(),
                 std::time::SystemTime::now(),
                 Duration::from_secs(3600),
                 Some("ice_peer"),
-            );
-            builder = builder.turn_server(TurnConfig::new(*server, *transport, credentials));
+            )
+        };
+        for (server, transport) in &options.turn {
+            builder = builder.turn_server(TurnConfig::new(*server, *transport, credentials()));
+        }
+        if let Some((server, name)) = &options.turn_tls {
+            builder = builder.turn_server(TurnConfig::tls(*server, name.clone(), credentials()));
+        }
+        if let Some(ca) = &options.turn_ca {
+            builder = builder.turn_ca_file(ca);
         }
     }
     let gather_start = Instant::now();

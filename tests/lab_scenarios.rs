@@ -311,3 +311,50 @@ fn lab_turn_restart_under_a_relayed_pair_is_detected_as_consent_lost() {
     // Consent is lost 30 s after the last answer, not at the end of the hold.
     assert!(took < Duration::from_secs(55), "reported after {took:?}");
 }
+
+/// UDP blocked on A's side and TURN offered only over TLS (port 5349), its certificate verified
+/// against the lab CA: A relays over TLS.
+#[test]
+fn lab_udp_blocked_relays_over_tls_with_a_verified_certificate() {
+    let peer = ice_peer();
+    let options = LabOptions {
+        turn: true,
+        ..LabOptions::nats(Nat::UdpBlocked, Nat::PortRestricted)
+    };
+    let Some(lab) = Lab::up("UDP blocked vs port-restricted, TURN over TLS", options) else {
+        return;
+    };
+    let tls = format!(
+        "{}@{}",
+        lab.get("LAB_TURN_TLS_NAME"),
+        lab.get("LAB_TURN_TLS")
+    );
+    let common = [
+        "--stun",
+        lab.get("LAB_STUN"),
+        "--turn-tls",
+        &tls,
+        "--turn-ca",
+        lab.get("LAB_CA"),
+        "--turn-secret",
+        lab.get("LAB_TURN_SECRET"),
+        "--timeout",
+        "50",
+    ];
+    let bytes = (2 * 1024 * 1024u64).to_string();
+    let mut args_a = vec!["--role", "controlling", "--bytes", &bytes];
+    args_a.extend(common);
+    let mut args_b = vec!["--role", "controlled"];
+    args_b.extend(common);
+    let run = run_peers(&lab, &peer, &args_a, &args_b, SIGNALLING_DELAY, PEER_LIMIT);
+    for (side, r) in [("A", &run.a), ("B", &run.b)] {
+        eprintln!("MEASURED TURN over TLS {side}: {r:?}");
+        assert_eq!(r["corrupted"], "0", "{side}");
+    }
+    assert_eq!(run.a["bytes_ok"], bytes);
+    assert!(
+        run.a["selected"].starts_with("relay/"),
+        "A can only relay over TLS: {}",
+        run.a["selected"]
+    );
+}
