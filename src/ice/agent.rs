@@ -288,6 +288,8 @@ pub struct Agent {
     now: Instant,
 }
 
+/// The smallest Ta an agent may use (RFC 8445 §14.2).
+const MIN_TA: Duration = Duration::from_millis(5);
 /// Upper bound on relayed application datagrams waiting in [`Agent::poll_relayed_data`].
 const MAX_RELAYED_DATA: usize = 1024;
 /// Upper bound on TURN servers (each makes one allocation per component).
@@ -305,7 +307,9 @@ const NOMINATION_WAIT_RTTS: u32 = 3;
 
 impl Agent {
     /// A new agent in `role`. `now` is the current time of the caller's clock.
-    pub fn new(config: AgentConfig, role: Role, now: Instant) -> Self {
+    pub fn new(mut config: AgentConfig, role: Role, now: Instant) -> Self {
+        // RFC 8445 §14.2: Ta must not be configured below 5 ms.
+        config.ta = config.ta.max(MIN_TA);
         let mut rng = match config.seed {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_os_rng(),

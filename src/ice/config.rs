@@ -11,7 +11,8 @@ pub struct AgentConfig {
     /// Pacing of new connectivity checks and gathering transactions: Ta (RFC 8445 §14.2).
     /// The default is 20 ms, libnice's default: RFC 8445 §14.2 suggests 50 ms but lets an
     /// agent choose from the characteristics of its data, and a data channel with a handful of
-    /// candidates gains a round of hole punching from the shorter wait.
+    /// candidates gains a round of hole punching from the shorter wait. Values below 5 ms are
+    /// raised to 5 ms (RFC 8445 §14.2).
     pub ta: Duration,
     /// Initial retransmission timeout of a connectivity check (RFC 8445 §14.3).
     pub check_rto: Duration,
