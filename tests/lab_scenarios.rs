@@ -121,8 +121,14 @@ fn lab_full_cone_vs_symmetric_selects_direct_pair_with_prflx() {
     );
 }
 
-/// Both selected pairs go through the relay: a relayed candidate on at least one end.
-fn assert_relayed(run: &PairRun) {
+/// A scenario with the lab's coturn offered to both peers; both selected pairs must go through
+/// the relay (a relayed candidate on at least one end).
+fn relayed_scenario(name: &str, nat_a: Nat, nat_b: Nat) -> Option<PairRun> {
+    let options = LabOptions {
+        turn: true,
+        ..LabOptions::nats(nat_a, nat_b)
+    };
+    let run = scenario(name, options)?;
     for (side, r) in [("A", &run.a), ("B", &run.b)] {
         assert!(
             r["selected"].contains("relay"),
@@ -130,42 +136,32 @@ fn assert_relayed(run: &PairRun) {
             r["selected"]
         );
     }
+    Some(run)
 }
 
 #[test]
 fn lab_port_restricted_vs_symmetric_selects_relayed_pair() {
-    let options = LabOptions {
-        turn: true,
-        ..LabOptions::nats(Nat::PortRestricted, Nat::Symmetric)
-    };
-    let Some(run) = scenario("port-restricted vs symmetric", options) else {
-        return;
-    };
-    assert_relayed(&run);
+    relayed_scenario(
+        "port-restricted vs symmetric",
+        Nat::PortRestricted,
+        Nat::Symmetric,
+    );
 }
 
 #[test]
 fn lab_symmetric_both_sides_selects_relayed_pair() {
-    let options = LabOptions {
-        turn: true,
-        ..LabOptions::nats(Nat::Symmetric, Nat::Symmetric)
-    };
-    let Some(run) = scenario("symmetric vs symmetric", options) else {
-        return;
-    };
-    assert_relayed(&run);
+    relayed_scenario("symmetric vs symmetric", Nat::Symmetric, Nat::Symmetric);
 }
 
 #[test]
 fn lab_udp_blocked_relays_over_tcp() {
-    let options = LabOptions {
-        turn: true,
-        ..LabOptions::nats(Nat::UdpBlocked, Nat::PortRestricted)
-    };
-    let Some(run) = scenario("UDP blocked vs port-restricted", options) else {
+    let Some(run) = relayed_scenario(
+        "UDP blocked vs port-restricted",
+        Nat::UdpBlocked,
+        Nat::PortRestricted,
+    ) else {
         return;
     };
-    assert_relayed(&run);
     // A can only reach the TURN server over TCP: its relayed candidate is the TCP one, whose
     // related address is A's TCP mapping on the NAT.
     assert!(
