@@ -16,11 +16,12 @@
 //! ```text
 //! result selected=<local type>/<remote type> local=<addr> remote=<addr> first_working_ms=<t>
 //!        nominated_ms=<t> bytes_ok=<n> corrupted=<n> resent=<n> final_state=<state>
-//!        gathering_ms=<t>
+//!        gathering_ms=<t> after_candidate_ms=<t>
 //! ```
 //! (on one line), with times measured from the moment this side had both the peer's
 //! credentials and its first candidate (`gathering_ms`: from the start to the end of gathering,
-//! STUN and TURN servers included). A sender's `bytes_ok` is what the receiver reported
+//! STUN and TURN servers included; `after_candidate_ms`: from the arrival of the remote
+//! candidate of the selected pair to the first working pair, the agent's own share of the time). A sender's `bytes_ok` is what the receiver reported
 //! verified; a receiver's is what it verified itself.
 //!
 //! Traffic (`--bytes N`): 1200-byte datagrams (the last one shorter), each with a sequence
@@ -35,7 +36,7 @@
 //! trust that CA instead of the system roots, `--turn-secret S` for coturn's time-limited
 //! credentials),
 //! `--bytes N` (send N bytes; 0, the default, only receives), `--rate-mbps R` (pacing, default
-//! 16 MB/s), `--ta-ms MS` (check pacing Ta, RFC 8445 §14.2; default 20 ms), `--hold SECS` (after the
+//! 16 MB/s), `--ta-ms MS` (check pacing Ta, RFC 8445 §14.2; default 10 ms), `--hold SECS` (after the
 //! traffic, keep the connection up to SECS or until it fails, and report `final_state=`), `--timeout SECS`
 //! (whole run, default 60). Diagnostics (state changes, the selected pair, send rate, driver
 //! counters) go to stderr; `RUST_LOG=jingle_ice=debug` adds the agent's logs. The process
@@ -94,7 +95,7 @@ struct Options {
     bytes: u64,
     rate_mbps: f64,
     timeout: Duration,
-    /// Check pacing (RFC 8445 §14.2, default 20 ms).
+    /// Check pacing (RFC 8445 §14.2, default 10 ms).
     ta: Option<Duration>,
     /// TURN servers: address and transport.
     turn: Vec<(SocketAddr, TurnTransport)>,
@@ -263,6 +264,8 @@ struct Times {
     gather_start: Option<Instant>,
     /// Gathering completed (host, server-reflexive and relayed candidates all in).
     gathered: Option<Instant>,
+    /// When each remote candidate arrived, by address.
+    arrivals: std::collections::HashMap<SocketAddr, Instant>,
 }
 
 /// Lines from the peer, as the stdin thread read them.
@@ -414,6 +417,10 @@ async fn run(options: Options) -> Result<(), BoxError> {
                     }
                     Ok(Line::Cand(c)) => {
                         mark_start(&times, false, true);
+                        lock(&times)
+                            .arrivals
+                            .entry(c.address)
+                            .or_insert_with(Instant::now);
                         conn.add_remote_candidate(c)
                             .await
                             .map_err(|e| e.to_string())
@@ -560,7 +567,7 @@ fn print_result(
     println!(
         "result selected={}/{} local={} remote={} first_working_ms={} nominated_ms={} \
          bytes_ok={bytes_ok} corrupted={corrupted} resent={resent} final_state={final_state:?} \
-         gathering_ms={}",
+         gathering_ms={} after_candidate_ms={}",
         pair.local.kind,
         pair.remote.kind,
         pair.local.address,
@@ -568,6 +575,16 @@ fn print_result(
         ms_since(times.start, times.connected),
         ms_since(times.start, times.nominated),
         ms_since(times.gather_start, times.gathered),
+        // From the arrival of the remote candidate of the selected pair (the signalled one; for
+        // a peer-reflexive remote, from the first candidate) to the first working pair.
+        ms_since(
+            times
+                .arrivals
+                .get(&pair.remote.address)
+                .copied()
+                .or(times.start),
+            times.connected
+        ),
     );
 }
 

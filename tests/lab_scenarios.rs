@@ -47,7 +47,7 @@ fn scenario(name: &str, options: LabOptions) -> Option<PairRun> {
         args_a.push(a);
         args_b.push(a);
     }
-    // LAB_TA_MS=N runs both agents with that check pacing instead of RFC 8445's 50 ms.
+    // LAB_TA_MS=N runs both agents with that check pacing instead of the default (10 ms).
     let ta = std::env::var("LAB_TA_MS").ok();
     if let Some(ta) = &ta {
         args_a.extend(["--ta-ms", ta]);
@@ -59,7 +59,8 @@ fn scenario(name: &str, options: LabOptions) -> Option<PairRun> {
     for (side, r) in [("A", &run.a), ("B", &run.b)] {
         eprintln!(
             "MEASURED {name} {side}: selected={} local={} remote={} first_working_ms={} \
-             nominated_ms={} bytes_ok={} corrupted={} resent={} gathering_ms={}",
+             nominated_ms={} bytes_ok={} corrupted={} resent={} gathering_ms={} \
+             after_candidate_ms={}",
             r["selected"],
             r["local"],
             r["remote"],
@@ -68,7 +69,8 @@ fn scenario(name: &str, options: LabOptions) -> Option<PairRun> {
             r["bytes_ok"],
             r["corrupted"],
             r["resent"],
-            r["gathering_ms"]
+            r["gathering_ms"],
+            r["after_candidate_ms"]
         );
         assert_eq!(r["bytes_ok"], bytes, "{name} {side}: bytes verified");
         assert_eq!(r["corrupted"], "0", "{name} {side}: corrupted datagrams");
