@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod ice;
+pub mod jingle;
 pub mod net;
 pub mod sim;
 pub mod stun;
