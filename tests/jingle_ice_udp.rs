@@ -480,3 +480,39 @@ proptest! {
         prop_assert_eq!(back, t);
     }
 }
+
+#[test]
+fn prefixed_namespace_is_the_same_element() {
+    let xml = format!(
+        "<ice:transport xmlns:ice='{NS_ICE_UDP}' ufrag='abcd'><ice:candidate {}/></ice:transport>",
+        candidate_with("", None)
+    );
+    let t = parse(&xml).unwrap();
+    assert_eq!(t.ufrag.as_deref(), Some("abcd"));
+    assert_eq!(t.candidates.len(), 1);
+}
+
+#[test]
+fn ice_candidates_are_remote_candidates_for_the_agent() {
+    let t = parse(DINO).unwrap();
+    let cands: Vec<&Candidate> = t.ice_candidates().collect();
+    assert_eq!(cands.len(), 4);
+    // A remote candidate's base is its own address (RFC 8445 §5.1.1.1 applies to local ones).
+    assert!(cands.iter().all(|c| c.base == c.address));
+}
+
+#[test]
+fn local_candidate_renders_its_address_not_its_base() {
+    let mut c = Candidate::remote(
+        "9",
+        1,
+        1694498815,
+        "203.0.113.5:4000".parse().unwrap(),
+        CandidateType::ServerReflexive,
+        Some("10.0.0.2:5000".parse().unwrap()),
+    );
+    c.base = "10.0.0.2:5000".parse().unwrap();
+    let el = IceUdpCandidate::new(c, "l1").to_element();
+    assert_eq!(el.attr("ip"), Some("203.0.113.5"));
+    assert_eq!(el.attr("port"), Some("4000"));
+}

@@ -376,6 +376,12 @@ impl IceUdpTransport {
         }
     }
 
+    /// The ICE candidates alone, in document order, to hand to the agent
+    /// (`Agent::add_remote_candidate`, RFC 8445 §5.3).
+    pub fn ice_candidates(&self) -> impl Iterator<Item = &Candidate> + '_ {
+        self.candidates.iter().map(|c| &c.candidate)
+    }
+
     /// Reads a `<transport xmlns='urn:xmpp:jingle:transports:ice-udp:1'/>` element
     /// (XEP-0176 §5), with the choices described in the module documentation.
     pub fn from_element(el: &Element, limits: TransportLimits) -> Result<Self, TransportError> {
