@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::candidate::priority;
+use super::candidate::{local_preference, priority};
 use super::{AgentConfig, Candidate, CandidateType, Credentials};
 use crate::stun::{
     error_code, Class, ClientTransaction, Message, MessageEncoder, Method, RetransmitConfig,
@@ -634,7 +634,7 @@ impl Agent {
         }
         let host_pref = self
             .local_base(base)
-            .map(|h| ((self.local_candidates[h].priority >> 8) & 0xffff) as u16)
+            .map(|h| local_preference(self.local_candidates[h].priority))
             .unwrap_or(0);
         // A relay reached over TCP is preferred less than one over UDP.
         let local_pref = match transport {
@@ -1150,7 +1150,7 @@ impl Agent {
         else {
             return;
         };
-        let local_pref = ((host.priority >> 8) & 0xffff) as u16;
+        let local_pref = local_preference(host.priority);
         let candidate = Candidate {
             foundation: self.foundation(
                 CandidateType::ServerReflexive,
@@ -1257,7 +1257,7 @@ impl Agent {
             Some(i) => i,
             None => {
                 let base_idx = self.pairs[idx].local;
-                let local_pref = ((self.local_candidates[base_idx].priority >> 8) & 0xffff) as u16;
+                let local_pref = local_preference(self.local_candidates[base_idx].priority);
                 let candidate = Candidate {
                     foundation: self.foundation(
                         CandidateType::PeerReflexive,
@@ -1492,7 +1492,7 @@ impl Agent {
         let tid = TransactionId::random(&mut self.rng);
         let pair = &self.pairs[idx];
         let base = &self.local_candidates[pair.local];
-        let local_pref = ((base.priority >> 8) & 0xffff) as u16;
+        let local_pref = local_preference(base.priority);
         let prflx_priority = priority(CandidateType::PeerReflexive, local_pref, pair.component);
         let mut request = Vec::with_capacity(128);
         {

@@ -67,6 +67,12 @@ pub(crate) const fn priority(kind: CandidateType, local_preference: u16, compone
         + (256 - (component as u32 & 0xff))
 }
 
+/// The local preference a priority was computed with: bits 8–23 of the RFC 8445 §5.1.2.1
+/// formula.
+pub(crate) const fn local_preference(priority: u32) -> u16 {
+    ((priority >> 8) & 0xffff) as u16
+}
+
 /// An ICE candidate, local or remote (RFC 8445 §5.1).
 ///
 /// For a local candidate, `base` is the address the agent sends from (RFC 8445 §5.1.1.1); for a
@@ -239,6 +245,15 @@ mod tests {
             priority(CandidateType::PeerReflexive, 0, 1)
                 > priority(CandidateType::ServerReflexive, 65535, 1)
         );
+    }
+
+    #[test]
+    fn local_preference_is_read_back_from_a_priority() {
+        for pref in [0u16, 1, 0x7fff, 0xffff] {
+            for kind in [CandidateType::Host, CandidateType::Relayed] {
+                assert_eq!(local_preference(priority(kind, pref, 1)), pref);
+            }
+        }
     }
 
     #[test]
