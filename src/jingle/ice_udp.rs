@@ -18,8 +18,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use minidom::rxml::{Namespace, NcName};
-use minidom::{Element, IntoAttributeValue};
+use minidom::Element;
+
+use super::stanza::set_attr as set;
 
 use crate::ice::{Candidate, CandidateType, Credentials};
 
@@ -226,14 +227,6 @@ fn is_valid_id(s: &str) -> bool {
 
 /// Sets an attribute whose name is one of the constants of [`names`]. Those names are valid
 /// NCNames, so the conversion cannot fail; the round-trip tests would notice if one were not.
-fn set(el: &mut Element, name: &'static str, value: impl IntoAttributeValue) {
-    if let Ok(n) = NcName::try_from(name) {
-        el.set_attr(Namespace::NONE, n, value);
-    } else {
-        debug_assert!(false, "attribute name {name:?} is not an NCName");
-    }
-}
-
 fn required<'a>(el: &'a Element, name: &'static str) -> Result<&'a str, CandidateError> {
     el.attr(name).ok_or(CandidateError::MissingAttribute(name))
 }

@@ -1,8 +1,23 @@
-//! Jingle (XEP-0166) signalling for the ICE agent. For now: the XEP-0176 ICE-UDP transport
-//! element and its mapping to and from the agent's credentials and candidates.
+//! Jingle (XEP-0166) signalling for the ICE agent: the `<jingle/>` element and its contents
+//! ([`element`]), the XEP-0176 ICE-UDP transport mapped to the agent's credentials and
+//! candidates ([`ice_udp`]), the sans-IO session state machine ([`session`]) and the stanza
+//! errors it answers with ([`stanza`]).
 
+pub mod element;
 pub mod ice_udp;
+pub mod session;
+pub mod stanza;
 
+pub use element::{
+    Action, Content, Creator, Jingle, JingleError, Reason, ReasonCondition, Senders, Transport,
+    NS_JINGLE,
+};
 pub use ice_udp::{
     CandidateError, IceUdpCandidate, IceUdpTransport, Skipped, TransportError, TransportLimits,
+    NS_ICE_UDP,
 };
+pub use session::{
+    SessionConfig, SessionError, SessionEvent, SessionKey, SessionManager, SessionRole,
+    SessionState,
+};
+pub use stanza::{Condition, JingleCondition, StanzaError};
