@@ -533,8 +533,8 @@ impl Jingle {
     /// when its contents are bad.
     pub fn read_header(el: &Element) -> Result<(Action, String), JingleError> {
         let action = el.attr("action").ok_or(JingleError::Missing("action"))?;
-        let action =
-            Action::parse(action).ok_or_else(|| JingleError::Invalid("action", truncate(action)))?;
+        let action = Action::parse(action)
+            .ok_or_else(|| JingleError::Invalid("action", truncate(action)))?;
         let sid = el.attr("sid").ok_or(JingleError::Missing("sid"))?;
         if sid.is_empty() || sid.len() > SID_MAX_LEN {
             return Err(JingleError::Invalid("sid", truncate(sid)));

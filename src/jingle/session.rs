@@ -461,7 +461,10 @@ impl SessionManager {
             .get_mut(key)
             .ok_or_else(|| SessionError::UnknownSession(key.clone()))?;
         if session.content_mut(content).is_none() {
-            return Err(SessionError::UnknownContent(key.clone(), content.to_owned()));
+            return Err(SessionError::UnknownContent(
+                key.clone(),
+                content.to_owned(),
+            ));
         }
         session
             .trickle
@@ -660,9 +663,9 @@ impl SessionManager {
         // Only the peer may answer (RFC 6120 §8.1.2.1 allows an error from its server too,
         // which comes from the bare JID or the domain: accept those as errors).
         let from_peer = from == Some(&req.key.peer);
-        let from_peer_server = stanza
-            .attr("from")
-            .is_some_and(|f| f == req.key.peer.to_bare().as_str() || f == req.key.peer.domain().as_str());
+        let from_peer_server = stanza.attr("from").is_some_and(|f| {
+            f == req.key.peer.to_bare().as_str() || f == req.key.peer.domain().as_str()
+        });
         if !(from_peer || (kind == IqType::Error && from_peer_server)) {
             return false;
         }
@@ -888,7 +891,8 @@ impl SessionManager {
             let reason = Reason::new(ReasonCondition::UnsupportedTransports);
             self.end_quietly(&key, reason, now);
         } else {
-            self.events.push_back(SessionEvent::Incoming { key, contents });
+            self.events
+                .push_back(SessionEvent::Incoming { key, contents });
         }
     }
 
@@ -1030,8 +1034,7 @@ impl SessionManager {
         }
         let mut events = Vec::with_capacity(jingle.contents.len());
         for c in jingle.contents {
-            let (Some(state), Some(transport)) = (session.content_mut(&c.name), c.transport)
-            else {
+            let (Some(state), Some(transport)) = (session.content_mut(&c.name), c.transport) else {
                 continue;
             };
             let creds = transport.ice_udp().and_then(IceUdpTransport::credentials);
@@ -1171,9 +1174,8 @@ impl SessionManager {
             jingle.reason = Some(reason.clone());
             self.send_request(key, jingle, now);
         }
-        // Requests still awaiting answers for this session are moot.
-        self.requests
-            .retain(|_, r| r.key != *key || r.action == Action::SessionTerminate);
+        // Requests still awaiting answers stay recorded, so that their answers are recognised
+        // (and dropped) rather than handed to the application as stray stanzas.
         self.events.push_back(SessionEvent::Terminated {
             key: key.clone(),
             reason,

@@ -357,7 +357,12 @@ mod tests {
 
     #[test]
     fn error_text_is_kept() {
-        let e = iq_error(&request(), Condition::BadRequest, None, Some("bad candidate"));
+        let e = iq_error(
+            &request(),
+            Condition::BadRequest,
+            None,
+            Some("bad candidate"),
+        );
         let read = StanzaError::from_stanza(&e).unwrap();
         assert_eq!(read.condition, Condition::BadRequest);
         assert_eq!(read.text.as_deref(), Some("bad candidate"));

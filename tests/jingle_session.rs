@@ -1,0 +1,1017 @@
+//! The sans-IO XEP-0166 session machine, both sides driven in memory without a server: every
+//! stanza one side emits is delivered to the other (the way a server would, `from` stamped),
+//! and every request gets its answer.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use jid::FullJid;
+use jingle_ice::ice::{Candidate, CandidateType, Credentials};
+use jingle_ice::jingle::stanza::{iq_type, IqType, NS_CLIENT, NS_JINGLE_ERRORS, NS_STANZAS};
+use jingle_ice::jingle::{
+    Content, IceUdpCandidate, IceUdpTransport, ReasonCondition, SessionConfig, SessionEvent,
+    SessionKey, SessionManager, SessionRole, SessionState, Transport, NS_JINGLE,
+};
+use minidom::Element;
+
+const APP_NS: &str = "urn:example:test-app:0";
+
+fn alice_jid() -> FullJid {
+    FullJid::new("alice@example.test/a").unwrap()
+}
+fn bob_jid() -> FullJid {
+    FullJid::new("bob@example.test/b").unwrap()
+}
+fn mallory_jid() -> FullJid {
+    FullJid::new("mallory@example.test/m").unwrap()
+}
+
+fn manager(jid: FullJid, seed: u64) -> SessionManager {
+    let config = SessionConfig {
+        seed: Some(seed),
+        ..SessionConfig::default()
+    };
+    SessionManager::new(jid, config)
+}
+
+fn creds(tag: &str) -> Credentials {
+    Credentials::new(format!("u{tag}aa"), format!("p{tag}0123456789abcdefghijkl"))
+}
+
+fn cand(port: u16, id: &str) -> IceUdpCandidate {
+    let addr: SocketAddr = format!("192.0.2.1:{port}").parse().unwrap();
+    IceUdpCandidate::new(
+        Candidate::remote("1", 1, 2_130_706_431, addr, CandidateType::Host, None),
+        id,
+    )
+}
+
+fn description() -> Element {
+    Element::bare("description", APP_NS)
+}
+
+fn content(creds: &Credentials, cands: Vec<IceUdpCandidate>) -> Content {
+    Content::new(
+        "data",
+        description(),
+        Transport::IceUdp(IceUdpTransport::new(creds, cands)),
+    )
+}
+
+/// Everything one side has to send.
+fn drain(m: &mut SessionManager) -> Vec<Element> {
+    std::iter::from_fn(|| m.poll_transmit()).collect()
+}
+
+fn events(m: &mut SessionManager) -> Vec<SessionEvent> {
+    std::iter::from_fn(|| m.poll_event()).collect()
+}
+
+/// Stamps `from` as the server would (overwriting whatever the sender wrote).
+fn stamp(mut stanza: Element, from: &FullJid) -> Element {
+    stanza.set_attr(
+        minidom::rxml::Namespace::NONE,
+        minidom::rxml::NcName::try_from("from").unwrap(),
+        from.as_str(),
+    );
+    stanza
+}
+
+/// Delivers stanzas back and forth until both sides are quiet; returns every stanza carried,
+/// in order, as (sender, stanza).
+fn pump(a: &mut SessionManager, b: &mut SessionManager, now: Instant) -> Vec<(FullJid, Element)> {
+    let mut log = Vec::new();
+    loop {
+        let from_a = drain(a);
+        let from_b = drain(b);
+        if from_a.is_empty() && from_b.is_empty() {
+            return log;
+        }
+        for s in from_a {
+            let s = stamp(s, a.local_jid());
+            log.push((a.local_jid().clone(), s.clone()));
+            assert!(b.handle_stanza(&s, now), "b ignored {s:?}");
+        }
+        for s in from_b {
+            let s = stamp(s, b.local_jid());
+            log.push((b.local_jid().clone(), s.clone()));
+            assert!(a.handle_stanza(&s, now), "a ignored {s:?}");
+        }
+    }
+}
+
+fn jingle_set(from: &FullJid, to: &FullJid, id: &str, jingle: &str) -> Element {
+    let xml = format!(
+        "<iq xmlns='jabber:client' type='set' id='{id}' from='{from}' to='{to}'>{jingle}</iq>"
+    );
+    xml.parse().unwrap()
+}
+
+/// The stanza condition and Jingle condition of an error reply.
+fn error_conditions(stanza: &Element) -> (String, Option<String>) {
+    assert_eq!(
+        iq_type(stanza),
+        Some(IqType::Error),
+        "not an error: {stanza:?}"
+    );
+    let error = stanza.get_child("error", NS_CLIENT).unwrap();
+    let cond = error
+        .children()
+        .find(|c| c.ns() == NS_STANZAS && c.name() != "text")
+        .unwrap()
+        .name()
+        .to_owned();
+    let jingle = error
+        .children()
+        .find(|c| c.ns() == NS_JINGLE_ERRORS)
+        .map(|c| c.name().to_owned());
+    (cond, jingle)
+}
+
+/// Opens an accepted session between alice (initiator) and bob.
+fn established(now: Instant) -> (SessionManager, SessionManager, SessionKey, SessionKey) {
+    let mut a = manager(alice_jid(), 1);
+    let mut b = manager(bob_jid(), 2);
+    let ka = a
+        .initiate(
+            bob_jid(),
+            vec![content(&creds("a"), vec![cand(1000, "a1")])],
+            now,
+        )
+        .unwrap();
+    pump(&mut a, &mut b, now);
+    let kb = match events(&mut b).as_slice() {
+        [SessionEvent::Incoming { key, .. }] => key.clone(),
+        other => panic!("unexpected {other:?}"),
+    };
+    b.accept(&kb, vec![content(&creds("b"), vec![cand(2000, "b1")])], now)
+        .unwrap();
+    pump(&mut a, &mut b, now);
+    assert!(matches!(
+        events(&mut a).as_slice(),
+        [SessionEvent::Accepted { .. }]
+    ));
+    (a, b, ka, kb)
+}
+
+#[test]
+fn initiate_accept_and_every_request_is_answered() {
+    let now = Instant::now();
+    let mut a = manager(alice_jid(), 1);
+    let mut b = manager(bob_jid(), 2);
+    let ka = a
+        .initiate(
+            bob_jid(),
+            vec![content(&creds("a"), vec![cand(1000, "a1")])],
+            now,
+        )
+        .unwrap();
+    assert_eq!(ka.peer, bob_jid());
+    let log = pump(&mut a, &mut b, now);
+    // session-initiate out, result back.
+    assert_eq!(log.len(), 2);
+    let init = log[0].1.get_child("jingle", NS_JINGLE).unwrap();
+    assert_eq!(init.attr("action"), Some("session-initiate"));
+    assert_eq!(init.attr("initiator"), Some("alice@example.test/a"));
+    assert_eq!(iq_type(&log[1].1), Some(IqType::Result));
+
+    let ev = events(&mut b);
+    let (kb, contents) = match ev.as_slice() {
+        [SessionEvent::Incoming { key, contents }] => (key.clone(), contents.clone()),
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(kb.peer, alice_jid());
+    assert_eq!(kb.sid, ka.sid);
+    let t = contents[0].transport.as_ref().unwrap().ice_udp().unwrap();
+    assert_eq!(t.credentials(), Some(creds("a")));
+    assert_eq!(t.candidates[0].candidate.address.port(), 1000);
+    assert_eq!(contents[0].description_ns().as_deref(), Some(APP_NS));
+    assert_eq!(
+        b.session_state(&kb),
+        Some((SessionState::Pending, SessionRole::Responder))
+    );
+
+    b.accept(&kb, vec![content(&creds("b"), vec![cand(2000, "b1")])], now)
+        .unwrap();
+    let log = pump(&mut a, &mut b, now);
+    assert_eq!(log.len(), 2);
+    let acc = log[0].1.get_child("jingle", NS_JINGLE).unwrap();
+    assert_eq!(acc.attr("action"), Some("session-accept"));
+    assert_eq!(acc.attr("responder"), Some("bob@example.test/b"));
+    match events(&mut a).as_slice() {
+        [SessionEvent::Accepted { key, contents }] => {
+            assert_eq!(key, &ka);
+            let t = contents[0].transport.as_ref().unwrap().ice_udp().unwrap();
+            assert_eq!(t.credentials(), Some(creds("b")));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(
+        a.session_state(&ka),
+        Some((SessionState::Active, SessionRole::Initiator))
+    );
+    assert_eq!(a.pending_requests(), 0);
+    assert_eq!(b.pending_requests(), 0);
+    assert_eq!(a.poll_timeout(), None);
+}
+
+#[test]
+fn trickled_candidates_are_batched_into_one_transport_info() {
+    let now = Instant::now();
+    let (mut a, mut b, ka, kb) = established(now);
+    for (i, port) in [1001u16, 1002, 1003].into_iter().enumerate() {
+        a.add_local_candidates(&ka, "data", vec![cand(port, &format!("t{i}"))], now)
+            .unwrap();
+    }
+    // Held for the trickle delay.
+    assert!(drain(&mut a).is_empty());
+    let wake = a.poll_timeout().unwrap();
+    assert_eq!(wake, now + SessionConfig::default().trickle_delay);
+    a.handle_timeout(wake);
+    let log = pump(&mut a, &mut b, wake);
+    assert_eq!(log.len(), 2, "one transport-info and its result");
+    match events(&mut b).as_slice() {
+        [SessionEvent::TransportInfo {
+            key,
+            content,
+            transport,
+            restart,
+        }] => {
+            assert_eq!(key, &kb);
+            assert_eq!(content, "data");
+            assert!(!restart);
+            let t = transport.ice_udp().unwrap();
+            // XEP-0176 §5.3: ufrag and pwd accompany candidates.
+            assert_eq!(t.credentials(), Some(creds("a")));
+            let ports: Vec<u16> = t
+                .candidates
+                .iter()
+                .map(|c| c.candidate.address.port())
+                .collect();
+            assert_eq!(ports, vec![1001, 1002, 1003]);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn responder_holds_its_candidates_until_it_accepts() {
+    let now = Instant::now();
+    let mut a = manager(alice_jid(), 1);
+    let mut b = manager(bob_jid(), 2);
+    a.initiate(bob_jid(), vec![content(&creds("a"), vec![])], now)
+        .unwrap();
+    pump(&mut a, &mut b, now);
+    let kb = match events(&mut b).as_slice() {
+        [SessionEvent::Incoming { key, .. }] => key.clone(),
+        other => panic!("unexpected {other:?}"),
+    };
+    // Trickle from the initiator reaches the responder before session-accept.
+    let ka = a.sessions().next().unwrap().clone();
+    a.add_local_candidates(&ka, "data", vec![cand(1001, "x")], now)
+        .unwrap();
+    a.handle_timeout(now + Duration::from_secs(1));
+    pump(&mut a, &mut b, now);
+    assert!(matches!(
+        events(&mut b).as_slice(),
+        [SessionEvent::TransportInfo { .. }]
+    ));
+    // The responder's own candidates wait for its decision.
+    b.add_local_candidates(&kb, "data", vec![cand(2001, "y")], now)
+        .unwrap();
+    b.handle_timeout(now + Duration::from_secs(1));
+    assert!(drain(&mut b).is_empty(), "nothing may leak before accept");
+    b.accept(&kb, vec![content(&creds("b"), vec![cand(2000, "b1")])], now)
+        .unwrap();
+    pump(&mut a, &mut b, now);
+    match events(&mut a).as_slice() {
+        [SessionEvent::Accepted { contents, .. }] => {
+            let t = contents[0].transport.as_ref().unwrap().ice_udp().unwrap();
+            let ports: Vec<u16> = t
+                .candidates
+                .iter()
+                .map(|c| c.candidate.address.port())
+                .collect();
+            assert_eq!(ports, vec![2000, 2001]);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn simultaneous_initiation_resolves_by_tie_break() {
+    for (seed_a, seed_b) in [(1, 2), (3, 4), (5, 6), (7, 8)] {
+        let now = Instant::now();
+        let mut a = manager(alice_jid(), seed_a);
+        let mut b = manager(bob_jid(), seed_b);
+        let ka = a
+            .initiate(bob_jid(), vec![content(&creds("a"), vec![])], now)
+            .unwrap();
+        let kb = b
+            .initiate(alice_jid(), vec![content(&creds("b"), vec![])], now)
+            .unwrap();
+        let log = pump(&mut a, &mut b, now);
+        let winner = std::cmp::min(ka.sid.clone(), kb.sid.clone());
+        // The loser's offer got <conflict/> + <tie-break/>.
+        let conflicts: Vec<_> = log
+            .iter()
+            .filter(|(_, s)| iq_type(s) == Some(IqType::Error))
+            .map(|(_, s)| error_conditions(s))
+            .collect();
+        assert_eq!(
+            conflicts,
+            vec![("conflict".to_owned(), Some("tie-break".to_owned()))]
+        );
+        // Exactly one session, the lower sid, on both sides.
+        let sa: Vec<_> = a.sessions().map(|k| k.sid.clone()).collect();
+        let sb: Vec<_> = b.sessions().map(|k| k.sid.clone()).collect();
+        assert_eq!(sa, vec![winner.clone()]);
+        assert_eq!(sb, vec![winner.clone()]);
+        // The side whose offer lost is now the responder and was told which session replaced it.
+        let loser = if ka.sid == winner { &mut b } else { &mut a };
+        let loser_events = events(loser);
+        assert!(loser_events.iter().any(|e| matches!(e,
+            SessionEvent::Terminated { reason, .. }
+                if reason.condition == ReasonCondition::AlternativeSession(winner.clone()))));
+        assert!(loser_events
+            .iter()
+            .any(|e| matches!(e, SessionEvent::Incoming { key, .. } if key.sid == winner)));
+        let key = loser.sessions().next().unwrap().clone();
+        assert_eq!(
+            loser.session_state(&key),
+            Some((SessionState::Pending, SessionRole::Responder))
+        );
+    }
+}
+
+#[test]
+fn transport_info_from_a_third_jid_is_rejected_and_changes_nothing() {
+    let now = Instant::now();
+    let (mut a, _b, ka, _kb) = established(now);
+    let t = IceUdpTransport::new(&creds("m"), vec![cand(6666, "evil")]).to_element();
+    let mut j = Element::bare("jingle", NS_JINGLE);
+    j.set_attr(
+        minidom::rxml::Namespace::NONE,
+        minidom::rxml::NcName::try_from("action").unwrap(),
+        "transport-info",
+    );
+    j.set_attr(
+        minidom::rxml::Namespace::NONE,
+        minidom::rxml::NcName::try_from("sid").unwrap(),
+        ka.sid.as_str(),
+    );
+    let mut c = Element::bare("content", NS_JINGLE);
+    c.set_attr(
+        minidom::rxml::Namespace::NONE,
+        minidom::rxml::NcName::try_from("name").unwrap(),
+        "data",
+    );
+    c.append_child(t);
+    j.append_child(c);
+    let j_xml = String::from(&j);
+    for from in [
+        mallory_jid(),
+        FullJid::new("bob@example.test/other").unwrap(),
+    ] {
+        let req = jingle_set(&from, &alice_jid(), "m1", &j_xml);
+        assert!(a.handle_stanza(&req, now));
+        let reply = drain(&mut a);
+        assert_eq!(reply.len(), 1);
+        assert_eq!(reply[0].attr("to"), Some(from.as_str()));
+        assert_eq!(
+            error_conditions(&reply[0]),
+            (
+                "item-not-found".to_owned(),
+                Some("unknown-session".to_owned())
+            )
+        );
+    }
+    assert!(events(&mut a).is_empty());
+    assert_eq!(
+        a.session_state(&ka),
+        Some((SessionState::Active, SessionRole::Initiator))
+    );
+}
+
+#[test]
+fn unknown_sid_gets_unknown_session() {
+    let now = Instant::now();
+    let mut a = manager(alice_jid(), 1);
+    let req = jingle_set(
+        &bob_jid(),
+        &alice_jid(),
+        "x",
+        "<jingle xmlns='urn:xmpp:jingle:1' action='session-info' sid='nope'/>",
+    );
+    assert!(a.handle_stanza(&req, now));
+    let reply = drain(&mut a);
+    assert_eq!(
+        error_conditions(&reply[0]),
+        (
+            "item-not-found".to_owned(),
+            Some("unknown-session".to_owned())
+        )
+    );
+    assert_eq!(reply[0].attr("id"), Some("x"));
+}
+
+fn transport_info_xml(sid: &str, transport: &str) -> String {
+    format!(
+        "<jingle xmlns='urn:xmpp:jingle:1' action='transport-info' sid='{sid}'>\
+         <content creator='initiator' name='data'>{transport}</content></jingle>"
+    )
+}
+
+#[test]
+fn garbage_inside_transport_gets_bad_request_and_the_session_goes_on() {
+    let now = Instant::now();
+    let (_a, mut b, _ka, kb) = established(now);
+    let garbage = [
+        // port out of range
+        "<transport xmlns='urn:xmpp:jingle:transports:ice-udp:1' ufrag='uaaa' pwd='paaa0123456789abcdefghijkl'>\
+         <candidate component='1' foundation='1' generation='0' id='x' ip='192.0.2.9' network='0' port='99999' priority='1' protocol='udp' type='host'/></transport>",
+        // no ip
+        "<transport xmlns='urn:xmpp:jingle:transports:ice-udp:1'>\
+         <candidate component='1' foundation='1' generation='0' id='x' network='0' port='9' priority='1' protocol='udp' type='host'/></transport>",
+        // bad pwd
+        "<transport xmlns='urn:xmpp:jingle:transports:ice-udp:1' ufrag='uaaa' pwd='short'/>",
+        // a different transport namespace than the content's
+        "<transport xmlns='urn:xmpp:jingle:transports:s5b:1'/>",
+    ];
+    for (i, g) in garbage.iter().enumerate() {
+        let req = jingle_set(
+            &alice_jid(),
+            &bob_jid(),
+            &format!("g{i}"),
+            &transport_info_xml(&kb.sid, g),
+        );
+        assert!(b.handle_stanza(&req, now));
+        let reply = drain(&mut b);
+        assert_eq!(reply.len(), 1);
+        assert_eq!(error_conditions(&reply[0]).0, "bad-request", "case {i}");
+        assert!(events(&mut b).is_empty());
+    }
+    // A good one afterwards still works.
+    let good = IceUdpTransport::new(&creds("a"), vec![cand(1005, "ok")]).to_element();
+    let req = jingle_set(
+        &alice_jid(),
+        &bob_jid(),
+        "ok",
+        &transport_info_xml(&kb.sid, &String::from(&good)),
+    );
+    assert!(b.handle_stanza(&req, now));
+    assert_eq!(iq_type(&drain(&mut b)[0]), Some(IqType::Result));
+    assert!(matches!(
+        events(&mut b).as_slice(),
+        [SessionEvent::TransportInfo { restart: false, .. }]
+    ));
+}
+
+#[test]
+fn out_of_order_actions_are_refused() {
+    let now = Instant::now();
+    let (mut a, mut b, ka, kb) = established(now);
+    // A second session-accept.
+    let req = jingle_set(
+        &bob_jid(),
+        &alice_jid(),
+        "o1",
+        &format!(
+            "<jingle xmlns='urn:xmpp:jingle:1' action='session-accept' sid='{}'>\
+             <content creator='initiator' name='data'/></jingle>",
+            ka.sid
+        ),
+    );
+    a.handle_stanza(&req, now);
+    assert_eq!(
+        error_conditions(&drain(&mut a)[0]),
+        (
+            "unexpected-request".to_owned(),
+            Some("out-of-order".to_owned())
+        )
+    );
+    // A session-initiate reusing a live sid.
+    let req = jingle_set(
+        &alice_jid(),
+        &bob_jid(),
+        "o2",
+        &format!(
+            "<jingle xmlns='urn:xmpp:jingle:1' action='session-initiate' sid='{}'>\
+             <content creator='initiator' name='data'><description xmlns='{APP_NS}'/>\
+             <transport xmlns='urn:xmpp:jingle:transports:ice-udp:1'/></content></jingle>",
+            kb.sid
+        ),
+    );
+    b.handle_stanza(&req, now);
+    assert_eq!(
+        error_conditions(&drain(&mut b)[0]).1.as_deref(),
+        Some("out-of-order")
+    );
+    // The responder cannot be sent a session-accept either.
+    let req = jingle_set(
+        &alice_jid(),
+        &bob_jid(),
+        "o3",
+        &format!(
+            "<jingle xmlns='urn:xmpp:jingle:1' action='session-accept' sid='{}'>\
+             <content creator='initiator' name='data'/></jingle>",
+            kb.sid
+        ),
+    );
+    b.handle_stanza(&req, now);
+    assert_eq!(
+        error_conditions(&drain(&mut b)[0]).1.as_deref(),
+        Some("out-of-order")
+    );
+    // The application cannot accept its own offer.
+    assert!(a
+        .accept(&ka, vec![content(&creds("a"), vec![])], now)
+        .is_err());
+}
+
+#[test]
+fn session_info_ping_unknown_payload_and_unknown_actions() {
+    let now = Instant::now();
+    let (_a, mut b, _ka, kb) = established(now);
+    let ping = jingle_set(
+        &alice_jid(),
+        &bob_jid(),
+        "p",
+        &format!(
+            "<jingle xmlns='urn:xmpp:jingle:1' action='session-info' sid='{}'/>",
+            kb.sid
+        ),
+    );
+    b.handle_stanza(&ping, now);
+    assert_eq!(iq_type(&drain(&mut b)[0]), Some(IqType::Result));
+    let unknown = jingle_set(
+        &alice_jid(),
+        &bob_jid(),
+        "u",
+        &format!(
+            "<jingle xmlns='urn:xmpp:jingle:1' action='session-info' sid='{}'>\
+             <ringing xmlns='urn:xmpp:jingle:apps:rtp:info:1'/></jingle>",
+            kb.sid
+        ),
+    );
+    b.handle_stanza(&unknown, now);
+    assert_eq!(
+        error_conditions(&drain(&mut b)[0]),
+        (
+            "feature-not-implemented".to_owned(),
+            Some("unsupported-info".to_owned())
+        )
+    );
+    let bogus = jingle_set(
+        &alice_jid(),
+        &bob_jid(),
+        "b",
+        &format!(
+            "<jingle xmlns='urn:xmpp:jingle:1' action='dance' sid='{}'/>",
+            kb.sid
+        ),
+    );
+    b.handle_stanza(&bogus, now);
+    assert_eq!(error_conditions(&drain(&mut b)[0]).0, "bad-request");
+    let add = jingle_set(
+        &alice_jid(),
+        &bob_jid(),
+        "c",
+        &format!(
+            "<jingle xmlns='urn:xmpp:jingle:1' action='content-add' sid='{}'/>",
+            kb.sid
+        ),
+    );
+    b.handle_stanza(&add, now);
+    assert_eq!(
+        error_conditions(&drain(&mut b)[0]).0,
+        "feature-not-implemented"
+    );
+    assert!(events(&mut b).is_empty());
+}
+
+#[test]
+fn info_payloads_of_known_namespaces_reach_the_application() {
+    let now = Instant::now();
+    let mut a = manager(alice_jid(), 1);
+    let config = SessionConfig {
+        seed: Some(2),
+        info_namespaces: vec!["urn:xmpp:jingle:apps:file-transfer:5".to_owned()],
+        ..SessionConfig::default()
+    };
+    let mut b = SessionManager::new(bob_jid(), config);
+    let ka = a
+        .initiate(bob_jid(), vec![content(&creds("a"), vec![])], now)
+        .unwrap();
+    pump(&mut a, &mut b, now);
+    events(&mut b);
+    let payload = Element::bare("received", "urn:xmpp:jingle:apps:file-transfer:5");
+    a.send_info(&ka, Some(payload.clone()), now).unwrap();
+    pump(&mut a, &mut b, now);
+    match events(&mut b).as_slice() {
+        [SessionEvent::Info { payload: p, .. }] => assert_eq!(p, &payload),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(a.pending_requests(), 0);
+}
+
+#[test]
+fn terminate_reaches_the_peer_and_the_session_is_forgotten() {
+    let now = Instant::now();
+    let (mut a, mut b, ka, kb) = established(now);
+    a.terminate(
+        &ka,
+        jingle_ice::jingle::Reason::new(ReasonCondition::Success),
+        now,
+    )
+    .unwrap();
+    pump(&mut a, &mut b, now);
+    match events(&mut a).as_slice() {
+        [SessionEvent::Terminated {
+            by_peer: false,
+            reason,
+            ..
+        }] => assert_eq!(reason.condition, ReasonCondition::Success),
+        other => panic!("unexpected {other:?}"),
+    }
+    match events(&mut b).as_slice() {
+        [SessionEvent::Terminated {
+            key,
+            by_peer: true,
+            reason,
+        }] => {
+            assert_eq!(key, &kb);
+            assert_eq!(reason.condition, ReasonCondition::Success);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(a.sessions().count(), 0);
+    assert_eq!(b.sessions().count(), 0);
+    // Later requests about it get <unknown-session/> (XEP-0166 §6.7).
+    assert!(b.add_local_candidates(&kb, "data", vec![], now).is_err());
+    let late = jingle_set(
+        &alice_jid(),
+        &bob_jid(),
+        "late",
+        &transport_info_xml(
+            &kb.sid,
+            "<transport xmlns='urn:xmpp:jingle:transports:ice-udp:1'/>",
+        ),
+    );
+    b.handle_stanza(&late, now);
+    assert_eq!(
+        error_conditions(&drain(&mut b)[0]).1.as_deref(),
+        Some("unknown-session")
+    );
+}
+
+#[test]
+fn decline_ends_the_offer_with_the_reason() {
+    let now = Instant::now();
+    let mut a = manager(alice_jid(), 1);
+    let mut b = manager(bob_jid(), 2);
+    let ka = a
+        .initiate(bob_jid(), vec![content(&creds("a"), vec![])], now)
+        .unwrap();
+    pump(&mut a, &mut b, now);
+    let kb = b.sessions().next().unwrap().clone();
+    events(&mut b);
+    b.terminate(
+        &kb,
+        jingle_ice::jingle::Reason::new(ReasonCondition::Decline),
+        now,
+    )
+    .unwrap();
+    pump(&mut a, &mut b, now);
+    match events(&mut a).as_slice() {
+        [SessionEvent::Terminated {
+            key,
+            by_peer: true,
+            reason,
+        }] => {
+            assert_eq!(key, &ka);
+            assert_eq!(reason.condition, ReasonCondition::Decline);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn unanswered_initiate_times_out() {
+    let now = Instant::now();
+    let mut a = manager(alice_jid(), 1);
+    let ka = a
+        .initiate(bob_jid(), vec![content(&creds("a"), vec![])], now)
+        .unwrap();
+    assert_eq!(drain(&mut a).len(), 1);
+    let wake = a.poll_timeout().unwrap();
+    assert_eq!(wake, now + SessionConfig::default().request_timeout);
+    a.handle_timeout(wake);
+    match events(&mut a).as_slice() {
+        [SessionEvent::Terminated {
+            key,
+            reason,
+            by_peer: false,
+        }] => {
+            assert_eq!(key, &ka);
+            assert_eq!(reason.condition, ReasonCondition::Timeout);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let out = drain(&mut a);
+    let j = out[0].get_child("jingle", NS_JINGLE).unwrap();
+    assert_eq!(j.attr("action"), Some("session-terminate"));
+    assert_eq!(a.sessions().count(), 0);
+}
+
+#[test]
+fn an_offer_never_accepted_times_out_on_both_sides() {
+    let now = Instant::now();
+    let mut a = manager(alice_jid(), 1);
+    let mut b = manager(bob_jid(), 2);
+    a.initiate(bob_jid(), vec![content(&creds("a"), vec![])], now)
+        .unwrap();
+    pump(&mut a, &mut b, now);
+    events(&mut b);
+    let later = now + SessionConfig::default().accept_timeout;
+    b.handle_timeout(later);
+    pump(&mut a, &mut b, later);
+    assert!(matches!(events(&mut b).as_slice(),
+        [SessionEvent::Terminated { reason, by_peer: false, .. }] if reason.condition == ReasonCondition::Timeout));
+    assert!(matches!(events(&mut a).as_slice(),
+        [SessionEvent::Terminated { reason, by_peer: true, .. }] if reason.condition == ReasonCondition::Timeout));
+}
+
+#[test]
+fn a_peer_going_offline_ends_its_sessions_after_the_grace() {
+    let now = Instant::now();
+    let (_a, mut b, _ka, kb) = established(now);
+    let unavailable: Element =
+        "<presence xmlns='jabber:client' type='unavailable' from='alice@example.test/a'/>"
+            .parse()
+            .unwrap();
+    // Presence is not consumed: the application sees it too.
+    assert!(!b.handle_stanza(&unavailable, now));
+    let grace = SessionConfig::default().gone_grace;
+    assert_eq!(b.poll_timeout(), Some(now + grace));
+    // Another resource of the same account going offline changes nothing.
+    let other: Element =
+        "<presence xmlns='jabber:client' type='unavailable' from='alice@example.test/other'/>"
+            .parse()
+            .unwrap();
+    b.handle_stanza(&other, now);
+    b.handle_timeout(now + grace);
+    match events(&mut b).as_slice() {
+        [SessionEvent::Terminated {
+            key,
+            reason,
+            by_peer: false,
+        }] => {
+            assert_eq!(key, &kb);
+            assert_eq!(reason.condition, ReasonCondition::Gone);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn word_from_the_peer_within_the_grace_keeps_the_session() {
+    let now = Instant::now();
+    let (_a, mut b, _ka, kb) = established(now);
+    let unavailable: Element =
+        "<presence xmlns='jabber:client' type='unavailable' from='alice@example.test/a'/>"
+            .parse()
+            .unwrap();
+    b.handle_stanza(&unavailable, now);
+    let ping = jingle_set(
+        &alice_jid(),
+        &bob_jid(),
+        "p",
+        &format!(
+            "<jingle xmlns='urn:xmpp:jingle:1' action='session-info' sid='{}'/>",
+            kb.sid
+        ),
+    );
+    b.handle_stanza(&ping, now + Duration::from_secs(1));
+    b.handle_timeout(now + Duration::from_secs(60));
+    assert!(events(&mut b).is_empty());
+    assert!(b.session_state(&kb).is_some());
+}
+
+#[test]
+fn limits_bound_sessions_and_candidates() {
+    let now = Instant::now();
+    let config = SessionConfig {
+        seed: Some(9),
+        max_sessions_per_peer: 2,
+        max_remote_candidates: 3,
+        ..SessionConfig::default()
+    };
+    let mut b = SessionManager::new(bob_jid(), config);
+    let offer = |sid: &str, n: usize| {
+        let cands: String = (0..n)
+            .map(|i| String::from(&cand(3000 + i as u16, &format!("c{i}")).to_element()))
+            .collect();
+        jingle_set(
+            &alice_jid(),
+            &bob_jid(),
+            sid,
+            &format!(
+                "<jingle xmlns='urn:xmpp:jingle:1' action='session-initiate' sid='{sid}' \
+                 initiator='alice@example.test/a'><content creator='initiator' name='data'>\
+                 <description xmlns='{APP_NS}'/><transport \
+                 xmlns='urn:xmpp:jingle:transports:ice-udp:1' ufrag='uaaa' \
+                 pwd='paaa0123456789abcdefghijkl'>{cands}</transport></content></jingle>"
+            ),
+        )
+    };
+    b.handle_stanza(&offer("s1", 1), now);
+    b.handle_stanza(&offer("s2", 1), now);
+    let replies = drain(&mut b);
+    assert!(replies.iter().all(|r| iq_type(r) == Some(IqType::Result)));
+    b.handle_stanza(&offer("s3", 1), now);
+    assert_eq!(error_conditions(&drain(&mut b)[0]).0, "resource-constraint");
+    // 1 candidate known; 2 more fit, a third does not.
+    let more = |id: &str, ports: &[u16]| {
+        let cands: String = ports
+            .iter()
+            .map(|p| String::from(&cand(*p, &format!("m{p}")).to_element()))
+            .collect();
+        jingle_set(
+            &alice_jid(),
+            &bob_jid(),
+            id,
+            &transport_info_xml(
+                "s1",
+                &format!(
+                    "<transport xmlns='urn:xmpp:jingle:transports:ice-udp:1'>{cands}</transport>"
+                ),
+            ),
+        )
+    };
+    b.handle_stanza(&more("t1", &[4001, 4002]), now);
+    assert_eq!(iq_type(&drain(&mut b)[0]), Some(IqType::Result));
+    b.handle_stanza(&more("t2", &[4003]), now);
+    assert_eq!(error_conditions(&drain(&mut b)[0]).0, "resource-constraint");
+    // One element with more candidates than the transport limit is refused outright.
+    let huge = offer(
+        "s9",
+        SessionConfig::default().transport_limits.max_candidates + 1,
+    );
+    let mut c = SessionManager::new(
+        bob_jid(),
+        SessionConfig {
+            seed: Some(1),
+            ..SessionConfig::default()
+        },
+    );
+    c.handle_stanza(&huge, now);
+    assert_eq!(error_conditions(&drain(&mut c)[0]).0, "bad-request");
+    assert_eq!(c.sessions().count(), 0);
+}
+
+#[test]
+fn ice_restart_is_signalled_with_new_credentials() {
+    let now = Instant::now();
+    let (mut a, mut b, ka, kb) = established(now);
+    a.restart(&ka, "data", creds("r"), vec![cand(1100, "r1")], now)
+        .unwrap();
+    let log = pump(&mut a, &mut b, now);
+    let j = log[0].1.get_child("jingle", NS_JINGLE).unwrap();
+    assert_eq!(j.attr("action"), Some("transport-info"));
+    match events(&mut b).as_slice() {
+        [SessionEvent::TransportInfo {
+            key,
+            transport,
+            restart: true,
+            ..
+        }] => {
+            assert_eq!(key, &kb);
+            let t = transport.ice_udp().unwrap();
+            assert_eq!(t.credentials(), Some(creds("r")));
+            assert_eq!(t.candidates[0].generation, 1);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // Trickle after the restart carries the new credentials and generation.
+    a.add_local_candidates(&ka, "data", vec![cand(1101, "r2")], now)
+        .unwrap();
+    a.handle_timeout(now + Duration::from_secs(1));
+    pump(&mut a, &mut b, now);
+    match events(&mut b).as_slice() {
+        [SessionEvent::TransportInfo {
+            transport,
+            restart: false,
+            ..
+        }] => {
+            let t = transport.ice_udp().unwrap();
+            assert_eq!(t.credentials(), Some(creds("r")));
+            assert_eq!(t.candidates[0].generation, 1);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn unsupported_transports_and_applications_are_declined_after_the_ack() {
+    let now = Instant::now();
+    let config = SessionConfig {
+        seed: Some(3),
+        applications: vec![APP_NS.to_owned()],
+        ..SessionConfig::default()
+    };
+    let mut b = SessionManager::new(bob_jid(), config);
+    let offer = |sid: &str, app: &str, transport: &str| {
+        jingle_set(
+            &alice_jid(),
+            &bob_jid(),
+            sid,
+            &format!(
+                "<jingle xmlns='urn:xmpp:jingle:1' action='session-initiate' sid='{sid}'>\
+                 <content creator='initiator' name='data'><description xmlns='{app}'/>\
+                 <transport xmlns='{transport}'/></content></jingle>"
+            ),
+        )
+    };
+    for (sid, app, transport, expected) in [
+        (
+            "x1",
+            APP_NS,
+            "urn:xmpp:jingle:transports:s5b:1",
+            "unsupported-transports",
+        ),
+        (
+            "x2",
+            "urn:xmpp:jingle:apps:rtp:1",
+            "urn:xmpp:jingle:transports:ice-udp:1",
+            "unsupported-applications",
+        ),
+    ] {
+        b.handle_stanza(&offer(sid, app, transport), now);
+        let out = drain(&mut b);
+        assert_eq!(iq_type(&out[0]), Some(IqType::Result));
+        let j = out[1].get_child("jingle", NS_JINGLE).unwrap();
+        assert_eq!(j.attr("action"), Some("session-terminate"));
+        let reason = j.get_child("reason", NS_JINGLE).unwrap();
+        assert!(reason.get_child(expected, NS_JINGLE).is_some());
+        assert!(events(&mut b).is_empty());
+        assert_eq!(b.sessions().count(), 0);
+    }
+}
+
+#[test]
+fn answers_from_anyone_but_the_peer_are_not_taken() {
+    let now = Instant::now();
+    let mut a = manager(alice_jid(), 1);
+    a.initiate(bob_jid(), vec![content(&creds("a"), vec![])], now)
+        .unwrap();
+    let sent = drain(&mut a);
+    let id = sent[0].attr("id").unwrap();
+    let forged: Element = format!(
+        "<iq xmlns='jabber:client' type='error' id='{id}' from='mallory@example.test/m'>\
+         <error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+    )
+    .parse()
+    .unwrap();
+    assert!(!a.handle_stanza(&forged, now));
+    assert_eq!(a.sessions().count(), 1);
+    // The peer's server saying the peer is gone is taken.
+    let bounce: Element = format!(
+        "<iq xmlns='jabber:client' type='error' id='{id}' from='bob@example.test'>\
+         <error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+    )
+    .parse()
+    .unwrap();
+    assert!(a.handle_stanza(&bounce, now));
+    match events(&mut a).as_slice() {
+        [SessionEvent::Terminated {
+            by_peer: true,
+            reason,
+            ..
+        }] => assert!(reason
+            .text
+            .as_deref()
+            .unwrap()
+            .contains("service-unavailable")),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn requests_without_a_full_jid_sender_are_refused() {
+    let now = Instant::now();
+    let mut a = manager(alice_jid(), 1);
+    let req: Element = "<iq xmlns='jabber:client' type='set' id='n' from='bob@example.test'>\
+        <jingle xmlns='urn:xmpp:jingle:1' action='session-info' sid='s'/></iq>"
+        .parse()
+        .unwrap();
+    assert!(a.handle_stanza(&req, now));
+    assert_eq!(error_conditions(&drain(&mut a)[0]).0, "bad-request");
+    // Stanzas that are not Jingle are left to the caller.
+    let other: Element = "<iq xmlns='jabber:client' type='get' id='d' from='bob@example.test/b'>\
+        <query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+        .parse()
+        .unwrap();
+    assert!(!a.handle_stanza(&other, now));
+    assert!(drain(&mut a).is_empty());
+}
