@@ -317,6 +317,7 @@ fn simultaneous_initiation_resolves_by_tie_break() {
             .iter()
             .filter(|(_, s)| iq_type(s) == Some(IqType::Error))
             .map(|(_, s)| error_conditions(s))
+            .filter(|(c, _)| c == "conflict")
             .collect();
         assert_eq!(
             conflicts,
@@ -1014,4 +1015,34 @@ fn requests_without_a_full_jid_sender_are_refused() {
         .unwrap();
     assert!(!a.handle_stanza(&other, now));
     assert!(drain(&mut a).is_empty());
+}
+
+#[test]
+fn crossing_offers_where_one_arrived_first_end_in_one_session() {
+    for (seed_a, seed_b) in [(1, 2), (3, 4), (5, 6), (7, 8)] {
+        let now = Instant::now();
+        let mut a = manager(alice_jid(), seed_a);
+        let mut b = manager(bob_jid(), seed_b);
+        let ka = a
+            .initiate(bob_jid(), vec![content(&creds("a"), vec![])], now)
+            .unwrap();
+        // Alice's offer reaches Bob and is acknowledged before Bob offers his own.
+        for s in drain(&mut a) {
+            assert!(b.handle_stanza(&stamp(s, &alice_jid()), now));
+        }
+        let kb = b
+            .initiate(alice_jid(), vec![content(&creds("b"), vec![])], now)
+            .unwrap();
+        pump(&mut a, &mut b, now);
+        let winner = std::cmp::min(ka.sid.clone(), kb.sid.clone());
+        let sa: Vec<_> = a.sessions().map(|k| k.sid.clone()).collect();
+        let sb: Vec<_> = b.sessions().map(|k| k.sid.clone()).collect();
+        assert_eq!(sa, vec![winner.clone()], "seeds {seed_a} {seed_b}");
+        assert_eq!(sb, vec![winner.clone()], "seeds {seed_a} {seed_b}");
+        // The loser's initiator learns which session replaced its offer.
+        let loser = if ka.sid == winner { &mut b } else { &mut a };
+        assert!(events(loser).iter().any(|e| matches!(e,
+            SessionEvent::Terminated { reason, .. }
+                if reason.condition == ReasonCondition::AlternativeSession(winner.clone()))));
+    }
 }

@@ -693,10 +693,16 @@ impl SessionManager {
             Action::SessionInitiate | Action::SessionAccept => {
                 let reason = match &error {
                     None => Reason::with_text(ReasonCondition::Timeout, "the peer did not answer"),
-                    Some(e) if e.jingle == Some(JingleCondition::TieBreak) => Reason::with_text(
-                        ReasonCondition::GeneralError,
-                        "lost the tie-break of a simultaneous session-initiate",
-                    ),
+                    Some(e) if e.jingle == Some(JingleCondition::TieBreak) => {
+                        // The peer's own offer won (XEP-0166 §7.2.16): point at it if we have it.
+                        match self.rival_offer(&req.key) {
+                            Some(sid) => Reason::new(ReasonCondition::AlternativeSession(sid)),
+                            None => Reason::with_text(
+                                ReasonCondition::GeneralError,
+                                "lost the tie-break of a simultaneous session-initiate",
+                            ),
+                        }
+                    }
                     Some(e) => Reason::with_text(ReasonCondition::GeneralError, e.to_string()),
                 };
                 // A refused initiate needs no session-terminate: the peer has no session.
@@ -723,6 +729,21 @@ impl SessionManager {
                 }
             }
         }
+    }
+
+    /// The sid of a pending offer from the same peer, of the same applications as our session
+    /// `ours`: the session that replaces ours after a tie-break.
+    fn rival_offer(&self, ours: &SessionKey) -> Option<String> {
+        let apps = self.sessions.get(ours)?.description_namespaces();
+        self.sessions
+            .iter()
+            .find(|(k, s)| {
+                k.peer == ours.peer
+                    && s.role == SessionRole::Responder
+                    && s.state == SessionState::Pending
+                    && s.description_namespaces() == apps
+            })
+            .map(|(k, _)| k.sid.clone())
     }
 
     fn handle_request(
@@ -836,10 +857,11 @@ impl SessionManager {
                 self.reply(jingle_error(stanza, JingleCondition::TieBreak));
                 return;
             }
-            // Theirs overrules ours: ours ends here, without a session-terminate (the peer
-            // answers it with a tie-break error and never creates it).
+            // Theirs overrules ours. The peer answers ours with a tie-break error if it was
+            // still waiting on its own offer when ours arrived; if ours reached it first it
+            // acknowledged it, so ours is terminated explicitly, pointing at the survivor.
             let reason = Reason::new(ReasonCondition::AlternativeSession(key.sid.clone()));
-            self.end(&ours, reason, false, false, now);
+            self.end(&ours, reason, false, true, now);
         }
         self.reply(iq_result(stanza));
         let mut contents = Vec::with_capacity(jingle.contents.len());

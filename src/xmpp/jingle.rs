@@ -1,0 +1,935 @@
+//! The tokio side of Jingle ICE-UDP: a [`JingleIce`] extension that sits next to the
+//! application's own XMPP client, runs the sans-IO [`SessionManager`] and one
+//! [`IceConnection`] per session, and hands out established sessions.
+//!
+//! The extension never owns the XMPP connection: the application gives it every stanza it
+//! receives ([`JingleIce::handle_stanza`] says whether it was taken) and sends every stanza the
+//! extension emits ([`JingleIce::next_outgoing`]). A session is opened with
+//! [`JingleIce::connect`] (initiator, controlling agent) or taken from
+//! [`JingleIce::next_incoming`] and accepted (responder, controlled agent); both return a
+//! [`JingleSession`] once ICE has connected. Local candidates are trickled as they are gathered,
+//! remote ones reach the agent as they arrive (before `session-accept` included), a failed agent
+//! ends the session with `<failed-transport/>`, and a peer's ICE restart restarts ours.
+//!
+//! Simultaneous initiation (XEP-0166 §7.2.16): when our offer to a peer loses the tie-break to
+//! the peer's own offer of the same application, [`JingleIce::connect`] accepts the peer's
+//! session instead and returns it, so both sides end up in one session.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use jid::FullJid;
+use minidom::Element;
+use rand::distr::Alphanumeric;
+use rand::Rng;
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+
+use crate::ice::{ConnectionState, Event as IceEvent, Role};
+use crate::jingle::{
+    Content, IceUdpCandidate, IceUdpTransport, Reason, ReasonCondition, SessionConfig,
+    SessionError, SessionEvent, SessionKey, SessionManager, Transport,
+};
+use crate::net::{IceConnection, IceConnectionBuilder, SelectedPair};
+use crate::turn::TurnConfig;
+
+/// Name of the single content our sessions carry.
+pub const CONTENT_NAME: &str = "data";
+/// Capacity of the outgoing stanza queue; past it stanzas are dropped and counted
+/// ([`JingleIce::dropped_stanzas`]).
+pub const OUTGOING_QUEUE: usize = 1024;
+/// Capacity of the queue of incoming offers; past it offers are declined with `<busy/>`.
+pub const INCOMING_QUEUE: usize = 16;
+
+/// Makes the ICE connection builder for a new session (interfaces, ports, agent settings).
+pub type BuilderFn = Arc<dyn Fn(Role) -> IceConnectionBuilder + Send + Sync>;
+
+/// Settings of a [`JingleIce`].
+#[derive(Clone)]
+pub struct JingleIceConfig {
+    /// Limits and timers of the session layer.
+    pub session: SessionConfig,
+    /// STUN servers for server-reflexive candidates.
+    pub stun_servers: Vec<SocketAddr>,
+    /// TURN servers for relayed candidates.
+    pub turn_servers: Vec<TurnConfig>,
+    /// Builds the ICE connection of each session; servers above are added to it.
+    pub builder: BuilderFn,
+    /// How long [`JingleIce::connect`] and [`IncomingSession::accept`] wait for ICE to connect
+    /// once the session is accepted, before ending it with `<failed-transport/>`.
+    pub connect_timeout: Duration,
+}
+
+impl Default for JingleIceConfig {
+    fn default() -> Self {
+        JingleIceConfig {
+            session: SessionConfig::default(),
+            stun_servers: Vec::new(),
+            turn_servers: Vec::new(),
+            builder: Arc::new(IceConnection::builder),
+            connect_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl std::fmt::Debug for JingleIceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JingleIceConfig")
+            .field("session", &self.session)
+            .field("stun_servers", &self.stun_servers)
+            .field("turn_servers", &self.turn_servers)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a session could not be opened or went away.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum JingleIceError {
+    /// The session layer refused the call.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// The ICE connection could not be started.
+    #[error("ICE: {0}")]
+    Ice(String),
+    /// The session ended (by either side) before it was established.
+    #[error("session ended: {0}")]
+    Terminated(Reason),
+    /// The extension was shut down.
+    #[error("the Jingle extension is closed")]
+    Closed,
+}
+
+/// A `connect` call waiting for the session that replaces its offer.
+type Waiter = oneshot::Sender<Result<JingleSession, JingleIceError>>;
+
+/// Per-session commands for the task that owns its ICE connection.
+enum IceCmd {
+    /// The peer's credentials and candidates (offer, accept, transport-info).
+    Remote(Box<IceUdpTransport>, bool),
+    /// The session ended.
+    Close,
+}
+
+/// What the extension keeps per session.
+struct Slot {
+    /// Commands to the session's ICE task, once it exists.
+    ice: Option<mpsc::UnboundedSender<IceCmd>>,
+    /// Remote transports received before the ICE connection exists (trickle before accept).
+    early: Vec<(IceUdpTransport, bool)>,
+    /// Set once the session has ended.
+    ended: watch::Sender<Option<Reason>>,
+    /// Session-info payloads for the application.
+    info: mpsc::Sender<Element>,
+    info_rx: Option<mpsc::Receiver<Element>>,
+    /// Accepted by the peer (initiator side).
+    accepted: watch::Sender<bool>,
+    /// Candidates already signalled.
+    sent: HashSet<(SocketAddr, u16)>,
+    /// The description offered (to accept the peer's session in its place after a tie-break).
+    description: Option<Element>,
+    /// Waiting `connect` call to hand a replacement session to after a lost tie-break.
+    replaced: Option<Waiter>,
+    /// Stanzas sent to the peer about this session.
+    stanzas: Arc<AtomicU64>,
+    /// The peer's offer (responder side).
+    offer: Vec<Content>,
+    /// Taken over by a `connect` call after a tie-break; not for `next_incoming`.
+    claimed: bool,
+}
+
+struct State {
+    mgr: SessionManager,
+    slots: HashMap<SessionKey, Slot>,
+    /// Sessions that replace one of our offers after a lost tie-break: the new key, with the
+    /// waiter and the description.
+    replacements: HashMap<SessionKey, (Waiter, Option<Element>)>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    config: JingleIceConfig,
+    /// STUN and TURN servers for new sessions (replaceable at run time).
+    servers: Mutex<(Vec<SocketAddr>, Vec<TurnConfig>)>,
+    outgoing: mpsc::Sender<Element>,
+    incoming: mpsc::Sender<IncomingSession>,
+    wake: Notify,
+    dropped: AtomicU64,
+}
+
+/// The Jingle ICE-UDP extension for one local full JID (see the module documentation).
+pub struct JingleIce {
+    inner: Arc<Inner>,
+    outgoing: tokio::sync::Mutex<mpsc::Receiver<Element>>,
+    incoming: tokio::sync::Mutex<mpsc::Receiver<IncomingSession>>,
+    timer: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for JingleIce {
+    fn drop(&mut self) {
+        self.timer.abort();
+    }
+}
+
+impl JingleIce {
+    /// Starts the extension for `local`, our full JID as bound on the XMPP connection. Must be
+    /// called inside a tokio runtime.
+    pub fn new(local: FullJid, config: JingleIceConfig) -> Self {
+        let (out_tx, out_rx) = mpsc::channel(OUTGOING_QUEUE);
+        let (in_tx, in_rx) = mpsc::channel(INCOMING_QUEUE);
+        let inner = Arc::new(Inner {
+            state: Mutex::new(State {
+                mgr: SessionManager::new(local, config.session.clone()),
+                slots: HashMap::new(),
+                replacements: HashMap::new(),
+            }),
+            servers: Mutex::new((config.stun_servers.clone(), config.turn_servers.clone())),
+            config,
+            outgoing: out_tx,
+            incoming: in_tx,
+            wake: Notify::new(),
+            dropped: AtomicU64::new(0),
+        });
+        let timer = tokio::spawn(run_timers(Arc::downgrade(&inner)));
+        JingleIce {
+            inner,
+            outgoing: tokio::sync::Mutex::new(out_rx),
+            incoming: tokio::sync::Mutex::new(in_rx),
+            timer,
+        }
+    }
+
+    /// Our full JID.
+    pub fn local_jid(&self) -> FullJid {
+        self.inner.lock().mgr.local_jid().clone()
+    }
+
+    /// Replaces the STUN and TURN servers used by sessions opened from now on (for example
+    /// after a XEP-0215 query, or when its credentials were refreshed).
+    pub fn set_ice_servers(&self, stun: Vec<SocketAddr>, turn: Vec<TurnConfig>) {
+        *self.inner.servers.lock().unwrap_or_else(|e| e.into_inner()) = (stun, turn);
+    }
+
+    /// Takes a stanza received on the XMPP connection; returns whether it was for Jingle (the
+    /// caller handles the others). Unavailable presence is looked at but not taken.
+    pub fn handle_stanza(&self, stanza: &Element) -> bool {
+        let mut st = self.inner.lock();
+        let taken = st.mgr.handle_stanza(stanza, Instant::now());
+        self.inner.process(&mut st);
+        drop(st);
+        self.inner.wake.notify_one();
+        taken
+    }
+
+    /// The next stanza to send on the XMPP connection; `None` once the extension is dropped.
+    pub async fn next_outgoing(&self) -> Option<Element> {
+        self.outgoing.lock().await.recv().await
+    }
+
+    /// Stanzas dropped because the application did not send them fast enough.
+    pub fn dropped_stanzas(&self) -> u64 {
+        self.inner.dropped.load(Ordering::Relaxed)
+    }
+
+    /// The next session offered by a peer (already acknowledged; accept or decline it).
+    pub async fn next_incoming(&self) -> Option<IncomingSession> {
+        let mut rx = self.incoming.lock().await;
+        loop {
+            let offer = rx.recv().await?;
+            // Skip offers that ended meanwhile or were taken over by a connect() call.
+            let live = self
+                .inner
+                .lock()
+                .slots
+                .get(&offer.key)
+                .is_some_and(|s| !s.claimed);
+            if live {
+                return Some(offer);
+            }
+        }
+    }
+
+    /// Offers a session carrying `description` to `peer` (a full JID whose support was checked)
+    /// and waits until it is accepted and ICE has connected.
+    pub async fn connect(
+        &self,
+        peer: FullJid,
+        description: Element,
+    ) -> Result<JingleSession, JingleIceError> {
+        let started = Instant::now();
+        let conn = Arc::new(self.inner.start_ice(Role::Controlling).await?);
+        let creds = conn.local_credentials();
+        let (replaced_tx, replaced_rx) = oneshot::channel();
+        let (key, ended_rx, accepted_rx, stanzas) = {
+            let mut st = self.inner.lock();
+            let mut sent = HashSet::new();
+            let cands = signal_candidates(&conn, &mut sent);
+            let content = Content::new(
+                CONTENT_NAME,
+                description.clone(),
+                Transport::IceUdp(IceUdpTransport::new(&creds, cands)),
+            );
+            let key = st.mgr.initiate(peer, vec![content], Instant::now())?;
+            let (slot, ended_rx, accepted_rx) = Slot::new(Some(description), sent);
+            let stanzas = slot.stanzas.clone();
+            let mut slot = slot;
+            slot.replaced = Some(replaced_tx);
+            st.slots.insert(key.clone(), slot);
+            self.inner.process(&mut st);
+            (key, ended_rx, accepted_rx, stanzas)
+        };
+        self.inner.wake.notify_one();
+        let ice_tx = spawn_ice_task(self.inner.clone(), key.clone(), conn.clone());
+        {
+            let mut st = self.inner.lock();
+            if let Some(slot) = st.slots.get_mut(&key) {
+                for (t, restart) in slot.early.drain(..) {
+                    let _ = ice_tx.send(IceCmd::Remote(Box::new(t), restart));
+                }
+                slot.ice = Some(ice_tx);
+            }
+        }
+        let session = JingleSession {
+            key: key.clone(),
+            conn,
+            inner: self.inner.clone(),
+            ended: ended_rx,
+            info: tokio::sync::Mutex::new(self.inner.take_info(&key)),
+            started,
+            established_in: Duration::ZERO,
+            stanzas,
+        };
+        match session
+            .establish(accepted_rx, self.inner.config.connect_timeout)
+            .await
+        {
+            Ok(()) => {
+                let mut s = session;
+                s.established_in = started.elapsed();
+                Ok(s)
+            }
+            Err(JingleIceError::Terminated(r))
+                if matches!(r.condition, ReasonCondition::AlternativeSession(_)) =>
+            {
+                // Lost the tie-break: the peer's session replaces ours.
+                match replaced_rx.await {
+                    Ok(replacement) => replacement,
+                    Err(_) => Err(JingleIceError::Terminated(r)),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Ends every session with `reason` (for example `<gone/>` before logging off).
+    pub fn terminate_all(&self, reason: Reason) {
+        let mut st = self.inner.lock();
+        let keys: Vec<SessionKey> = st.mgr.sessions().cloned().collect();
+        for k in keys {
+            let _ = st.mgr.terminate(&k, reason.clone(), Instant::now());
+        }
+        self.inner.process(&mut st);
+    }
+
+    /// Number of live sessions.
+    pub fn session_count(&self) -> usize {
+        self.inner.lock().mgr.sessions().count()
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn start_ice(&self, role: Role) -> Result<IceConnection, JingleIceError> {
+        let mut b = (self.config.builder)(role);
+        let (stun, turn) = self
+            .servers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for s in stun {
+            b = b.stun_server(s);
+        }
+        for t in turn {
+            b = b.turn_server(t);
+        }
+        b.start()
+            .await
+            .map_err(|e| JingleIceError::Ice(e.to_string()))
+    }
+
+    fn take_info(&self, key: &SessionKey) -> mpsc::Receiver<Element> {
+        let mut st = self.lock();
+        st.slots
+            .get_mut(key)
+            .and_then(|s| s.info_rx.take())
+            .unwrap_or_else(|| mpsc::channel(1).1)
+    }
+
+    /// Sends what the session manager emitted and dispatches its events. Called with the
+    /// state locked after every input.
+    fn process(self: &Arc<Self>, st: &mut State) {
+        while let Some(stanza) = st.mgr.poll_transmit() {
+            if let Some(to) = stanza.attr("to") {
+                for (k, slot) in st.slots.iter() {
+                    if k.peer.as_str() == to {
+                        slot.stanzas.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            if self.outgoing.try_send(stanza).is_err() {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("outgoing stanza queue full: stanza dropped");
+            }
+        }
+        while let Some(event) = st.mgr.poll_event() {
+            self.dispatch(st, event);
+        }
+    }
+
+    fn dispatch(self: &Arc<Self>, st: &mut State, event: SessionEvent) {
+        match event {
+            SessionEvent::Incoming { key, contents } => {
+                let remote = contents
+                    .iter()
+                    .find(|c| c.name == CONTENT_NAME || contents.len() == 1)
+                    .and_then(|c| c.transport.as_ref())
+                    .and_then(Transport::ice_udp)
+                    .cloned();
+                let (mut slot, ended_rx, accepted_rx) = Slot::new(None, HashSet::new());
+                let _ = slot.accepted.send(true);
+                slot.offer = contents.clone();
+                if let Some(t) = remote.clone() {
+                    slot.early.push((t, false));
+                }
+                let stanzas = slot.stanzas.clone();
+                let replacement = st.replacements.remove(&key);
+                slot.claimed = replacement.is_some();
+                st.slots.insert(key.clone(), slot);
+                if let Some((waiter, description)) = replacement {
+                    // Our offer lost the tie-break: accept theirs for the waiting connect().
+                    let inner = self.clone();
+                    let offer = IncomingSession {
+                        key,
+                        contents,
+                        inner: inner.clone(),
+                        ended: ended_rx,
+                        accepted: accepted_rx,
+                        stanzas,
+                        received: Instant::now(),
+                    };
+                    tokio::spawn(async move {
+                        let desc = description
+                            .or_else(|| offer.description().cloned())
+                            .unwrap_or_else(|| Element::bare("description", "urn:invalid"));
+                        let _ = waiter.send(offer.accept(desc).await);
+                    });
+                    return;
+                }
+                let offer = IncomingSession {
+                    key: key.clone(),
+                    contents,
+                    inner: self.clone(),
+                    ended: ended_rx,
+                    accepted: accepted_rx,
+                    stanzas,
+                    received: Instant::now(),
+                };
+                if self.incoming.try_send(offer).is_err() {
+                    let _ = st.mgr.terminate(
+                        &key,
+                        Reason::with_text(ReasonCondition::Busy, "too many pending offers"),
+                        Instant::now(),
+                    );
+                }
+            }
+            SessionEvent::Accepted { key, contents } => {
+                if let Some(slot) = st.slots.get_mut(&key) {
+                    if let Some(t) = contents
+                        .iter()
+                        .find(|c| c.name == CONTENT_NAME || contents.len() == 1)
+                        .and_then(|c| c.transport.as_ref())
+                        .and_then(Transport::ice_udp)
+                    {
+                        slot.remote(t.clone(), false);
+                    }
+                    let _ = slot.accepted.send(true);
+                }
+            }
+            SessionEvent::TransportInfo {
+                key,
+                transport,
+                restart,
+                ..
+            } => {
+                if let (Some(slot), Some(t)) = (st.slots.get_mut(&key), transport.ice_udp()) {
+                    slot.remote(t.clone(), restart);
+                }
+            }
+            SessionEvent::Info { key, payload } => {
+                if let Some(slot) = st.slots.get(&key) {
+                    let _ = slot.info.try_send(payload);
+                }
+            }
+            SessionEvent::RequestFailed { key, action, error } => {
+                tracing::debug!(%key, ?action, ?error, "Jingle request failed");
+            }
+            SessionEvent::Terminated { key, reason, .. } => {
+                if let Some(mut slot) = st.slots.remove(&key) {
+                    if let ReasonCondition::AlternativeSession(sid) = &reason.condition {
+                        if let Some(waiter) = slot.replaced.take() {
+                            let new_key = SessionKey {
+                                peer: key.peer.clone(),
+                                sid: sid.clone(),
+                            };
+                            match st.slots.get_mut(&new_key) {
+                                // The peer's offer is already here (queued for next_incoming):
+                                // take it over for the waiting connect().
+                                Some(other) if !other.claimed => {
+                                    other.claimed = true;
+                                    let offer = IncomingSession {
+                                        key: new_key,
+                                        contents: other.offer.clone(),
+                                        inner: self.clone(),
+                                        ended: other.ended.subscribe(),
+                                        accepted: other.accepted.subscribe(),
+                                        stanzas: other.stanzas.clone(),
+                                        received: Instant::now(),
+                                    };
+                                    let description = slot.description.clone();
+                                    tokio::spawn(async move {
+                                        let desc = description
+                                            .or_else(|| offer.description().cloned())
+                                            .unwrap_or_else(|| {
+                                                Element::bare("description", "urn:invalid")
+                                            });
+                                        let _ = waiter.send(offer.accept(desc).await);
+                                    });
+                                }
+                                _ => {
+                                    st.replacements
+                                        .insert(new_key, (waiter, slot.description.clone()));
+                                }
+                            }
+                        }
+                    }
+                    if let Some(ice) = &slot.ice {
+                        let _ = ice.send(IceCmd::Close);
+                    }
+                    let _ = slot.ended.send(Some(reason));
+                }
+            }
+        }
+    }
+}
+
+impl Slot {
+    fn new(
+        description: Option<Element>,
+        sent: HashSet<(SocketAddr, u16)>,
+    ) -> (Slot, watch::Receiver<Option<Reason>>, watch::Receiver<bool>) {
+        let (ended, ended_rx) = watch::channel(None);
+        let (accepted, accepted_rx) = watch::channel(false);
+        let (info, info_rx) = mpsc::channel(64);
+        (
+            Slot {
+                ice: None,
+                early: Vec::new(),
+                ended,
+                info,
+                info_rx: Some(info_rx),
+                accepted,
+                sent,
+                description,
+                replaced: None,
+                stanzas: Arc::new(AtomicU64::new(0)),
+                offer: Vec::new(),
+                claimed: false,
+            },
+            ended_rx,
+            accepted_rx,
+        )
+    }
+
+    fn remote(&mut self, t: IceUdpTransport, restart: bool) {
+        match &self.ice {
+            Some(ice) => {
+                let _ = ice.send(IceCmd::Remote(Box::new(t), restart));
+            }
+            None => self.early.push((t, restart)),
+        }
+    }
+}
+
+/// XEP-0176 candidates for the local candidates not signalled yet.
+fn signal_candidates(
+    conn: &IceConnection,
+    sent: &mut HashSet<(SocketAddr, u16)>,
+) -> Vec<IceUdpCandidate> {
+    conn.local_candidates()
+        .into_iter()
+        .filter(|c| sent.insert((c.address, c.component)))
+        .map(|c| IceUdpCandidate::new(c, candidate_id()))
+        .collect()
+}
+
+fn candidate_id() -> String {
+    rand::rng()
+        .sample_iter(Alphanumeric)
+        .take(10)
+        .map(char::from)
+        .collect()
+}
+
+/// Runs the session manager's timers.
+async fn run_timers(inner: std::sync::Weak<Inner>) {
+    loop {
+        let (deadline, notified) = {
+            let Some(inner) = inner.upgrade() else { return };
+            let deadline = inner.lock().mgr.poll_timeout();
+            (deadline, inner.clone())
+        };
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = sleep => {
+                let mut st = notified.lock();
+                st.mgr.handle_timeout(Instant::now());
+                notified.process(&mut st);
+            }
+            _ = notified.wake.notified() => {}
+        }
+        drop(notified);
+    }
+}
+
+/// Spawns the task that owns a session's ICE connection: trickles our candidates, feeds the
+/// peer's, ends the session when ICE fails.
+fn spawn_ice_task(
+    inner: Arc<Inner>,
+    key: SessionKey,
+    conn: Arc<IceConnection>,
+) -> mpsc::UnboundedSender<IceCmd> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut remote_known = false;
+        loop {
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(IceCmd::Remote(t, restart)) => {
+                        if restart && remote_known {
+                            // The peer restarted ICE (RFC 8445 §9): restart ours and signal
+                            // our new credentials.
+                            if conn.restart().await.is_ok() {
+                                let creds = conn.local_credentials();
+                                let mut st = inner.lock();
+                                let cands = match st.slots.get_mut(&key) {
+                                    Some(slot) => {
+                                        slot.sent.clear();
+                                        signal_candidates(&conn, &mut slot.sent)
+                                    }
+                                    None => Vec::new(),
+                                };
+                                let _ = st.mgr.restart(&key, CONTENT_NAME, creds, cands, Instant::now());
+                                inner.process(&mut st);
+                            }
+                        }
+                        if let Some(c) = t.credentials() {
+                            let _ = conn.set_remote_credentials(c).await;
+                            remote_known = true;
+                        }
+                        for c in t.ice_candidates() {
+                            let _ = conn.add_remote_candidate(c.clone()).await;
+                        }
+                    }
+                    Some(IceCmd::Close) | None => {
+                        conn.close().await;
+                        return;
+                    }
+                },
+                ev = conn.next_event() => match ev {
+                    Some(IceEvent::LocalCandidate(c)) => {
+                        let mut st = inner.lock();
+                        let fresh = st
+                            .slots
+                            .get_mut(&key)
+                            .is_some_and(|slot| slot.sent.insert((c.address, c.component)));
+                        if fresh {
+                            let cand = IceUdpCandidate::new(c, candidate_id());
+                            let _ = st.mgr.add_local_candidates(&key, CONTENT_NAME, vec![cand], Instant::now());
+                            inner.process(&mut st);
+                        }
+                        drop(st);
+                        inner.wake.notify_one();
+                    }
+                    Some(IceEvent::StateChanged(ConnectionState::Failed)) => {
+                        let mut st = inner.lock();
+                        let _ = st.mgr.terminate(
+                            &key,
+                            Reason::with_text(ReasonCondition::FailedTransport, "ICE failed"),
+                            Instant::now(),
+                        );
+                        inner.process(&mut st);
+                    }
+                    Some(_) => {}
+                    None => return,
+                },
+            }
+        }
+    });
+    tx
+}
+
+/// A session offered by a peer, acknowledged and waiting for the application's decision.
+pub struct IncomingSession {
+    key: SessionKey,
+    contents: Vec<Content>,
+    inner: Arc<Inner>,
+    ended: watch::Receiver<Option<Reason>>,
+    accepted: watch::Receiver<bool>,
+    stanzas: Arc<AtomicU64>,
+    received: Instant,
+}
+
+impl std::fmt::Debug for IncomingSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IncomingSession")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IncomingSession {
+    /// The session (peer full JID and sid).
+    pub fn key(&self) -> &SessionKey {
+        &self.key
+    }
+
+    /// The offered contents.
+    pub fn contents(&self) -> &[Content] {
+        &self.contents
+    }
+
+    /// The application description of the offer.
+    pub fn description(&self) -> Option<&Element> {
+        self.contents.iter().find_map(|c| c.description.as_ref())
+    }
+
+    /// Declines the offer (XEP-0166 §6.3, `<decline/>` unless another reason is given).
+    pub fn decline(self, reason: Reason) {
+        let mut st = self.inner.lock();
+        let _ = st.mgr.terminate(&self.key, reason, Instant::now());
+        self.inner.process(&mut st);
+    }
+
+    /// Accepts with our `description`, starts ICE (controlled) and waits until it connects.
+    pub async fn accept(self, description: Element) -> Result<JingleSession, JingleIceError> {
+        let started = self.received;
+        let conn = match self.inner.start_ice(Role::Controlled).await {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                let mut st = self.inner.lock();
+                let _ = st.mgr.terminate(
+                    &self.key,
+                    Reason::with_text(ReasonCondition::FailedTransport, e.to_string()),
+                    Instant::now(),
+                );
+                self.inner.process(&mut st);
+                return Err(e);
+            }
+        };
+        let creds = conn.local_credentials();
+        let ice_tx = spawn_ice_task(self.inner.clone(), self.key.clone(), conn.clone());
+        let gone = !self.inner.lock().slots.contains_key(&self.key);
+        if gone {
+            conn.close().await;
+            let reason = self
+                .ended
+                .borrow()
+                .clone()
+                .unwrap_or_else(|| Reason::new(ReasonCondition::Cancel));
+            return Err(JingleIceError::Terminated(reason));
+        }
+        {
+            let mut st = self.inner.lock();
+            let Some(slot) = st.slots.get_mut(&self.key) else {
+                return Err(JingleIceError::Closed);
+            };
+            for (t, restart) in slot.early.drain(..) {
+                let _ = ice_tx.send(IceCmd::Remote(Box::new(t), restart));
+            }
+            slot.ice = Some(ice_tx);
+            let cands = signal_candidates(&conn, &mut slot.sent);
+            let mut content = self
+                .contents
+                .iter()
+                .find(|c| c.name == CONTENT_NAME || self.contents.len() == 1)
+                .cloned()
+                .unwrap_or_else(|| {
+                    Content::new(
+                        CONTENT_NAME,
+                        description.clone(),
+                        Transport::IceUdp(IceUdpTransport::new(&creds, Vec::new())),
+                    )
+                });
+            content.description = Some(description);
+            content.transport = Some(Transport::IceUdp(IceUdpTransport::new(&creds, cands)));
+            st.mgr.accept(&self.key, vec![content], Instant::now())?;
+            self.inner.process(&mut st);
+        }
+        self.inner.wake.notify_one();
+        let mut session = JingleSession {
+            key: self.key.clone(),
+            conn,
+            inner: self.inner.clone(),
+            ended: self.ended,
+            info: tokio::sync::Mutex::new(self.inner.take_info(&self.key)),
+            started,
+            established_in: Duration::ZERO,
+            stanzas: self.stanzas,
+        };
+        session
+            .establish(self.accepted, self.inner.config.connect_timeout)
+            .await?;
+        session.established_in = started.elapsed();
+        Ok(session)
+    }
+}
+
+/// An established Jingle ICE-UDP session: the ICE connection to the peer and the session's
+/// signalling.
+pub struct JingleSession {
+    key: SessionKey,
+    conn: Arc<IceConnection>,
+    inner: Arc<Inner>,
+    ended: watch::Receiver<Option<Reason>>,
+    info: tokio::sync::Mutex<mpsc::Receiver<Element>>,
+    started: Instant,
+    established_in: Duration,
+    stanzas: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for JingleSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JingleSession")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JingleSession {
+    /// Waits for acceptance (initiator) and ICE connectivity, or the end of the session.
+    async fn establish(
+        &self,
+        mut accepted: watch::Receiver<bool>,
+        timeout: Duration,
+    ) -> Result<(), JingleIceError> {
+        let mut ended = self.ended.clone();
+        let ended_reason = async move {
+            let r = ended.wait_for(Option::is_some).await;
+            match r {
+                Ok(v) => v
+                    .clone()
+                    .unwrap_or_else(|| Reason::new(ReasonCondition::GeneralError)),
+                Err(_) => Reason::new(ReasonCondition::GeneralError),
+            }
+        };
+        let ready = async {
+            if accepted.wait_for(|a| *a).await.is_err() {
+                // The session is gone: its end reason is reported by the other branch.
+                std::future::pending::<()>().await;
+            }
+            match tokio::time::timeout(timeout, self.conn.wait_connected()).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(JingleIceError::Ice(e.to_string())),
+                Err(_) => Err(JingleIceError::Ice(
+                    "ICE did not connect in time".to_owned(),
+                )),
+            }
+        };
+        tokio::select! {
+            biased;
+            reason = ended_reason => Err(JingleIceError::Terminated(reason)),
+            r = ready => {
+                if let Err(e) = &r {
+                    self.end(Reason::with_text(ReasonCondition::FailedTransport, e.to_string()));
+                }
+                r
+            }
+        }
+    }
+
+    /// The session (peer full JID and sid).
+    pub fn key(&self) -> &SessionKey {
+        &self.key
+    }
+
+    /// The ICE connection: `send`, `recv`, selected pairs, stats.
+    pub fn connection(&self) -> &IceConnection {
+        &self.conn
+    }
+
+    /// The selected pair of component 1.
+    pub fn selected_pair(&self) -> Option<SelectedPair> {
+        self.conn.selected_pair(1)
+    }
+
+    /// Time from the offer (sent or received) to ICE connected.
+    pub fn established_in(&self) -> Duration {
+        self.established_in
+    }
+
+    /// When the offer was sent or received.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Stanzas we sent to the peer about this session so far (requests and answers).
+    pub fn stanzas_sent(&self) -> u64 {
+        self.stanzas.load(Ordering::Relaxed)
+    }
+
+    /// Sends a `session-info` payload.
+    pub fn send_info(&self, payload: Element) -> Result<(), JingleIceError> {
+        let mut st = self.inner.lock();
+        st.mgr.send_info(&self.key, Some(payload), Instant::now())?;
+        self.inner.process(&mut st);
+        Ok(())
+    }
+
+    /// The next `session-info` payload from the peer (namespaces listed in
+    /// [`SessionConfig::info_namespaces`]).
+    pub async fn next_info(&self) -> Option<Element> {
+        self.info.lock().await.recv().await
+    }
+
+    /// Ends the session with `reason` and closes its ICE connection.
+    pub fn end(&self, reason: Reason) {
+        let mut st = self.inner.lock();
+        let _ = st.mgr.terminate(&self.key, reason, Instant::now());
+        self.inner.process(&mut st);
+    }
+
+    /// Waits until the session ends (by either side, a failure or a timeout) and says why.
+    pub async fn closed(&self) -> Reason {
+        let mut ended = self.ended.clone();
+        let reason = match ended.wait_for(Option::is_some).await {
+            Ok(v) => v.clone(),
+            Err(_) => None,
+        };
+        reason.unwrap_or_else(|| Reason::new(ReasonCondition::GeneralError))
+    }
+
+    /// Why the session ended, if it has.
+    pub fn end_reason(&self) -> Option<Reason> {
+        self.ended.borrow().clone()
+    }
+}
