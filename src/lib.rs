@@ -22,3 +22,5 @@ pub mod net;
 pub mod sim;
 pub mod stun;
 pub mod turn;
+/// XMPP glue, sans-IO: XEP-0215 external STUN/TURN services, XEP-0030 disco and XEP-0115 caps.
+pub mod xmpp;
