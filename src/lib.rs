@@ -22,4 +22,6 @@ pub mod net;
 pub mod sim;
 pub mod stun;
 pub mod turn;
+/// XMPP glue: the Jingle extension for a tokio-xmpp client, a bot client, XEP-0215 external
+/// STUN/TURN services, XEP-0030 disco and XEP-0115 caps.
 pub mod xmpp;
