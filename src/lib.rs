@@ -22,3 +22,4 @@ pub mod net;
 pub mod sim;
 pub mod stun;
 pub mod turn;
+pub mod xmpp;
