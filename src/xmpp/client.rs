@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use super::connection::{XmppConfig, XmppConnection, XmppError, XmppSender};
 use super::disco::{self, Features, Identity};
@@ -97,6 +97,7 @@ pub struct JingleClient {
     disconnected: watch::Receiver<Option<String>>,
     pump: tokio::task::JoinHandle<()>,
     refresher: Option<tokio::task::JoinHandle<()>>,
+    shutdown: Option<oneshot::Sender<()>>,
 }
 
 impl JingleClient {
@@ -116,7 +117,14 @@ impl JingleClient {
         let ext = Arc::new(JingleIce::new(jid.clone(), config.ice.clone()));
         let services = Arc::new(Mutex::new(DiscoveredServices::default()));
         let (dis_tx, dis_rx) = watch::channel(None);
-        let pump = tokio::spawn(pump(conn, ext.clone(), features.clone(), dis_tx));
+        let (shutdown, shutdown_rx) = oneshot::channel();
+        let pump = tokio::spawn(pump(
+            conn,
+            ext.clone(),
+            features.clone(),
+            dis_tx,
+            shutdown_rx,
+        ));
         if send_presence {
             let mut presence = Element::bare("presence", crate::jingle::stanza::NS_CLIENT);
             presence.append_child(features.caps_element());
@@ -130,9 +138,13 @@ impl JingleClient {
             disconnected: dis_rx,
             pump,
             refresher: None,
+            shutdown: Some(shutdown),
         };
         if config.discover_services {
-            let manual = (config.ice.stun_servers.clone(), config.ice.turn_servers.clone());
+            let manual = (
+                config.ice.stun_servers.clone(),
+                config.ice.turn_servers.clone(),
+            );
             let next = client.refresh_services(&manual).await;
             let sender = client.sender.clone();
             let ext = client.ext.clone();
@@ -191,10 +203,7 @@ impl JingleClient {
     /// Asks the peer's disco#info (XEP-0030) whether it supports Jingle ICE-UDP.
     pub async fn peer_supports(&self, peer: &FullJid) -> Result<bool, ClientError> {
         let to = Jid::from(peer.clone());
-        let reply = self
-            .sender
-            .iq(disco::info_query("", &to, None))
-            .await?;
+        let reply = self.sender.iq(disco::info_query("", &to, None)).await?;
         let info = disco::parse_info_result(&reply).map_err(|e| ClientError::Disco {
             peer: peer.clone(),
             reason: e.to_string(),
@@ -221,18 +230,18 @@ impl JingleClient {
     }
 
     /// Ends every session with `<gone/>` and logs off (unavailable presence, stream close).
-    pub async fn close(self) {
-        self.ext.terminate_all(Reason::with_text(
-            ReasonCondition::Gone,
-            "logging off",
-        ));
+    pub async fn close(mut self) {
+        self.ext
+            .terminate_all(Reason::with_text(ReasonCondition::Gone, "logging off"));
         // Give the pump a moment to send the terminates before the stream closes.
         tokio::time::sleep(Duration::from_millis(100)).await;
         if let Some(r) = &self.refresher {
             r.abort();
         }
-        self.pump.abort();
-        let _ = self.sender.close().await;
+        if let Some(s) = self.shutdown.take() {
+            let _ = s.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.pump).await;
     }
 
     /// Drops the XMPP connection abruptly, without ending sessions (to test how peers cope).
@@ -282,8 +291,10 @@ async fn fetch_services(
         refresh_at: extdisco::refresh_at(&found.services, SystemTime::now()),
         ..DiscoveredServices::default()
     };
-    out.problems.extend(found.skipped.iter().map(|s| format!("{s:?}")));
-    out.problems.extend(plan.unusable.iter().map(|u| format!("{u:?}")));
+    out.problems
+        .extend(found.skipped.iter().map(|s| format!("{s:?}")));
+    out.problems
+        .extend(plan.unusable.iter().map(|u| format!("{u:?}")));
     out.problems.extend(problems.iter().map(|p| p.to_string()));
     let mut stun = manual.0.clone();
     let mut turn = manual.1.clone();
@@ -306,10 +317,17 @@ async fn pump(
     ext: Arc<JingleIce>,
     features: Arc<Features>,
     disconnected: watch::Sender<Option<String>>,
+    mut shutdown: oneshot::Receiver<()>,
 ) {
     let sender = conn.sender();
     loop {
         tokio::select! {
+            _ = &mut shutdown => {
+                drop(sender);
+                let _ = conn.close().await;
+                let _ = disconnected.send(Some("logged off".to_owned()));
+                return;
+            }
             stanza = conn.next_stanza() => {
                 let Some(stanza) = stanza else {
                     let why = conn

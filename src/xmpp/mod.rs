@@ -9,16 +9,20 @@
 //! - [`connection`]: a tokio-xmpp 6 connection wrapper for bots.
 //! - [`client`]: a bot client that owns a connection and runs the extension on it.
 
+pub mod client;
+pub mod connection;
 pub mod disco;
 pub mod extdisco;
 pub mod jingle;
 
+pub use client::{ClientError, JingleClient, JingleClientConfig};
+pub use connection::{XmppConfig, XmppConnection, XmppError, XmppSender};
 pub use jingle::{IncomingSession, JingleIce, JingleIceConfig, JingleIceError, JingleSession};
 
 use minidom::Element;
 
-pub use crate::jingle::stanza::{NS_CLIENT, NS_STANZAS};
 pub(crate) use crate::jingle::stanza::set_attr;
+pub use crate::jingle::stanza::{NS_CLIENT, NS_STANZAS};
 
 /// An `<iq/>` (RFC 6120 §8.2.3) of the given type with `id` and, when known, `to`.
 pub(crate) fn iq(kind: &'static str, id: &str, to: Option<&str>) -> Element {
