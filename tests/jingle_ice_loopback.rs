@@ -42,7 +42,8 @@ fn wire(a: Arc<JingleIce>, b: Arc<JingleIce>) {
             let from = src.local_jid();
             while let Some(s) = src.next_outgoing().await {
                 let s = stamp(s, &from);
-                assert!(dst.handle_stanza(&s), "stanza not taken: {s:?}");
+                let taken = dst.handle_stanza(&s);
+                assert!(taken || s.name() == "presence", "stanza not taken: {s:?}");
             }
         });
     }

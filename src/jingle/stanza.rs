@@ -14,7 +14,7 @@ pub const NS_JINGLE_ERRORS: &str = "urn:xmpp:jingle:errors:1";
 
 /// Sets an attribute whose name is a compile-time constant (minidom's `xml_ncname!` macro
 /// expands to `unsafe`, which this crate forbids).
-pub(crate) fn set_attr(el: &mut Element, name: &'static str, value: impl IntoAttributeValue) {
+pub fn set_attr(el: &mut Element, name: &'static str, value: impl IntoAttributeValue) {
     if let Ok(n) = NcName::try_from(name) {
         el.set_attr(Namespace::NONE, n, value);
     } else {

@@ -271,6 +271,7 @@ impl JingleIce {
                 description.clone(),
                 Transport::IceUdp(IceUdpTransport::new(&creds, cands)),
             );
+            self.inner.directed_presence(&peer);
             let key = st.mgr.initiate(peer, vec![content], Instant::now())?;
             let (slot, ended_rx, accepted_rx) = Slot::new(Some(description), sent);
             let stanzas = slot.stanzas.clone();
@@ -362,6 +363,17 @@ impl Inner {
             .map_err(|e| JingleIceError::Ice(e.to_string()))
     }
 
+    /// Sends directed presence to a session's peer (RFC 6121 §4.6), so that its server tells
+    /// it when we go offline even without a roster subscription, and ours tells us (XEP-0166
+    /// §6.7 relies on unavailable presence).
+    fn directed_presence(&self, peer: &FullJid) {
+        let mut p = Element::bare("presence", crate::jingle::stanza::NS_CLIENT);
+        crate::jingle::stanza::set_attr(&mut p, "to", peer.as_str());
+        if self.outgoing.try_send(p).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     fn take_info(&self, key: &SessionKey) -> mpsc::Receiver<Element> {
         let mut st = self.lock();
         st.slots
@@ -394,6 +406,7 @@ impl Inner {
     fn dispatch(self: &Arc<Self>, st: &mut State, event: SessionEvent) {
         match event {
             SessionEvent::Incoming { key, contents } => {
+                self.directed_presence(&key.peer);
                 let remote = contents
                     .iter()
                     .find(|c| c.name == CONTENT_NAME || contents.len() == 1)
@@ -847,7 +860,18 @@ impl JingleSession {
                 // The session is gone: its end reason is reported by the other branch.
                 std::future::pending::<()>().await;
             }
-            match tokio::time::timeout(timeout, self.conn.wait_connected()).await {
+            let connected = async {
+                self.conn.wait_connected().await?;
+                // Established means a selected (nominated) pair, RFC 8445 §8.1.1.
+                while self.conn.selected_pair(1).is_none() {
+                    if self.conn.state() == ConnectionState::Failed {
+                        return Err(crate::net::Error::Failed);
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Ok(())
+            };
+            match tokio::time::timeout(timeout, connected).await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(JingleIceError::Ice(e.to_string())),
                 Err(_) => Err(JingleIceError::Ice(
@@ -882,7 +906,7 @@ impl JingleSession {
         self.conn.selected_pair(1)
     }
 
-    /// Time from the offer (sent or received) to ICE connected.
+    /// Time from the offer (sent or received) to a selected ICE pair.
     pub fn established_in(&self) -> Duration {
         self.established_in
     }
