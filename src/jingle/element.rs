@@ -221,6 +221,21 @@ impl Content {
         }
     }
 
+    /// The ICE-UDP transport of the content, if it has one.
+    pub fn ice_udp(&self) -> Option<&IceUdpTransport> {
+        self.transport.as_ref().and_then(Transport::ice_udp)
+    }
+
+    /// The ICE credentials its ICE-UDP transport carries, when it carries both.
+    pub fn ice_credentials(&self) -> Option<crate::ice::Credentials> {
+        self.ice_udp().and_then(IceUdpTransport::credentials)
+    }
+
+    /// How many usable candidates its ICE-UDP transport carries (0 without one).
+    pub fn candidate_count(&self) -> usize {
+        self.ice_udp().map_or(0, |t| t.candidates.len())
+    }
+
     /// The namespace of the description, if any.
     pub fn description_ns(&self) -> Option<String> {
         self.description.as_ref().map(|d| d.ns())

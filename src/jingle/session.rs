@@ -39,7 +39,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::element::{
-    Action, Content, Creator, Jingle, JingleError, Reason, ReasonCondition, Transport, NS_JINGLE,
+    Action, Content, Jingle, JingleError, Reason, ReasonCondition, Transport, NS_JINGLE,
 };
 use super::ice_udp::{IceUdpCandidate, IceUdpTransport, TransportLimits, NS_ICE_UDP};
 use super::stanza::{
@@ -417,7 +417,7 @@ impl SessionManager {
             let Some(state) = session.content_mut(&c.name) else {
                 return Err(SessionError::UnknownContent(key.clone(), c.name.clone()));
             };
-            state.local = c.transport.as_ref().and_then(local_credentials);
+            state.local = c.ice_credentials();
             state.content.description = c.description.clone().or(state.content.description.take());
         }
         session.state = SessionState::Active;
@@ -867,12 +867,8 @@ impl SessionManager {
         let mut contents = Vec::with_capacity(jingle.contents.len());
         let mut states = Vec::with_capacity(jingle.contents.len());
         for c in jingle.contents {
-            let remote = c.transport.as_ref().and_then(remote_credentials);
-            let count = c
-                .transport
-                .as_ref()
-                .and_then(Transport::ice_udp)
-                .map_or(0, |t| t.candidates.len());
+            let remote = c.ice_credentials();
+            let count = c.candidate_count();
             states.push(ContentState {
                 content: c.clone(),
                 local: None,
@@ -943,11 +939,7 @@ impl SessionManager {
         }
         let limit = self.config.max_remote_candidates;
         for c in &jingle.contents {
-            let count = c
-                .transport
-                .as_ref()
-                .and_then(Transport::ice_udp)
-                .map_or(0, |t| t.candidates.len());
+            let count = c.candidate_count();
             if count > limit {
                 self.reply(iq_error(stanza, Condition::ResourceConstraint, None, None));
                 return;
@@ -955,12 +947,8 @@ impl SessionManager {
         }
         for c in &jingle.contents {
             if let Some(state) = session.content_mut(&c.name) {
-                state.remote = c.transport.as_ref().and_then(remote_credentials);
-                state.remote_candidates = c
-                    .transport
-                    .as_ref()
-                    .and_then(Transport::ice_udp)
-                    .map_or(0, |t| t.candidates.len());
+                state.remote = c.ice_credentials();
+                state.remote_candidates = c.candidate_count();
                 if c.description.is_some() {
                     state.content.description = c.description.clone();
                 }
@@ -1206,16 +1194,8 @@ impl SessionManager {
     }
 }
 
-fn local_credentials(t: &Transport) -> Option<Credentials> {
-    t.ice_udp().and_then(IceUdpTransport::credentials)
-}
-
-fn remote_credentials(t: &Transport) -> Option<Credentials> {
-    t.ice_udp().and_then(IceUdpTransport::credentials)
-}
-
 fn content_state_local(content: Content) -> ContentState {
-    let local = content.transport.as_ref().and_then(local_credentials);
+    let local = content.ice_credentials();
     ContentState {
         content,
         local,
@@ -1227,12 +1207,4 @@ fn content_state_local(content: Content) -> ContentState {
 
 fn bad_request(stanza: &Element, e: &JingleError) -> Element {
     iq_error(stanza, Condition::BadRequest, None, Some(&e.to_string()))
-}
-
-/// Our role's creator value, for contents we add.
-pub fn creator_for(role: SessionRole) -> Creator {
-    match role {
-        SessionRole::Initiator => Creator::Initiator,
-        SessionRole::Responder => Creator::Responder,
-    }
 }

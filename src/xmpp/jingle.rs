@@ -407,52 +407,21 @@ impl Inner {
         match event {
             SessionEvent::Incoming { key, contents } => {
                 self.directed_presence(&key.peer);
-                let remote = contents
-                    .iter()
-                    .find(|c| c.name == CONTENT_NAME || contents.len() == 1)
-                    .and_then(|c| c.transport.as_ref())
-                    .and_then(Transport::ice_udp)
-                    .cloned();
-                let (mut slot, ended_rx, accepted_rx) = Slot::new(None, HashSet::new());
-                let _ = slot.accepted.send(true);
-                slot.offer = contents.clone();
-                if let Some(t) = remote.clone() {
-                    slot.early.push((t, false));
+                let (mut slot, _, _) = Slot::new(None, HashSet::new());
+                // No receiver exists yet: `send` would not store the value.
+                slot.accepted.send_replace(true);
+                if let Some(t) = our_content(&contents).and_then(Content::ice_udp) {
+                    slot.early.push((t.clone(), false));
                 }
-                let stanzas = slot.stanzas.clone();
+                slot.offer = contents;
                 let replacement = st.replacements.remove(&key);
                 slot.claimed = replacement.is_some();
+                let offer = slot.incoming(key.clone(), self);
                 st.slots.insert(key.clone(), slot);
                 if let Some((waiter, description)) = replacement {
                     // Our offer lost the tie-break: accept theirs for the waiting connect().
-                    let inner = self.clone();
-                    let offer = IncomingSession {
-                        key,
-                        contents,
-                        inner: inner.clone(),
-                        ended: ended_rx,
-                        accepted: accepted_rx,
-                        stanzas,
-                        received: Instant::now(),
-                    };
-                    tokio::spawn(async move {
-                        let desc = description
-                            .or_else(|| offer.description().cloned())
-                            .unwrap_or_else(|| Element::bare("description", "urn:invalid"));
-                        let _ = waiter.send(offer.accept(desc).await);
-                    });
-                    return;
-                }
-                let offer = IncomingSession {
-                    key: key.clone(),
-                    contents,
-                    inner: self.clone(),
-                    ended: ended_rx,
-                    accepted: accepted_rx,
-                    stanzas,
-                    received: Instant::now(),
-                };
-                if self.incoming.try_send(offer).is_err() {
+                    take_over(offer, waiter, description);
+                } else if self.incoming.try_send(offer).is_err() {
                     let _ = st.mgr.terminate(
                         &key,
                         Reason::with_text(ReasonCondition::Busy, "too many pending offers"),
@@ -462,12 +431,7 @@ impl Inner {
             }
             SessionEvent::Accepted { key, contents } => {
                 if let Some(slot) = st.slots.get_mut(&key) {
-                    if let Some(t) = contents
-                        .iter()
-                        .find(|c| c.name == CONTENT_NAME || contents.len() == 1)
-                        .and_then(|c| c.transport.as_ref())
-                        .and_then(Transport::ice_udp)
-                    {
+                    if let Some(t) = our_content(&contents).and_then(Content::ice_udp) {
                         slot.remote(t.clone(), false);
                     }
                     let _ = slot.accepted.send(true);
@@ -504,24 +468,8 @@ impl Inner {
                                 // take it over for the waiting connect().
                                 Some(other) if !other.claimed => {
                                     other.claimed = true;
-                                    let offer = IncomingSession {
-                                        key: new_key,
-                                        contents: other.offer.clone(),
-                                        inner: self.clone(),
-                                        ended: other.ended.subscribe(),
-                                        accepted: other.accepted.subscribe(),
-                                        stanzas: other.stanzas.clone(),
-                                        received: Instant::now(),
-                                    };
-                                    let description = slot.description.clone();
-                                    tokio::spawn(async move {
-                                        let desc = description
-                                            .or_else(|| offer.description().cloned())
-                                            .unwrap_or_else(|| {
-                                                Element::bare("description", "urn:invalid")
-                                            });
-                                        let _ = waiter.send(offer.accept(desc).await);
-                                    });
+                                    let offer = other.incoming(new_key, self);
+                                    take_over(offer, waiter, slot.description.clone());
                                 }
                                 _ => {
                                     st.replacements
@@ -568,6 +516,19 @@ impl Slot {
         )
     }
 
+    /// The peer's offer this slot holds, as an [`IncomingSession`] for `key`.
+    fn incoming(&self, key: SessionKey, inner: &Arc<Inner>) -> IncomingSession {
+        IncomingSession {
+            key,
+            contents: self.offer.clone(),
+            inner: inner.clone(),
+            ended: self.ended.subscribe(),
+            accepted: self.accepted.subscribe(),
+            stanzas: self.stanzas.clone(),
+            received: Instant::now(),
+        }
+    }
+
     fn remote(&mut self, t: IceUdpTransport, restart: bool) {
         match &self.ice {
             Some(ice) => {
@@ -576,6 +537,24 @@ impl Slot {
             None => self.early.push((t, restart)),
         }
     }
+}
+
+/// The content our sessions use: the one named [`CONTENT_NAME`], or the only one.
+fn our_content(contents: &[Content]) -> Option<&Content> {
+    contents
+        .iter()
+        .find(|c| c.name == CONTENT_NAME || contents.len() == 1)
+}
+
+/// Accepts the peer's offer that replaced ours after a tie-break, for the `connect` call
+/// waiting on `waiter`, with the description we had offered.
+fn take_over(offer: IncomingSession, waiter: Waiter, description: Option<Element>) {
+    tokio::spawn(async move {
+        let desc = description
+            .or_else(|| offer.description().cloned())
+            .unwrap_or_else(|| Element::bare("description", "urn:invalid"));
+        let _ = waiter.send(offer.accept(desc).await);
+    });
 }
 
 /// XEP-0176 candidates for the local candidates not signalled yet.
@@ -781,18 +760,13 @@ impl IncomingSession {
             }
             slot.ice = Some(ice_tx);
             let cands = signal_candidates(&conn, &mut slot.sent);
-            let mut content = self
-                .contents
-                .iter()
-                .find(|c| c.name == CONTENT_NAME || self.contents.len() == 1)
-                .cloned()
-                .unwrap_or_else(|| {
-                    Content::new(
-                        CONTENT_NAME,
-                        description.clone(),
-                        Transport::IceUdp(IceUdpTransport::new(&creds, Vec::new())),
-                    )
-                });
+            let mut content = our_content(&self.contents).cloned().unwrap_or_else(|| {
+                Content::new(
+                    CONTENT_NAME,
+                    description.clone(),
+                    Transport::IceUdp(IceUdpTransport::new(&creds, Vec::new())),
+                )
+            });
             content.description = Some(description);
             content.transport = Some(Transport::IceUdp(IceUdpTransport::new(&creds, cands)));
             st.mgr.accept(&self.key, vec![content], Instant::now())?;
