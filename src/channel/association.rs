@@ -496,6 +496,11 @@ impl Association {
         Ok(id)
     }
 
+    /// Whether a channel exists (open, being opened or closing, with data left to read).
+    pub fn has_channel(&self, id: ChannelId) -> bool {
+        self.channels.contains_key(&id)
+    }
+
     /// The label, protocol and reliability of a channel.
     pub fn channel_options(&self, id: ChannelId) -> Option<&ChannelOptions> {
         self.channels.get(&id).and_then(|c| c.options.as_ref())

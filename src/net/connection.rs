@@ -539,6 +539,11 @@ impl IceConnection {
         *self.state.borrow()
     }
 
+    /// A receiver of the connection state, to watch its changes.
+    pub fn state_watch(&self) -> watch::Receiver<ConnectionState> {
+        self.state.clone()
+    }
+
     /// Waits until the connection is usable (`Connected` or `Completed`); `Err(Failed)` if it
     /// fails first, `Err(Closed)` if it is closed. Wrap it in a timeout.
     pub async fn wait_connected(&self) -> Result<(), Error> {

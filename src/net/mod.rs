@@ -36,6 +36,7 @@
 //! ```
 
 mod connection;
+mod datachannel;
 mod driver;
 mod interfaces;
 mod tls;
@@ -44,5 +45,6 @@ pub use connection::{
     ConnectionStats, Datagram, Error, IceConnection, IceConnectionBuilder, SelectedPair,
     DEFAULT_EVENT_QUEUE, DEFAULT_RECEIVE_QUEUE,
 };
+pub use datachannel::{DataChannel, DataChannels, DataChannelsConfig, DataChannelsInfo};
 pub use interfaces::{usable_addresses, AddressPolicy, LocalAddress};
 pub use tls::{TurnStreamError, TurnStreamFailure, ALPN_STUN_TURN};
