@@ -603,6 +603,7 @@ async def run_peer(args) -> int:
     finally:
         for t in tasks + [both]:
             t.cancel()
+        await asyncio.gather(*tasks, both, return_exceptions=True)
         await pc.close()
     return status
 

@@ -9,6 +9,7 @@ instead checks that a peer signalling a wrong fingerprint makes the run fail (bo
 non-zero with an ERROR line, and neither prints DONE).
 
 Usage: python3 tests/aiortc/selftest.py [--bytes N] [--no-bench] [--wrong-fingerprint]
+                                        [--peer-arg=--turn --peer-arg=127.0.0.1:3478 ...]
 Output: every line of both peers prefixed with `offer|` / `answer|`, then `SELFTEST ok
 seconds=<s>` (or `SELFTEST FAILED <why>`), and the `AIORTC_BENCH` line.
 """
@@ -21,6 +22,102 @@ import time
 from pathlib import Path
 
 PEER = Path(__file__).with_name("dc_peer.py")
+
+FP = ":".join(["AB"] * 32)
+# Shapes of the transport the translation must accept (see dc_peer.py's notes), each with the
+# SDP lines it must produce.
+TRANSLATION_CASES = [
+    (
+        "the provisional shape, fingerprint in the inner transport",
+        "<transport xmlns='urn:xmpp:jingle:transports:webrtc-datachannel:1' sctp-port='5001'"
+        " max-message-size='262144'><transport xmlns='urn:xmpp:jingle:transports:ice-udp:1'"
+        " ufrag='uf' pwd='pwpwpwpwpwpwpwpwpwpwpw'><fingerprint"
+        " xmlns='urn:xmpp:jingle:apps:dtls:0' hash='sha-256' setup='actpass'>" + FP + "</fingerprint>"
+        "<candidate component='1' foundation='1' generation='0' id='c1' ip='10.0.0.2' port='5000'"
+        " priority='2130706431' protocol='udp' type='host' network='0'/>"
+        "<candidate component='1' foundation='2' generation='0' id='c2' ip='192.0.2.9' port='6000'"
+        " priority='1694498815' protocol='udp' type='srflx' rel-addr='10.0.0.2' rel-port='5000'"
+        " network='0'/></transport></transport>",
+        [
+            "a=ice-ufrag:uf",
+            "a=ice-pwd:pwpwpwpwpwpwpwpwpwpwpw",
+            "a=fingerprint:sha-256 " + FP,
+            "a=setup:actpass",
+            "a=sctp-port:5001",
+            "a=max-message-size:262144",
+            "a=candidate:1 1 udp 2130706431 10.0.0.2 5000 typ host",
+            "a=candidate:2 1 udp 1694498815 192.0.2.9 6000 typ srflx raddr 10.0.0.2 rport 5000",
+            "a=end-of-candidates",
+        ],
+    ),
+    (
+        "fingerprint on the outer transport, lowercase hex, sctpmap, a tcp candidate skipped",
+        "<transport xmlns='urn:xmpp:jingle:transports:webrtc-datachannel:1'><fingerprint"
+        " xmlns='urn:xmpp:jingle:apps:dtls:0' hash='SHA-256' setup='passive'>" + FP.lower() +
+        "</fingerprint><transport xmlns='urn:xmpp:jingle:transports:ice-udp:1' ufrag='uf'"
+        " pwd='pwpwpwpwpwpwpwpwpwpwpw'><sctpmap xmlns='urn:xmpp:jingle:transports:dtls-sctp:1'"
+        " number='5002' protocol='webrtc-datachannel'/><candidate component='1' foundation='3'"
+        " generation='0' id='c3' ip='198.51.100.1' port='3478' priority='16777215' protocol='udp'"
+        " type='relay' rel-addr='0.0.0.0' rel-port='9' network='0'/><candidate component='1'"
+        " foundation='4' generation='0' id='c4' ip='10.0.0.2' port='9' priority='5'"
+        " protocol='tcp' type='host' network='0'/></transport></transport>",
+        [
+            "a=fingerprint:sha-256 " + FP,
+            "a=setup:passive",
+            "a=sctp-port:5002",
+            "a=candidate:3 1 udp 16777215 198.51.100.1 3478 typ relay raddr 0.0.0.0 rport 9",
+        ],
+    ),
+    (
+        "a bare ice-udp transport, the default SCTP port",
+        "<transport xmlns='urn:xmpp:jingle:transports:ice-udp:1' ufrag='uf'"
+        " pwd='pwpwpwpwpwpwpwpwpwpwpw'><fingerprint xmlns='urn:xmpp:jingle:apps:dtls:0'"
+        " hash='sha-256' setup='active'>" + FP + "</fingerprint></transport>",
+        ["a=setup:active", "a=sctp-port:5000", "a=end-of-candidates"],
+    ),
+]
+# Transports that must be refused with a clear error.
+BAD_CASES = [
+    "<transport xmlns='urn:xmpp:jingle:transports:webrtc-datachannel:1'/>",
+    "<transport xmlns='urn:xmpp:jingle:transports:ice-udp:1' ufrag='u' pwd='p'/>",
+    "<transport xmlns='urn:xmpp:jingle:transports:ice-udp:1' ufrag='u' pwd='p'><fingerprint"
+    " xmlns='urn:xmpp:jingle:apps:dtls:0' hash='sha-256' setup='active'>" + FP + "</fingerprint>"
+    "<candidate component='1' foundation='1' ip='10.0.0.1' port='99999' priority='1'"
+    " type='host'/></transport>",
+    "<transport",
+]
+
+
+def check_translation() -> list:
+    """Problems found in dc_peer.py's Jingle -> SDP translation (empty when all is well)."""
+    sys.path.insert(0, str(PEER.parent))
+    import dc_peer  # noqa: E402
+
+    problems = []
+    for name, xml, want in TRANSLATION_CASES:
+        try:
+            kind = "offer" if "a=setup:actpass" in want else "answer"
+            sdp = dc_peer.sdp_from_transport(xml, kind, "0").split("\r\n")
+        except dc_peer.SignallingError as exc:
+            problems.append(f"{name}: refused: {exc}")
+            continue
+        problems += [f"{name}: no line {w!r}" for w in want if w not in sdp]
+        if name.startswith("fingerprint on the outer") and any("tcp" in x for x in sdp):
+            problems.append(f"{name}: tcp candidate kept")
+    for xml in BAD_CASES:
+        try:
+            dc_peer.sdp_from_transport(xml, "answer", "0")
+            problems.append(f"accepted a bad transport: {xml}")
+        except dc_peer.SignallingError:
+            pass
+    # The pattern's first bytes are SHA-256 of the label, seed and index (all little endian).
+    table = dc_peer.Pattern(7).table
+    import hashlib
+
+    head = hashlib.sha256(b"jingle-ice pattern" + (7).to_bytes(4, "little") + bytes(4)).digest()
+    if len(table) != 65521 or table[:32] != head:
+        problems.append("pattern table")
+    return problems
 
 
 def relay(name: str, src, dst, lines: list, lock: threading.Lock) -> None:
@@ -44,7 +141,19 @@ def main() -> int:
     p.add_argument("--timeout", type=float, default=120.0)
     p.add_argument("--no-bench", action="store_true")
     p.add_argument("--wrong-fingerprint", action="store_true")
+    p.add_argument(
+        "--peer-arg",
+        action="append",
+        default=[],
+        help="extra argument for both dc_peer.py processes (repeatable; use --peer-arg=--x)",
+    )
     args = p.parse_args()
+
+    problems = check_translation()
+    if problems:
+        print("SELFTEST FAILED translation: " + "; ".join(problems))
+        return 1
+    print(f"SELFTEST translation ok ({len(TRANSLATION_CASES) + len(BAD_CASES)} cases)")
 
     common = [
         sys.executable,
@@ -55,7 +164,7 @@ def main() -> int:
         str(args.bytes),
         "--timeout",
         str(args.timeout),
-    ]
+    ] + args.peer_arg
     offer_cmd = common + ["--role", "offer", "--seed", "1", "--peer-seed", "2"]
     answer_cmd = common + ["--role", "answer", "--seed", "2", "--peer-seed", "1"]
     if args.wrong_fingerprint:
