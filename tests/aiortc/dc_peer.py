@@ -70,6 +70,16 @@ Benchmark: `--bench [--bytes N] [--chunk C]` runs two aiortc peers in one proces
 (seconds from channel open to the last byte verified at the receiver, MB = 10^6 bytes, open_ms
 from createOffer to the channel's open event). This is the aiortc-to-aiortc baseline.
 
+Timing facts (aioice 0.13 / aiortc 1.16, measured on this 2-core machine): aiortc's SCTP is
+CPU-bound in Python, about 2-3 MB/s one way on loopback and roughly half that per direction when
+both directions run, so 64 MiB each way between two aiortc processes took ~67 s; give lab runs
+a --timeout of a few minutes. ICE failure is only declared when aioice's STUN checks time out
+(7 retransmissions from 500 ms, about 64 s), so an unreachable peer ends in `ERROR timeout`
+when --timeout is shorter. With --wrong-fingerprint the lying side usually completes its own
+handshake (it checks the honest fingerprint it received) and only fails when the peer aborts
+or, failing that, when ICE consent expires (~30 s) or --timeout passes; the honest side is the
+one that reports the mismatch (`ERROR connection failed (..., dtls failed)` for aiortc).
+
 Needs aiortc 1.16 / aioice 0.13 (`pip install aiortc==1.16.0`); run it with a python3 that has
 them (Debian's /usr/bin/python3 here does not; the pyenv one does). `--verbose` adds aiortc's
 debug logging to stderr.
@@ -104,7 +114,7 @@ NS_DC = "urn:xmpp:jingle:transports:webrtc-datachannel:1"
 NS_ICE = "urn:xmpp:jingle:transports:ice-udp:1"
 NS_DTLS = "urn:xmpp:jingle:apps:dtls:0"
 
-# RFC 8841 section 5.1: the SCTP port when none is signalled.
+# The SCTP port when none is signalled (the default of RFC 8841's sctp-port attribute).
 DEFAULT_SCTP_PORT = 5000
 # Pattern table length: a prime, so that the pattern does not line up with power-of-two chunks.
 PATTERN_PERIOD = 65521
@@ -578,6 +588,7 @@ async def run_peer(args) -> int:
     tasks = [asyncio.ensure_future(c()) for c in (sender, progress, received)]
     both = asyncio.ensure_future(asyncio.gather(tasks[1], tasks[2]))
     status = 0
+    deadline = loop.time() + args.timeout
     try:
         try:
             await asyncio.wait_for(signalling(), timeout=args.timeout)
@@ -587,7 +598,9 @@ async def run_peer(args) -> int:
             fail("timeout during signalling")
         if not failed.done():
             done, _ = await asyncio.wait(
-                [both, failed], timeout=args.timeout, return_when=asyncio.FIRST_COMPLETED
+                [both, failed],
+                timeout=max(0.0, deadline - loop.time()),
+                return_when=asyncio.FIRST_COMPLETED,
             )
             if not done:
                 fail(
