@@ -29,7 +29,8 @@
 //! attributes repeated, ufrag/pwd and candidates inside, no fingerprint, as Conversations
 //! sends them). A data-channel offer or answer must carry a DTLS fingerprint and ICE
 //! credentials, and the answer's `setup` must fit the offer's (XEP-0320, RFC 8842 §5), or it is
-//! answered `<bad-request/>`.
+//! answered `<bad-request/>`. An offer or answer with data-channel contents also carries the
+//! XEP-0338 BUNDLE `<group/>` naming them, as Conversations' does.
 //!
 //! Trickle ICE (XEP-0176 §5.5): local candidates are batched for
 //! [`SessionConfig::trickle_delay`] and sent in one `transport-info` per content; the responder
@@ -46,7 +47,7 @@ use rand::distr::Alphanumeric;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::datachannel::NS_WEBRTC_DATACHANNEL;
+use super::datachannel::{bundle_group, NS_WEBRTC_DATACHANNEL};
 use super::dtls::dtls_role;
 use super::element::{
     Action, Content, Jingle, JingleError, Reason, ReasonCondition, Transport, NS_JINGLE,
@@ -382,6 +383,7 @@ impl SessionManager {
         let mut jingle = Jingle::new(Action::SessionInitiate, key.sid.clone());
         jingle.initiator = Some(self.local.to_string());
         jingle.contents = contents.clone();
+        jingle.payloads.extend(bundle_for(&jingle.contents));
         let states = contents.into_iter().map(content_state_local).collect();
         self.sessions.insert(
             key.clone(),
@@ -445,6 +447,7 @@ impl SessionManager {
         let mut jingle = Jingle::new(Action::SessionAccept, key.sid.clone());
         jingle.responder = Some(local);
         jingle.contents = contents;
+        jingle.payloads.extend(bundle_for(&jingle.contents));
         self.send_request(key, jingle, now);
         Ok(())
     }
@@ -1304,4 +1307,15 @@ fn check_data_channel_answer(
         dtls_role(o.setup, a.setup, true).map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// The BUNDLE group Conversations sends with data-channel contents (XEP-0338, RFC 8843),
+/// naming them; `None` when no content uses a data channel.
+fn bundle_for(contents: &[Content]) -> Option<Element> {
+    let names: Vec<&str> = contents
+        .iter()
+        .filter(|c| matches!(c.transport, Some(Transport::DataChannel(_))))
+        .map(|c| c.name.as_str())
+        .collect();
+    (!names.is_empty()).then(|| bundle_group(names))
 }
