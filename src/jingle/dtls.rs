@@ -258,7 +258,7 @@ impl DtlsFingerprint {
     }
 
     /// Whether `digest`, computed with `hash` over the certificate the peer presented in the
-    /// DTLS handshake, is this fingerprint (RFC 8842 §5.1: a mismatch must fail the
+    /// DTLS handshake, is this fingerprint (RFC 8122 §5, RFC 8842 §5: a mismatch must fail the
     /// connection). The comparison of the bytes takes the same time wherever they differ.
     pub fn matches(&self, hash: &str, digest: &[u8]) -> bool {
         self.hash.eq_ignore_ascii_case(hash)
