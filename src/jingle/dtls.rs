@@ -336,7 +336,7 @@ impl DtlsFingerprint {
 }
 
 impl fmt::Display for DtlsFingerprint {
-    /// The SDP form of RFC 8122 §5 (`sha-256 AB:CD:…`) followed by the role in brackets.
+    /// The SDP form of RFC 8122 §5 (`sha-256 AB:CD:…`) followed by the role in parentheses.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {} (setup {})", self.hash, self.hex(), self.setup)
     }
