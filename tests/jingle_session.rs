@@ -7,10 +7,13 @@ use std::time::{Duration, Instant};
 
 use jid::FullJid;
 use jingle_ice::ice::{Candidate, CandidateType, Credentials};
+use jingle_ice::jingle::datachannel::{read_bundle_group, NS_GROUPING};
 use jingle_ice::jingle::stanza::{iq_type, IqType, NS_CLIENT, NS_JINGLE_ERRORS, NS_STANZAS};
 use jingle_ice::jingle::{
-    Content, IceUdpCandidate, IceUdpTransport, ReasonCondition, SessionConfig, SessionEvent,
-    SessionKey, SessionManager, SessionRole, SessionState, Transport, NS_JINGLE,
+    dtls_role, Content, DataChannelTransport, DtlsFingerprint, DtlsRole, IceUdpCandidate,
+    IceUdpTransport, Jingle, ReasonCondition, Senders, SessionConfig, SessionEvent, SessionKey,
+    SessionManager, SessionRole, SessionState, Setup, Transport, TransportLimits, NS_DTLS,
+    NS_ICE_UDP, NS_JINGLE, NS_WEBRTC_DATACHANNEL,
 };
 use minidom::Element;
 
@@ -1045,4 +1048,485 @@ fn crossing_offers_where_one_arrived_first_end_in_one_session() {
             SessionEvent::Terminated { reason, .. }
                 if reason.condition == ReasonCondition::AlternativeSession(winner.clone()))));
     }
+}
+
+// ---- Conversations' webrtc-datachannel:1 transport ---------------------------------------
+
+const DC_INITIATE: &str = include_str!("../xep/fixtures/webrtc-datachannel-initiate.xml");
+const DC_ACCEPT: &str = include_str!("../xep/fixtures/webrtc-datachannel-accept.xml");
+const DC_TRANSPORT_INFO: &str =
+    include_str!("../xep/fixtures/webrtc-datachannel-transport-info.xml");
+const NS_FT: &str = "urn:xmpp:jingle:apps:file-transfer:5";
+
+fn file_description() -> Element {
+    "<description xmlns='urn:xmpp:jingle:apps:file-transfer:5'><file>\
+     <name>a.bin</name><size>3</size><mediaType>application/octet-stream</mediaType>\
+     </file></description>"
+        .parse()
+        .unwrap()
+}
+
+/// A file-transfer content named `0` (as Conversations names it) over a data channel with a
+/// SHA-256 fingerprint of 32 `byte`s.
+fn dc_content(creds: &Credentials, cands: Vec<IceUdpCandidate>, setup: Setup, byte: u8) -> Content {
+    let fp = DtlsFingerprint::new("sha-256", setup, vec![byte; 32]);
+    let t = DataChannelTransport::with_fingerprint(IceUdpTransport::new(creds, cands), fp);
+    let mut c = Content::new("0", file_description(), Transport::DataChannel(t));
+    c.senders = Senders::Initiator;
+    c
+}
+
+/// The `<jingle/>` of a stanza.
+fn jingle_of(stanza: &Element) -> Jingle {
+    Jingle::from_element(
+        stanza.get_child("jingle", NS_JINGLE).unwrap(),
+        TransportLimits::default(),
+    )
+    .unwrap()
+}
+
+/// The outer and inner transport elements of the only content of a stanza, as sent.
+fn wire_transports(stanza: &Element) -> (Element, Element) {
+    let outer = stanza
+        .get_child("jingle", NS_JINGLE)
+        .unwrap()
+        .get_child("content", NS_JINGLE)
+        .unwrap()
+        .get_child("transport", NS_WEBRTC_DATACHANNEL)
+        .expect("transport wrapped in webrtc-datachannel")
+        .clone();
+    let inner = outer.get_child("transport", NS_ICE_UDP).unwrap().clone();
+    (outer, inner)
+}
+
+fn data_channel_of(t: &Transport) -> &DataChannelTransport {
+    t.data_channel()
+        .unwrap_or_else(|| panic!("not a data channel: {t:?}"))
+}
+
+#[test]
+fn data_channel_session_end_to_end() {
+    let now = Instant::now();
+    let mut a = manager(alice_jid(), 1);
+    let mut b = manager(bob_jid(), 2);
+    let ka = a
+        .initiate(
+            bob_jid(),
+            vec![dc_content(&creds("a"), vec![], Setup::Actpass, 0xAA)],
+            now,
+        )
+        .unwrap();
+    let log = pump(&mut a, &mut b, now);
+    assert_eq!(log.len(), 2);
+    // The offer as Conversations writes it: SCTP attributes outside, fingerprint inside the
+    // ICE-UDP transport, uppercase hex, a BUNDLE group naming content 0.
+    let (outer, inner) = wire_transports(&log[0].1);
+    assert_eq!(outer.attr("sctp-port"), Some("5000"));
+    assert_eq!(outer.attr("max-message-size"), Some("262144"));
+    let fp = inner.get_child("fingerprint", NS_DTLS).unwrap();
+    assert_eq!(fp.attr("setup"), Some("actpass"));
+    assert_eq!(fp.attr("hash"), Some("sha-256"));
+    assert!(fp.text().starts_with("AA:AA:"));
+    let group = log[0]
+        .1
+        .get_child("jingle", NS_JINGLE)
+        .unwrap()
+        .get_child("group", NS_GROUPING)
+        .unwrap();
+    assert_eq!(read_bundle_group(group), Some(vec!["0".to_owned()]));
+
+    let (kb, offer) = match events(&mut b).as_slice() {
+        [SessionEvent::Incoming { key, contents }] => (key.clone(), contents.clone()),
+        other => panic!("unexpected {other:?}"),
+    };
+    let offered = data_channel_of(offer[0].transport.as_ref().unwrap());
+    assert_eq!(offered.sctp_port, Some(5000));
+    let their_fp = offered.fingerprint().unwrap().clone();
+    assert_eq!(their_fp.setup, Setup::Actpass);
+    assert_eq!(their_fp.value, vec![0xAA; 32]);
+    // The ICE part reads the same as for plain ICE-UDP.
+    assert_eq!(offer[0].ice_credentials(), Some(creds("a")));
+
+    let our_setup = their_fp.setup.answer().unwrap();
+    assert_eq!(our_setup, Setup::Active);
+    b.accept(
+        &kb,
+        vec![dc_content(&creds("b"), vec![], our_setup, 0xBB)],
+        now,
+    )
+    .unwrap();
+    let log = pump(&mut a, &mut b, now);
+    assert_eq!(log.len(), 2);
+    let (_, inner) = wire_transports(&log[0].1);
+    assert_eq!(
+        inner
+            .get_child("fingerprint", NS_DTLS)
+            .unwrap()
+            .attr("setup"),
+        Some("active")
+    );
+    let answer = match events(&mut a).as_slice() {
+        [SessionEvent::Accepted { contents, .. }] => contents.clone(),
+        other => panic!("unexpected {other:?}"),
+    };
+    let answered = data_channel_of(answer[0].transport.as_ref().unwrap());
+    let answer_setup = answered.fingerprint().unwrap().setup;
+    assert_eq!(
+        dtls_role(Setup::Actpass, answer_setup, true),
+        Ok(DtlsRole::Server)
+    );
+    assert_eq!(
+        dtls_role(Setup::Actpass, answer_setup, false),
+        Ok(DtlsRole::Client)
+    );
+
+    // Trickle both ways: every transport-info is wrapped like the content, without the
+    // fingerprint, with the credentials.
+    a.add_local_candidates(&ka, "0", vec![cand(1000, "a1")], now)
+        .unwrap();
+    b.add_local_candidates(&kb, "0", vec![cand(2000, "b1")], now)
+        .unwrap();
+    let later = now + Duration::from_millis(50);
+    a.handle_timeout(later);
+    b.handle_timeout(later);
+    let log = pump(&mut a, &mut b, later);
+    let infos: Vec<&Element> = log
+        .iter()
+        .map(|(_, s)| s)
+        .filter(|s| iq_type(s) == Some(IqType::Set))
+        .collect();
+    assert_eq!(infos.len(), 2);
+    for s in &infos {
+        let (outer, inner) = wire_transports(s);
+        assert_eq!(outer.attr("sctp-port"), Some("5000"));
+        assert_eq!(outer.attr("max-message-size"), Some("262144"));
+        assert!(inner.attr("ufrag").is_some() && inner.attr("pwd").is_some());
+        assert!(inner.get_child("fingerprint", NS_DTLS).is_none());
+        assert_eq!(
+            inner.children().filter(|c| c.name() == "candidate").count(),
+            1
+        );
+        let j = s.get_child("jingle", NS_JINGLE).unwrap();
+        assert_eq!(j.attr("action"), Some("transport-info"));
+        let c = j.get_child("content", NS_JINGLE).unwrap();
+        assert_eq!(c.attr("name"), Some("0"));
+        assert_eq!(c.attr("senders"), Some("initiator"));
+        assert!(c.get_child("description", NS_FT).is_none());
+    }
+    for (m, port) in [(&mut b, 1000u16), (&mut a, 2000)] {
+        match events(m).as_slice() {
+            [SessionEvent::TransportInfo {
+                content,
+                transport,
+                restart: false,
+                ..
+            }] => {
+                assert_eq!(content, "0");
+                let dc = data_channel_of(transport);
+                assert_eq!(dc.ice.candidates[0].candidate.address.port(), port);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    // An ICE restart is wrapped the same way.
+    a.restart(&ka, "0", creds("r"), vec![cand(1100, "r1")], later)
+        .unwrap();
+    let log = pump(&mut a, &mut b, later);
+    let (outer, inner) = wire_transports(&log[0].1);
+    assert_eq!(outer.attr("sctp-port"), Some("5000"));
+    assert_eq!(inner.attr("ufrag"), Some(creds("r").ufrag.as_str()));
+    match events(&mut b).as_slice() {
+        [SessionEvent::TransportInfo {
+            transport,
+            restart: true,
+            ..
+        }] => {
+            assert_eq!(data_channel_of(transport).ice.candidates[0].generation, 1);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn conversations_fixtures_parse() {
+    let init: Element = DC_INITIATE.parse().unwrap();
+    let j = jingle_of(&init);
+    assert_eq!(
+        j.initiator, None,
+        "Conversations sets no initiator attribute"
+    );
+    let c = &j.contents[0];
+    assert_eq!(c.name, "0");
+    assert_eq!(c.senders, Senders::Initiator);
+    assert_eq!(c.description_ns().as_deref(), Some(NS_FT));
+    let t = data_channel_of(c.transport.as_ref().unwrap());
+    assert_eq!(t.sctp_port, Some(5000));
+    assert_eq!(t.max_message_size, Some(262_144));
+    assert!(t.ice.candidates.is_empty());
+    assert_eq!(t.ice.ufrag.as_deref(), Some("Rk7q"));
+    let fp = t.fingerprint().unwrap();
+    assert_eq!((fp.hash.as_str(), fp.setup), ("sha-256", Setup::Actpass));
+    assert_eq!(fp.value.len(), 32);
+    assert_eq!(fp.value[0], 0x3C);
+    t.check_offer_or_answer().unwrap();
+    let group = j.payloads.iter().find_map(read_bundle_group).unwrap();
+    assert_eq!(group, vec!["0".to_owned()]);
+    // Our rendering of it has the same shape (fingerprint first, both SCTP attributes).
+    let ours = t.to_element();
+    assert_eq!(ours.attr("sctp-port"), Some("5000"));
+    assert_eq!(
+        ours.get_child("transport", NS_ICE_UDP)
+            .unwrap()
+            .children()
+            .next()
+            .map(|c| c.name().to_owned()),
+        Some("fingerprint".to_owned())
+    );
+
+    let acc: Element = DC_ACCEPT.parse().unwrap();
+    let j = jingle_of(&acc);
+    let t = data_channel_of(j.contents[0].transport.as_ref().unwrap());
+    assert_eq!(t.fingerprint().unwrap().setup, Setup::Active);
+    assert_eq!(
+        dtls_role(Setup::Actpass, Setup::Active, true),
+        Ok(DtlsRole::Server)
+    );
+
+    let info: Element = DC_TRANSPORT_INFO.parse().unwrap();
+    let j = jingle_of(&info);
+    let t = data_channel_of(j.contents[0].transport.as_ref().unwrap());
+    assert!(t.fingerprint().is_none());
+    assert_eq!(t.ice.candidates.len(), 1);
+    let cand = &t.ice.candidates[0];
+    assert_eq!(cand.id, "6f1c2a9e-3b7d-4e58-a0c4-92d17be5f308");
+    assert_eq!(cand.network, 0, "Conversations sends no network attribute");
+    assert_eq!(
+        cand.candidate.address,
+        "203.0.113.45:48211".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(
+        cand.candidate.related_address,
+        Some("10.0.2.16:48211".parse().unwrap())
+    );
+}
+
+fn conversations_jid() -> FullJid {
+    FullJid::new("alice@example.test/Conversations.Xk3q").unwrap()
+}
+fn our_jid() -> FullJid {
+    FullJid::new("bob@example.test/jingle-ice").unwrap()
+}
+
+#[test]
+fn an_offer_written_like_conversations_is_answered_and_its_trickle_understood() {
+    let now = Instant::now();
+    let mut us = manager(our_jid(), 7);
+    let init: Element = DC_INITIATE.parse().unwrap();
+    assert!(us.handle_stanza(&init, now));
+    let out = drain(&mut us);
+    assert_eq!(out.len(), 1);
+    assert_eq!(iq_type(&out[0]), Some(IqType::Result));
+    let (key, offer) = match events(&mut us).as_slice() {
+        [SessionEvent::Incoming { key, contents }] => (key.clone(), contents.clone()),
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(key.peer, conversations_jid());
+    let setup = data_channel_of(offer[0].transport.as_ref().unwrap())
+        .fingerprint()
+        .unwrap()
+        .setup
+        .answer()
+        .unwrap();
+    us.accept(
+        &key,
+        vec![dc_content(&creds("u"), vec![], setup, 0x11)],
+        now,
+    )
+    .unwrap();
+    let out = drain(&mut us);
+    assert_eq!(out.len(), 1);
+    let accept = &out[0];
+    let j = accept.get_child("jingle", NS_JINGLE).unwrap();
+    assert_eq!(j.attr("action"), Some("session-accept"));
+    let c = j.get_child("content", NS_JINGLE).unwrap();
+    assert_eq!(c.attr("name"), Some("0"));
+    assert_eq!(c.attr("creator"), Some("initiator"));
+    assert_eq!(
+        read_bundle_group(j.get_child("group", NS_GROUPING).unwrap()),
+        Some(vec!["0".to_owned()])
+    );
+    let (_, inner) = wire_transports(accept);
+    assert_eq!(
+        inner
+            .get_child("fingerprint", NS_DTLS)
+            .unwrap()
+            .attr("setup"),
+        Some("active")
+    );
+    let ack = iq_result_for(accept, &conversations_jid());
+    assert!(us.handle_stanza(&ack, now));
+
+    // Conversations trickles one candidate per transport-info, wrapped.
+    let info: Element = DC_TRANSPORT_INFO.parse().unwrap();
+    assert!(us.handle_stanza(&info, now));
+    let out = drain(&mut us);
+    assert_eq!(iq_type(&out[0]), Some(IqType::Result));
+    match events(&mut us).as_slice() {
+        [SessionEvent::TransportInfo {
+            content,
+            transport,
+            restart: false,
+            ..
+        }] => {
+            assert_eq!(content, "0");
+            let dc = data_channel_of(transport);
+            assert_eq!(dc.ice.credentials(), offer[0].ice_credentials());
+            assert_eq!(dc.ice.candidates.len(), 1);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// The result a peer sends for one of our requests.
+fn iq_result_for(request: &Element, from: &FullJid) -> Element {
+    format!(
+        "<iq xmlns='jabber:client' type='result' id='{}' from='{from}'/>",
+        request.attr("id").unwrap()
+    )
+    .parse()
+    .unwrap()
+}
+
+#[test]
+fn an_answer_written_like_conversations_is_taken() {
+    let now = Instant::now();
+    let peer = FullJid::new("bob@example.test/Conversations.Yp7m").unwrap();
+    let mut us = manager(FullJid::new("alice@example.test/jingle-ice").unwrap(), 8);
+    let key = us
+        .initiate(
+            peer.clone(),
+            vec![dc_content(&creds("o"), vec![], Setup::Actpass, 0x22)],
+            now,
+        )
+        .unwrap();
+    let out = drain(&mut us);
+    assert!(us.handle_stanza(&iq_result_for(&out[0], &peer), now));
+    let xml = DC_ACCEPT.replace("Lr4kV9yTn2Qa8Hsx", &key.sid);
+    let accept: Element = xml.parse().unwrap();
+    assert!(us.handle_stanza(&accept, now));
+    assert_eq!(iq_type(&drain(&mut us)[0]), Some(IqType::Result));
+    match events(&mut us).as_slice() {
+        [SessionEvent::Accepted { contents, .. }] => {
+            let dc = data_channel_of(contents[0].transport.as_ref().unwrap());
+            let setup = dc.fingerprint().unwrap().setup;
+            assert_eq!(dtls_role(Setup::Actpass, setup, true), Ok(DtlsRole::Server));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(
+        us.session_state(&key),
+        Some((SessionState::Active, SessionRole::Initiator))
+    );
+}
+
+#[test]
+fn bad_data_channel_offers_and_answers_get_bad_request() {
+    let now = Instant::now();
+    // An offer without a fingerprint.
+    let start = DC_INITIATE.find("<fingerprint").unwrap();
+    let end = DC_INITIATE.find("</fingerprint>").unwrap() + "</fingerprint>".len();
+    let no_fp = format!("{}{}", &DC_INITIATE[..start], &DC_INITIATE[end..]);
+    // A fingerprint with a bad hex pair, one with a wrong length, one with an unknown setup.
+    let bad_hex = DC_INITIATE.replace("3C:91:0A", "3C:9Z:0A");
+    let short = DC_INITIATE.replace("3C:91:0A:", "");
+    let bad_setup = DC_INITIATE.replace("setup=\"actpass\"", "setup=\"sometimes\"");
+    let holdconn = DC_INITIATE.replace("setup=\"actpass\"", "setup=\"holdconn\"");
+    for xml in [no_fp, bad_hex, short, bad_setup, holdconn] {
+        let mut us = manager(our_jid(), 9);
+        let stanza: Element = xml.parse().unwrap();
+        assert!(us.handle_stanza(&stanza, now));
+        let out = drain(&mut us);
+        assert_eq!(error_conditions(&out[0]).0, "bad-request");
+        assert!(events(&mut us).is_empty());
+        assert_eq!(us.sessions().count(), 0);
+    }
+
+    // Answers that do not fit our data-channel offer: setup actpass, no fingerprint, plain
+    // ICE-UDP.
+    let peer = FullJid::new("bob@example.test/Conversations.Yp7m").unwrap();
+    let plain_ice = {
+        let s = DC_ACCEPT
+            .find("<transport xmlns=\"urn:xmpp:jingle:transports:webrtc")
+            .unwrap();
+        let inner = DC_ACCEPT
+            .find("<transport xmlns=\"urn:xmpp:jingle:transports:ice-udp")
+            .unwrap();
+        let inner_end = DC_ACCEPT.find("</transport>").unwrap() + "</transport>".len();
+        let outer_end =
+            inner_end + DC_ACCEPT[inner_end..].find("</transport>").unwrap() + "</transport>".len();
+        format!(
+            "{}{}{}",
+            &DC_ACCEPT[..s],
+            &DC_ACCEPT[inner..inner_end],
+            &DC_ACCEPT[outer_end..]
+        )
+    };
+    let answers = [
+        DC_ACCEPT.replace("setup=\"active\"", "setup=\"actpass\""),
+        {
+            let start = DC_ACCEPT.find("<fingerprint").unwrap();
+            let end = DC_ACCEPT.find("</fingerprint>").unwrap() + "</fingerprint>".len();
+            format!("{}{}", &DC_ACCEPT[..start], &DC_ACCEPT[end..])
+        },
+        plain_ice,
+    ];
+    for xml in answers {
+        let mut us = manager(FullJid::new("alice@example.test/jingle-ice").unwrap(), 10);
+        let key = us
+            .initiate(
+                peer.clone(),
+                vec![dc_content(&creds("o"), vec![], Setup::Actpass, 0x22)],
+                now,
+            )
+            .unwrap();
+        let out = drain(&mut us);
+        assert!(us.handle_stanza(&iq_result_for(&out[0], &peer), now));
+        let stanza: Element = xml.replace("Lr4kV9yTn2Qa8Hsx", &key.sid).parse().unwrap();
+        assert!(us.handle_stanza(&stanza, now));
+        let out = drain(&mut us);
+        assert_eq!(error_conditions(&out[0]).0, "bad-request", "{xml}");
+        assert!(events(&mut us).is_empty());
+        assert_eq!(
+            us.session_state(&key),
+            Some((SessionState::Pending, SessionRole::Initiator))
+        );
+    }
+}
+
+#[test]
+fn plain_ice_udp_transport_info_stays_plain() {
+    let now = Instant::now();
+    let (mut a, mut b, ka, _) = established(now);
+    a.add_local_candidates(&ka, "data", vec![cand(1001, "t")], now)
+        .unwrap();
+    a.handle_timeout(now + Duration::from_secs(1));
+    let log = pump(&mut a, &mut b, now);
+    let content = log[0]
+        .1
+        .get_child("jingle", NS_JINGLE)
+        .unwrap()
+        .get_child("content", NS_JINGLE)
+        .unwrap()
+        .clone();
+    assert!(content.get_child("transport", NS_ICE_UDP).is_some());
+    assert!(content
+        .get_child("transport", NS_WEBRTC_DATACHANNEL)
+        .is_none());
+    assert!(log[0]
+        .1
+        .get_child("jingle", NS_JINGLE)
+        .unwrap()
+        .get_child("group", NS_GROUPING)
+        .is_none());
 }

@@ -9,6 +9,7 @@
 
 use minidom::Element;
 
+use super::datachannel::{DataChannelError, DataChannelTransport, NS_WEBRTC_DATACHANNEL};
 use super::ice_udp::{IceUdpTransport, TransportError, TransportLimits, NS_ICE_UDP};
 use super::stanza::set_attr;
 
@@ -162,6 +163,9 @@ impl Senders {
 pub enum Transport {
     /// XEP-0176 ICE-UDP, read into our mapping.
     IceUdp(IceUdpTransport),
+    /// Conversations' `webrtc-datachannel:1` transport wrapping an ICE-UDP one (see
+    /// [`super::datachannel`]).
+    DataChannel(DataChannelTransport),
     /// Any other transport method, kept as received (its namespace says which).
     Other(Element),
 }
@@ -171,23 +175,73 @@ impl Transport {
     pub fn ns(&self) -> String {
         match self {
             Transport::IceUdp(_) => NS_ICE_UDP.to_owned(),
+            Transport::DataChannel(_) => NS_WEBRTC_DATACHANNEL.to_owned(),
             Transport::Other(el) => el.ns(),
         }
     }
 
-    /// The ICE-UDP transport, if this is one.
+    /// The ICE-UDP part: the transport itself for ICE-UDP, the inner one for a data channel.
+    /// Credentials, candidates and the fingerprint are read through it for both kinds.
     pub fn ice_udp(&self) -> Option<&IceUdpTransport> {
         match self {
             Transport::IceUdp(t) => Some(t),
+            Transport::DataChannel(t) => Some(&t.ice),
             Transport::Other(_) => None,
         }
     }
 
-    fn to_element(&self) -> Element {
+    /// The ICE-UDP part, mutable (see [`Transport::ice_udp`]).
+    pub fn ice_udp_mut(&mut self) -> Option<&mut IceUdpTransport> {
+        match self {
+            Transport::IceUdp(t) => Some(t),
+            Transport::DataChannel(t) => Some(&mut t.ice),
+            Transport::Other(_) => None,
+        }
+    }
+
+    /// The data-channel transport, if this is one.
+    pub fn data_channel(&self) -> Option<&DataChannelTransport> {
+        match self {
+            Transport::DataChannel(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// `ice` wrapped in the same kind of transport as this one, for a `transport-info`:
+    /// ICE-UDP as is, a data channel with its SCTP attributes and without the fingerprint
+    /// ([`DataChannelTransport::rewrap`], Conversations' shape). An [`Transport::Other`]
+    /// gives plain ICE-UDP.
+    pub fn rewrap(&self, ice: IceUdpTransport) -> Transport {
+        match self {
+            Transport::DataChannel(t) => Transport::DataChannel(t.rewrap(ice)),
+            Transport::IceUdp(_) | Transport::Other(_) => Transport::IceUdp(ice),
+        }
+    }
+
+    /// Renders the element.
+    pub fn to_element(&self) -> Element {
         match self {
             Transport::IceUdp(t) => t.to_element(),
+            Transport::DataChannel(t) => t.to_element(),
             Transport::Other(el) => el.clone(),
         }
+    }
+
+    /// Reads a `<transport/>`: ICE-UDP and data-channel transports into their types (with
+    /// `limits`), any other namespace kept as an element.
+    pub fn from_element(el: &Element, limits: TransportLimits) -> Result<Self, JingleError> {
+        let ns = el.ns();
+        Ok(if ns == NS_ICE_UDP {
+            Transport::IceUdp(
+                IceUdpTransport::from_element(el, limits).map_err(JingleError::Transport)?,
+            )
+        } else if ns == NS_WEBRTC_DATACHANNEL {
+            Transport::DataChannel(
+                DataChannelTransport::from_element(el, limits).map_err(JingleError::DataChannel)?,
+            )
+        } else {
+            Transport::Other(el.clone())
+        })
     }
 }
 
@@ -221,7 +275,7 @@ impl Content {
         }
     }
 
-    /// The ICE-UDP transport of the content, if it has one.
+    /// The ICE-UDP part of the content's transport (inner one for a data channel), if any.
     pub fn ice_udp(&self) -> Option<&IceUdpTransport> {
         self.transport.as_ref().and_then(Transport::ice_udp)
     }
@@ -261,8 +315,8 @@ impl Content {
         el
     }
 
-    /// Reads a `<content/>` element; an ICE-UDP transport is read with `limits`, any other
-    /// transport is kept as an element.
+    /// Reads a `<content/>` element; ICE-UDP and data-channel transports are read with
+    /// `limits`, any other transport is kept as an element.
     pub fn from_element(el: &Element, limits: TransportLimits) -> Result<Self, JingleError> {
         let creator = match el.attr("creator") {
             None | Some("initiator") => Creator::Initiator,
@@ -285,14 +339,7 @@ impl Content {
             match child.name() {
                 "description" if description.is_none() => description = Some(child.clone()),
                 "transport" if transport.is_none() => {
-                    transport = Some(if child.ns() == NS_ICE_UDP {
-                        Transport::IceUdp(
-                            IceUdpTransport::from_element(child, limits)
-                                .map_err(JingleError::Transport)?,
-                        )
-                    } else {
-                        Transport::Other(child.clone())
-                    })
+                    transport = Some(Transport::from_element(child, limits)?);
                 }
                 _ => {}
             }
@@ -486,6 +533,9 @@ pub enum JingleError {
     /// An ICE-UDP transport is invalid.
     #[error("invalid ICE-UDP transport: {0}")]
     Transport(TransportError),
+    /// A webrtc-datachannel transport is invalid.
+    #[error("invalid webrtc-datachannel transport: {0}")]
+    DataChannel(DataChannelError),
 }
 
 /// A parsed `<jingle/>` element.

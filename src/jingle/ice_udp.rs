@@ -4,7 +4,10 @@
 //!
 //! Reading choices (each one documented on the item it concerns):
 //! - unknown attributes and unknown child elements are ignored; a DTLS `<fingerprint/>`
-//!   (`urn:xmpp:jingle:apps:dtls:0`, XEP-0320) is kept as an opaque element;
+//!   (`urn:xmpp:jingle:apps:dtls:0`, XEP-0320) is read into a [`DtlsFingerprint`]: a missing
+//!   one is fine (plain ICE-UDP has none), a present but invalid one makes the transport
+//!   invalid ([`TransportError::Fingerprint`]), since a data channel must not be set up with
+//!   a fingerprint we misread;
 //! - a candidate whose `protocol` is not UDP, or whose `ip` is an mDNS `.local` name, is skipped
 //!   and counted in [`Skipped`], not an error: the other candidates of the same transport are
 //!   still usable, and both kinds are legitimate output of real clients (RFC 6544 TCP
@@ -20,14 +23,16 @@ use std::net::{IpAddr, SocketAddr};
 
 use minidom::Element;
 
+use super::dtls::{DtlsError, DtlsFingerprint};
 use super::stanza::set_attr as set;
 
 use crate::ice::{Candidate, CandidateType, Credentials};
 
 /// Namespace of the ICE-UDP transport (XEP-0176 §12.1).
 pub const NS_ICE_UDP: &str = "urn:xmpp:jingle:transports:ice-udp:1";
-/// Namespace of the DTLS fingerprint element carried inside the transport (XEP-0320 §3).
-pub const NS_DTLS: &str = "urn:xmpp:jingle:apps:dtls:0";
+/// Namespace of the DTLS fingerprint element carried inside the transport (XEP-0320 §3);
+/// defined in [`super::dtls`].
+pub use super::dtls::NS_DTLS;
 
 /// Minimum length of `ice-ufrag` (RFC 8839 §5.4).
 pub const UFRAG_MIN_LEN: usize = 4;
@@ -133,9 +138,9 @@ pub struct IceUdpTransport {
     pub pwd: Option<String>,
     /// The usable candidates, in document order.
     pub candidates: Vec<IceUdpCandidate>,
-    /// A DTLS `<fingerprint xmlns='urn:xmpp:jingle:apps:dtls:0'/>` child (XEP-0320), kept as is
-    /// for the data-channel layer.
-    pub fingerprint: Option<Element>,
+    /// The DTLS `<fingerprint xmlns='urn:xmpp:jingle:apps:dtls:0'/>` child (XEP-0320 §3), which
+    /// the data-channel transport carries here in offers and answers.
+    pub fingerprint: Option<DtlsFingerprint>,
     /// Candidates present in the element but not usable by us; always zero on an element we
     /// built ourselves and not written by [`IceUdpTransport::to_element`].
     pub skipped: Skipped,
@@ -185,6 +190,9 @@ pub enum TransportError {
         /// The configured limit.
         limit: usize,
     },
+    /// The `<fingerprint/>` child is invalid (XEP-0320 §3).
+    #[error("invalid DTLS fingerprint: {0}")]
+    Fingerprint(DtlsError),
     /// A `<candidate/>` child is invalid.
     #[error("candidate {index}: {error}")]
     Candidate {
@@ -418,7 +426,11 @@ impl IceUdpTransport {
                 Err(error) => return Err(TransportError::Candidate { index, error }),
             }
         }
-        let fingerprint = el.get_child(names::FINGERPRINT, NS_DTLS).cloned();
+        let fingerprint = el
+            .get_child(names::FINGERPRINT, NS_DTLS)
+            .map(DtlsFingerprint::from_element)
+            .transpose()
+            .map_err(TransportError::Fingerprint)?;
         Ok(IceUdpTransport {
             ufrag,
             pwd,
@@ -428,8 +440,8 @@ impl IceUdpTransport {
         })
     }
 
-    /// Renders the element of XEP-0176 §5: `ufrag`/`pwd` when set, one `<candidate/>` per
-    /// candidate, then the fingerprint if any.
+    /// Renders the element of XEP-0176 §5: `ufrag`/`pwd` when set, the fingerprint if any
+    /// (first, where Conversations puts it), then one `<candidate/>` per candidate.
     pub fn to_element(&self) -> Element {
         let mut el = Element::bare(names::TRANSPORT, NS_ICE_UDP);
         if let Some(u) = &self.ufrag {
@@ -438,11 +450,11 @@ impl IceUdpTransport {
         if let Some(p) = &self.pwd {
             set(&mut el, names::PWD, p.as_str());
         }
+        if let Some(fp) = &self.fingerprint {
+            el.append_child(fp.to_element());
+        }
         for c in &self.candidates {
             el.append_child(c.to_element());
-        }
-        if let Some(fp) = &self.fingerprint {
-            el.append_child(fp.clone());
         }
         el
     }

@@ -1,13 +1,18 @@
 //! Jingle (XEP-0166) signalling for the ICE agent: the `<jingle/>` element and its contents
 //! ([`element`]), the XEP-0176 ICE-UDP transport mapped to the agent's credentials and
-//! candidates ([`ice_udp`]), the sans-IO session state machine ([`session`]) and the stanza
-//! errors it answers with ([`stanza`]).
+//! candidates ([`ice_udp`]), the XEP-0320 DTLS fingerprint ([`dtls`]), Conversations'
+//! `webrtc-datachannel:1` transport wrapping ICE-UDP ([`datachannel`]), the sans-IO session
+//! state machine ([`session`]) and the stanza errors it answers with ([`stanza`]).
 
+pub mod datachannel;
+pub mod dtls;
 pub mod element;
 pub mod ice_udp;
 pub mod session;
 pub mod stanza;
 
+pub use datachannel::{DataChannelError, DataChannelTransport, NS_WEBRTC_DATACHANNEL};
+pub use dtls::{dtls_role, DtlsError, DtlsFingerprint, DtlsRole, Setup, NS_DTLS};
 pub use element::{
     Action, Content, Creator, Jingle, JingleError, Reason, ReasonCondition, Senders, Transport,
     NS_JINGLE,
@@ -18,6 +23,6 @@ pub use ice_udp::{
 };
 pub use session::{
     SessionConfig, SessionError, SessionEvent, SessionKey, SessionManager, SessionRole,
-    SessionState,
+    SessionState, SUPPORTED_TRANSPORTS,
 };
 pub use stanza::{Condition, JingleCondition, StanzaError};

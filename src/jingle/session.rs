@@ -23,6 +23,15 @@
 //!   unavailable presence with no further word for [`SessionConfig::gone_grace`]) end the
 //!   session with `<timeout/>` or `<gone/>`.
 //!
+//! Transports: XEP-0176 ICE-UDP and Conversations' `webrtc-datachannel:1` wrapper around it
+//! ([`SUPPORTED_TRANSPORTS`]). Whatever the caller puts in its offer or answer is the kind every
+//! later `transport-info` of that content is wrapped in (for a data channel: the SCTP
+//! attributes repeated, ufrag/pwd and candidates inside, no fingerprint, as Conversations
+//! sends them). A data-channel offer or answer must carry a DTLS fingerprint and ICE
+//! credentials, and the answer's `setup` must fit the offer's (XEP-0320, RFC 8842 §5), or it is
+//! answered `<bad-request/>`. An offer or answer with data-channel contents also carries the
+//! XEP-0338 BUNDLE `<group/>` naming them, as Conversations' does.
+//!
 //! Trickle ICE (XEP-0176 §5.5): local candidates are batched for
 //! [`SessionConfig::trickle_delay`] and sent in one `transport-info` per content; the responder
 //! keeps its candidates until the application accepts and sends them in `session-accept`, so a
@@ -38,15 +47,22 @@ use rand::distr::Alphanumeric;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::datachannel::{bundle_group, NS_WEBRTC_DATACHANNEL};
+use super::dtls::dtls_role;
 use super::element::{
     Action, Content, Jingle, JingleError, Reason, ReasonCondition, Transport, NS_JINGLE,
 };
-use super::ice_udp::{IceUdpCandidate, IceUdpTransport, TransportLimits, NS_ICE_UDP};
+use super::ice_udp::{IceUdpCandidate, IceUdpTransport, Skipped, TransportLimits, NS_ICE_UDP};
 use super::stanza::{
     iq, iq_error, iq_result, iq_type, jingle_error, set_attr, Condition, IqType, JingleCondition,
     StanzaError, NS_CLIENT,
 };
 use crate::ice::Credentials;
+
+/// The transport namespaces the manager accepts in an incoming offer, most preferred first:
+/// Conversations' WebRTC data channel (encrypted and authenticated by DTLS), then plain
+/// XEP-0176 ICE-UDP. [`SessionConfig::extra_transports`] adds others.
+pub const SUPPORTED_TRANSPORTS: [&str; 2] = [NS_WEBRTC_DATACHANNEL, NS_ICE_UDP];
 
 /// Length of the session ids we generate (XEP-0166 §7.1: random, an NMTOKEN).
 const SID_LEN: usize = 16;
@@ -83,7 +99,8 @@ pub struct SessionConfig {
     /// Description namespaces we accept in an incoming session; empty accepts any and leaves the
     /// decision to the application.
     pub applications: Vec<String>,
-    /// Transport namespaces accepted besides ICE-UDP (kept as elements for the application).
+    /// Transport namespaces accepted besides [`SUPPORTED_TRANSPORTS`] (kept as elements for the
+    /// application).
     pub extra_transports: Vec<String>,
     /// Namespaces of `session-info` payloads the application understands (XEP-0166 §6.8);
     /// others get `<unsupported-info/>`.
@@ -226,6 +243,9 @@ pub enum SessionError {
 
 struct ContentState {
     content: Content,
+    /// The kind of transport our side negotiated, without ICE contents: what our
+    /// `transport-info`s for this content are wrapped in. `None` until we offered or answered.
+    wrapper: Option<Transport>,
     local: Option<Credentials>,
     remote: Option<Credentials>,
     remote_candidates: usize,
@@ -363,6 +383,7 @@ impl SessionManager {
         let mut jingle = Jingle::new(Action::SessionInitiate, key.sid.clone());
         jingle.initiator = Some(self.local.to_string());
         jingle.contents = contents.clone();
+        jingle.payloads.extend(bundle_for(&jingle.contents));
         let states = contents.into_iter().map(content_state_local).collect();
         self.sessions.insert(
             key.clone(),
@@ -407,7 +428,7 @@ impl SessionManager {
         let held = std::mem::take(&mut session.trickle);
         session.trickle_at = None;
         for c in &mut contents {
-            if let Some(Transport::IceUdp(t)) = &mut c.transport {
+            if let Some(t) = c.transport.as_mut().and_then(Transport::ice_udp_mut) {
                 for (name, cand) in &held {
                     if *name == c.name && !t.candidates.iter().any(|x| x.id == cand.id) {
                         t.candidates.push(cand.clone());
@@ -418,6 +439,7 @@ impl SessionManager {
                 return Err(SessionError::UnknownContent(key.clone(), c.name.clone()));
             };
             state.local = c.ice_credentials();
+            state.wrapper = c.transport.as_ref().map(wrapper_of);
             state.content.description = c.description.clone().or(state.content.description.take());
         }
         session.state = SessionState::Active;
@@ -425,6 +447,7 @@ impl SessionManager {
         let mut jingle = Jingle::new(Action::SessionAccept, key.sid.clone());
         jingle.responder = Some(local);
         jingle.contents = contents;
+        jingle.payloads.extend(bundle_for(&jingle.contents));
         self.send_request(key, jingle, now);
         Ok(())
     }
@@ -503,10 +526,11 @@ impl SessionManager {
         state.generation = state.generation.wrapping_add(1);
         let generation = state.generation;
         state.local = Some(credentials.clone());
-        let mut transport = IceUdpTransport::new(&credentials, candidates);
-        for c in &mut transport.candidates {
+        let mut ice = IceUdpTransport::new(&credentials, candidates);
+        for c in &mut ice.candidates {
             c.generation = generation;
         }
+        let transport = wrap(state.wrapper.as_ref(), ice);
         let creator = state.content.creator;
         let mut jingle = Jingle::new(Action::TransportInfo, key.sid.clone());
         jingle.contents.push(Content {
@@ -515,7 +539,7 @@ impl SessionManager {
             senders: state.content.senders,
             disposition: None,
             description: None,
-            transport: Some(Transport::IceUdp(transport)),
+            transport: Some(transport),
         });
         self.send_request(key, jingle, now);
         Ok(())
@@ -825,6 +849,10 @@ impl SessionManager {
             ));
             return;
         }
+        if let Err(text) = check_data_channel_offer(&jingle.contents) {
+            self.reply(iq_error(stanza, Condition::BadRequest, None, Some(&text)));
+            return;
+        }
         if self.check_room(&key.peer).is_err() {
             self.reply(iq_error(stanza, Condition::ResourceConstraint, None, None));
             return;
@@ -871,6 +899,7 @@ impl SessionManager {
             let count = c.candidate_count();
             states.push(ContentState {
                 content: c.clone(),
+                wrapper: None,
                 local: None,
                 remote,
                 remote_candidates: count,
@@ -881,7 +910,8 @@ impl SessionManager {
         let transports_ok = contents.iter().any(|c| {
             c.transport.as_ref().is_some_and(|t| {
                 let ns = t.ns();
-                ns == NS_ICE_UDP || self.config.extra_transports.contains(&ns)
+                SUPPORTED_TRANSPORTS.contains(&ns.as_str())
+                    || self.config.extra_transports.contains(&ns)
             })
         });
         let apps_ok = self.config.applications.is_empty()
@@ -936,6 +966,15 @@ impl SessionManager {
                 Some("session-accept contents do not match the offer"),
             ));
             return;
+        }
+        for c in &jingle.contents {
+            let offered = session
+                .content_mut(&c.name)
+                .and_then(|s| s.content.transport.as_ref());
+            if let Err(text) = check_data_channel_answer(offered, c.transport.as_ref()) {
+                self.reply(iq_error(stanza, Condition::BadRequest, None, Some(&text)));
+                return;
+            }
         }
         let limit = self.config.max_remote_candidates;
         for c in &jingle.contents {
@@ -1106,23 +1145,24 @@ impl SessionManager {
                 continue;
             }
             // XEP-0176 §5.3: ufrag and pwd accompany every candidate sent.
-            let transport = match &state.local {
+            let ice = match &state.local {
                 Some(creds) => IceUdpTransport::new(creds, cands),
                 None => IceUdpTransport {
                     ufrag: None,
                     pwd: None,
                     candidates: cands,
                     fingerprint: None,
-                    skipped: Default::default(),
+                    skipped: Skipped::default(),
                 },
             };
+            let transport = wrap(state.wrapper.as_ref(), ice);
             jingle.contents.push(Content {
                 creator: state.content.creator,
                 name: state.content.name.clone(),
                 senders: state.content.senders,
                 disposition: None,
                 description: None,
-                transport: Some(Transport::IceUdp(transport)),
+                transport: Some(transport),
             });
         }
         if !jingle.contents.is_empty() {
@@ -1196,8 +1236,10 @@ impl SessionManager {
 
 fn content_state_local(content: Content) -> ContentState {
     let local = content.ice_credentials();
+    let wrapper = content.transport.as_ref().map(wrapper_of);
     ContentState {
         content,
+        wrapper,
         local,
         remote: None,
         remote_candidates: 0,
@@ -1207,4 +1249,73 @@ fn content_state_local(content: Content) -> ContentState {
 
 fn bad_request(stanza: &Element, e: &JingleError) -> Element {
     iq_error(stanza, Condition::BadRequest, None, Some(&e.to_string()))
+}
+
+/// The kind of `transport`, with its ICE contents emptied (see [`ContentState::wrapper`]).
+fn wrapper_of(transport: &Transport) -> Transport {
+    transport.rewrap(IceUdpTransport {
+        ufrag: None,
+        pwd: None,
+        candidates: Vec::new(),
+        fingerprint: None,
+        skipped: Skipped::default(),
+    })
+}
+
+/// `ice` in the kind of transport a content negotiated; plain ICE-UDP when none is known.
+fn wrap(wrapper: Option<&Transport>, ice: IceUdpTransport) -> Transport {
+    match wrapper {
+        Some(w) => w.rewrap(ice),
+        None => Transport::IceUdp(ice),
+    }
+}
+
+/// Checks the data-channel transports of an offer: fingerprint and credentials present, and a
+/// `setup` an answer can be given for (XEP-0320 §3, RFC 8842 §5.2). The error is the text of
+/// the `<bad-request/>`.
+fn check_data_channel_offer(contents: &[Content]) -> Result<(), String> {
+    for c in contents {
+        if let Some(Transport::DataChannel(t)) = &c.transport {
+            t.check_offer_or_answer()
+                .map_err(|e| format!("content {:?}: {e}", c.name))?;
+            if let Some(fp) = t.fingerprint() {
+                fp.setup
+                    .answer()
+                    .map_err(|e| format!("content {:?}: {e}", c.name))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks the answer to a content we offered with a data channel: the same kind of transport,
+/// with fingerprint and credentials, and a `setup` that fits ours (RFC 8842 §5.3). Contents we
+/// offered with another transport are not checked here. The error is the text of the
+/// `<bad-request/>`.
+fn check_data_channel_answer(
+    offered: Option<&Transport>,
+    answer: Option<&Transport>,
+) -> Result<(), String> {
+    let Some(Transport::DataChannel(ours)) = offered else {
+        return Ok(());
+    };
+    let Some(Transport::DataChannel(theirs)) = answer else {
+        return Err("a webrtc-datachannel offer must be answered with webrtc-datachannel".into());
+    };
+    theirs.check_offer_or_answer().map_err(|e| e.to_string())?;
+    if let (Some(o), Some(a)) = (ours.fingerprint(), theirs.fingerprint()) {
+        dtls_role(o.setup, a.setup, true).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// The BUNDLE group Conversations sends with data-channel contents (XEP-0338, RFC 8843),
+/// naming them; `None` when no content uses a data channel.
+fn bundle_for(contents: &[Content]) -> Option<Element> {
+    let names: Vec<&str> = contents
+        .iter()
+        .filter(|c| matches!(c.transport, Some(Transport::DataChannel(_))))
+        .map(|c| c.name.as_str())
+        .collect();
+    (!names.is_empty()).then(|| bundle_group(names))
 }

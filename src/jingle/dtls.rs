@@ -1,0 +1,529 @@
+//! XEP-0320 (Use of DTLS-SRTP in Jingle Sessions): the `<fingerprint/>` element that carries
+//! the hash of a party's DTLS certificate and its `setup` role inside a Jingle transport, and
+//! the RFC 4145 / RFC 8842 rules that turn the offer's and the answer's `setup` into DTLS roles.
+//!
+//! The element (XEP-0320 §3):
+//! `<fingerprint xmlns='urn:xmpp:jingle:apps:dtls:0' hash='sha-256' setup='actpass'>AB:CD:…</fingerprint>`,
+//! the text being the digest as hex pairs separated by `:` (RFC 8122 §5 `fingerprint`).
+//! Only the element lives here; computing the digest of a certificate is the channel's job.
+//!
+//! Reading choices: the hash name is compared and stored in ASCII lowercase (RFC 8122 §5 names
+//! are case-insensitive tokens); hex digits are accepted in either case and written in upper
+//! case, as Conversations (libwebrtc) writes them; for a hash function RFC 8122 §5 names, the
+//! digest must have that function's length, for any other one it must be 1 to
+//! [`FINGERPRINT_MAX_LEN`] bytes; a missing or unknown `setup` is an error (XEP-0320 §3 makes
+//! it required, and guessing a DTLS role is how two clients end up both waiting).
+
+use std::fmt;
+
+use minidom::Element;
+use subtle::ConstantTimeEq;
+
+use super::stanza::set_attr;
+
+/// Namespace of the DTLS fingerprint element (XEP-0320 §3, §7).
+pub const NS_DTLS: &str = "urn:xmpp:jingle:apps:dtls:0";
+
+/// Name of the element (XEP-0320 §3).
+const FINGERPRINT: &str = "fingerprint";
+/// Attribute naming the hash function (XEP-0320 §3, values of RFC 8122 §5).
+const HASH: &str = "hash";
+/// Attribute carrying the connection role (XEP-0320 §3, values of RFC 4145 §4).
+const SETUP: &str = "setup";
+
+/// Longest digest accepted: SHA-512's 64 bytes, the longest hash RFC 8122 §5 names.
+pub const FINGERPRINT_MAX_LEN: usize = 64;
+/// Longest hash function name accepted (RFC 8122 §5 `hash-func` is a token without bound).
+pub const HASH_NAME_MAX_LEN: usize = 32;
+/// The hash function Conversations (libwebrtc) and we use (RFC 8122 §5 `sha-256`).
+pub const SHA_256: &str = "sha-256";
+
+/// Digest lengths of the hash functions RFC 8122 §5 names.
+const KNOWN_HASHES: &[(&str, usize)] = &[
+    ("sha-1", 20),
+    ("sha-224", 28),
+    ("sha-256", 32),
+    ("sha-384", 48),
+    ("sha-512", 64),
+    ("md5", 16),
+    ("md2", 16),
+];
+
+/// Digest length of a hash function named in RFC 8122 §5 (lowercase name), if it is one.
+pub fn digest_len(hash: &str) -> Option<usize> {
+    KNOWN_HASHES
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(hash))
+        .map(|&(_, len)| len)
+}
+
+/// The `setup` attribute: which side opens the DTLS connection (RFC 4145 §4, as RFC 8842 §5
+/// applies it to DTLS; XEP-0320 §3 carries it on `<fingerprint/>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Setup {
+    /// Either role; only an offer may say this (RFC 8842 §5.2).
+    Actpass,
+    /// This party initiates: it is the DTLS client.
+    Active,
+    /// This party waits: it is the DTLS server.
+    Passive,
+    /// No connection for now (RFC 4145 §4); never usable for a data channel.
+    Holdconn,
+}
+
+impl Setup {
+    /// The attribute value (RFC 4145 §4).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Setup::Actpass => "actpass",
+            Setup::Active => "active",
+            Setup::Passive => "passive",
+            Setup::Holdconn => "holdconn",
+        }
+    }
+
+    /// Reads the attribute value, ignoring ASCII case; `None` for a value RFC 4145 §4 does not
+    /// define.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Setup::Actpass,
+            Setup::Active,
+            Setup::Passive,
+            Setup::Holdconn,
+        ]
+        .into_iter()
+        .find(|v| v.as_str().eq_ignore_ascii_case(s))
+    }
+
+    /// The `setup` an answerer uses for this offered value (RFC 8842 §5.3, RFC 4145 §4.1):
+    /// `active` to `actpass` (the answerer is the DTLS client, which saves the offerer a round
+    /// trip, and is what libwebrtc and so Conversations answer), the opposite role to `active`
+    /// or `passive`; `holdconn` offers no connection and is an error.
+    pub fn answer(self) -> Result<Setup, DtlsError> {
+        match self {
+            Setup::Actpass | Setup::Passive => Ok(Setup::Active),
+            Setup::Active => Ok(Setup::Passive),
+            Setup::Holdconn => Err(DtlsError::SetupMismatch {
+                offer: self,
+                answer: None,
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Setup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Our side of the DTLS handshake, decided by the two `setup` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DtlsRole {
+    /// We send the ClientHello (our side's `setup` is `active`).
+    Client,
+    /// We wait for the ClientHello (our side's `setup` is `passive`).
+    Server,
+}
+
+/// Our DTLS role from the offer's and the answer's `setup` (RFC 8842 §5.2–§5.3, RFC 4145
+/// §4.1): valid pairs are `actpass`/`active`, `actpass`/`passive`, `active`/`passive` and
+/// `passive`/`active`; the side whose value is `active` is the client. `local_offered` says
+/// whether we sent the offer (`session-initiate`) or the answer (`session-accept`).
+pub fn dtls_role(offer: Setup, answer: Setup, local_offered: bool) -> Result<DtlsRole, DtlsError> {
+    let answerer_is_client = match (offer, answer) {
+        (Setup::Actpass | Setup::Passive, Setup::Active) => true,
+        (Setup::Actpass | Setup::Active, Setup::Passive) => false,
+        _ => {
+            return Err(DtlsError::SetupMismatch {
+                offer,
+                answer: Some(answer),
+            })
+        }
+    };
+    Ok(if answerer_is_client != local_offered {
+        DtlsRole::Client
+    } else {
+        DtlsRole::Server
+    })
+}
+
+/// Why a `<fingerprint/>` cannot be read, or two `setup` values do not fit together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DtlsError {
+    /// The element is not `<fingerprint xmlns='urn:xmpp:jingle:apps:dtls:0'/>`.
+    #[error("expected a DTLS fingerprint, got <{name}/> in namespace {ns:?}")]
+    NotFingerprint {
+        /// Name of the element received.
+        name: String,
+        /// Namespace of the element received.
+        ns: String,
+    },
+    /// The `hash` attribute is absent.
+    #[error("fingerprint has no hash attribute")]
+    MissingHash,
+    /// The `hash` attribute is empty, too long or not a token.
+    #[error("fingerprint hash {0:?} is not a hash function name")]
+    InvalidHash(String),
+    /// The `setup` attribute is absent.
+    #[error("fingerprint has no setup attribute")]
+    MissingSetup,
+    /// The `setup` attribute is not one of RFC 4145 §4's values.
+    #[error("fingerprint setup {0:?} is not actpass, active, passive or holdconn")]
+    UnknownSetup(String),
+    /// The text is empty.
+    #[error("fingerprint is empty")]
+    Empty,
+    /// The text is longer than [`FINGERPRINT_MAX_LEN`] bytes could be.
+    #[error("fingerprint text of {0} characters is longer than any digest")]
+    TooLong(usize),
+    /// A group of the text is not two hex digits.
+    #[error("fingerprint byte {index} is {group:?}, not two hex digits")]
+    BadHex {
+        /// Position of the bad group, from 0.
+        index: usize,
+        /// The group as received.
+        group: String,
+    },
+    /// The digest length does not match the hash function.
+    #[error("{hash} fingerprint has {got} bytes, expected {expected}")]
+    WrongLength {
+        /// The hash function.
+        hash: String,
+        /// Its digest length.
+        expected: usize,
+        /// The number of bytes received.
+        got: usize,
+    },
+    /// The offer's and the answer's `setup` do not give one client and one server.
+    #[error("setup {offer} in the offer cannot be answered with {answer:?}")]
+    SetupMismatch {
+        /// The offer's value.
+        offer: Setup,
+        /// The answer's value, `None` when no answer can fit.
+        answer: Option<Setup>,
+    },
+}
+
+/// A DTLS certificate fingerprint with its connection role (XEP-0320 §3).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DtlsFingerprint {
+    /// The hash function (RFC 8122 §5 name, ASCII lowercase), normally [`SHA_256`].
+    pub hash: String,
+    /// Which side opens the DTLS connection.
+    pub setup: Setup,
+    /// The digest of the certificate.
+    pub value: Vec<u8>,
+}
+
+/// Whether `s` is a bounded RFC 4566 token as used by RFC 8122 §5 `hash-func`.
+fn is_hash_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= HASH_NAME_MAX_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.!#$%&'*+^`{|}~".contains(&b))
+}
+
+fn hex_digit(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+impl DtlsFingerprint {
+    /// A fingerprint of `value` computed with `hash` (stored lowercase).
+    pub fn new(hash: &str, setup: Setup, value: Vec<u8>) -> Self {
+        DtlsFingerprint {
+            hash: hash.to_ascii_lowercase(),
+            setup,
+            value,
+        }
+    }
+
+    /// The digest as RFC 8122 §5 writes it: uppercase hex pairs separated by `:`.
+    pub fn hex(&self) -> String {
+        const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+        let mut out = String::with_capacity(self.value.len() * 3);
+        for (i, b) in self.value.iter().enumerate() {
+            if i > 0 {
+                out.push(':');
+            }
+            out.push(char::from(DIGITS[usize::from(b >> 4)]));
+            out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+        }
+        out
+    }
+
+    /// Whether `digest`, computed with `hash` over the certificate the peer presented in the
+    /// DTLS handshake, is this fingerprint (RFC 8122 §5, RFC 8842 §5: a mismatch must fail the
+    /// connection). The comparison of the bytes takes the same time wherever they differ.
+    pub fn matches(&self, hash: &str, digest: &[u8]) -> bool {
+        self.hash.eq_ignore_ascii_case(hash)
+            && self.value.len() == digest.len()
+            && bool::from(self.value.as_slice().ct_eq(digest))
+    }
+
+    /// Reads a `<fingerprint xmlns='urn:xmpp:jingle:apps:dtls:0'/>` (XEP-0320 §3) with the
+    /// checks described in the module documentation.
+    pub fn from_element(el: &Element) -> Result<Self, DtlsError> {
+        if !el.is(FINGERPRINT, NS_DTLS) {
+            return Err(DtlsError::NotFingerprint {
+                name: el.name().to_owned(),
+                ns: el.ns(),
+            });
+        }
+        let hash = el.attr(HASH).ok_or(DtlsError::MissingHash)?;
+        if !is_hash_name(hash) {
+            return Err(DtlsError::InvalidHash(
+                hash.chars().take(HASH_NAME_MAX_LEN).collect(),
+            ));
+        }
+        let hash = hash.to_ascii_lowercase();
+        let setup_text = el.attr(SETUP).ok_or(DtlsError::MissingSetup)?;
+        let setup = Setup::parse(setup_text).ok_or_else(|| {
+            DtlsError::UnknownSetup(setup_text.chars().take(HASH_NAME_MAX_LEN).collect())
+        })?;
+        let text = el.text();
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(DtlsError::Empty);
+        }
+        // "XX:" per byte, less the last colon.
+        if text.len() > FINGERPRINT_MAX_LEN * 3 - 1 {
+            return Err(DtlsError::TooLong(text.len()));
+        }
+        let mut value = Vec::with_capacity(text.len().div_ceil(3));
+        for (index, group) in text.split(':').enumerate() {
+            let byte = match group.as_bytes() {
+                &[hi, lo] => hex_digit(hi).zip(hex_digit(lo)).map(|(h, l)| h << 4 | l),
+                _ => None,
+            };
+            match byte {
+                Some(b) => value.push(b),
+                None => {
+                    return Err(DtlsError::BadHex {
+                        index,
+                        group: group.chars().take(8).collect(),
+                    })
+                }
+            }
+        }
+        let expected = digest_len(&hash);
+        if let Some(expected) = expected {
+            if value.len() != expected {
+                return Err(DtlsError::WrongLength {
+                    hash,
+                    expected,
+                    got: value.len(),
+                });
+            }
+        }
+        Ok(DtlsFingerprint { hash, setup, value })
+    }
+
+    /// Renders the element of XEP-0320 §3, the digest in uppercase hex as Conversations writes
+    /// it.
+    pub fn to_element(&self) -> Element {
+        let mut el = Element::bare(FINGERPRINT, NS_DTLS);
+        set_attr(&mut el, HASH, self.hash.as_str());
+        set_attr(&mut el, SETUP, self.setup.as_str());
+        el.append_text_node(self.hex());
+        el
+    }
+}
+
+impl fmt::Display for DtlsFingerprint {
+    /// The SDP form of RFC 8122 §5 (`sha-256 AB:CD:…`) followed by the role in parentheses.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} (setup {})", self.hash, self.hex(), self.setup)
+    }
+}
+
+impl TryFrom<&Element> for DtlsFingerprint {
+    type Error = DtlsError;
+
+    /// [`DtlsFingerprint::from_element`].
+    fn try_from(el: &Element) -> Result<Self, Self::Error> {
+        DtlsFingerprint::from_element(el)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEX32: &str = "5E:2B:9A:11:00:FF:3C:7D:8E:41:6A:B2:C3:D4:E5:F6:07:18:29:3A:4B:5C:6D:7E:8F:90:A1:B2:C3:D4:E5:F6";
+
+    fn el(hash: Option<&str>, setup: Option<&str>, text: &str) -> Element {
+        let mut e = Element::bare(FINGERPRINT, NS_DTLS);
+        if let Some(h) = hash {
+            set_attr(&mut e, HASH, h);
+        }
+        if let Some(s) = setup {
+            set_attr(&mut e, SETUP, s);
+        }
+        e.append_text_node(text);
+        e
+    }
+
+    #[test]
+    fn reads_and_writes_uppercase() {
+        let fp = DtlsFingerprint::from_element(&el(
+            Some("SHA-256"),
+            Some("actpass"),
+            &HEX32.to_lowercase(),
+        ))
+        .unwrap();
+        assert_eq!(fp.hash, "sha-256");
+        assert_eq!(fp.setup, Setup::Actpass);
+        assert_eq!(fp.value.len(), 32);
+        assert_eq!(fp.value[0], 0x5e);
+        assert_eq!(fp.hex(), HEX32);
+        let back = fp.to_element();
+        assert_eq!(back.text(), HEX32);
+        assert_eq!(back.attr("hash"), Some("sha-256"));
+        assert_eq!(back.attr("setup"), Some("actpass"));
+        assert_eq!(DtlsFingerprint::from_element(&back).unwrap(), fp);
+        assert!(fp.to_string().starts_with("sha-256 5E:2B:"));
+        assert!(fp.to_string().ends_with("(setup actpass)"));
+    }
+
+    #[test]
+    fn surrounding_whitespace_is_ignored() {
+        let fp = DtlsFingerprint::from_element(&el(
+            Some("sha-256"),
+            Some("active"),
+            &format!("\n  {HEX32}\n"),
+        ))
+        .unwrap();
+        assert_eq!(fp.setup, Setup::Active);
+    }
+
+    #[test]
+    fn bad_hex_is_reported_with_its_position() {
+        let bad = HEX32.replacen("9A", "9G", 1);
+        assert_eq!(
+            DtlsFingerprint::from_element(&el(Some("sha-256"), Some("active"), &bad)),
+            Err(DtlsError::BadHex {
+                index: 2,
+                group: "9G".into()
+            })
+        );
+        for text in [
+            "5E2B",
+            "5E::2B",
+            "5E:2B:",
+            "5E-2B",
+            "5:E2",
+            "+5:2B",
+            "5E:2B:9A:11:00:FF:3C:7D:8E:41:6A:B2:C3:D4:E5:F6:07:18:29:3A:4B:5C:6D:7E:8F:90:A1:B2:C3:D4:E5:é",
+        ] {
+            let r = DtlsFingerprint::from_element(&el(Some("sha-256"), Some("active"), text));
+            assert!(
+                matches!(r, Err(DtlsError::BadHex { .. })),
+                "{text:?} gave {r:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn wrong_length_for_the_hash_is_an_error() {
+        let short = &HEX32[..HEX32.len() - 3];
+        assert_eq!(
+            DtlsFingerprint::from_element(&el(Some("sha-256"), Some("active"), short)),
+            Err(DtlsError::WrongLength {
+                hash: "sha-256".into(),
+                expected: 32,
+                got: 31
+            })
+        );
+        // 32 bytes are right for sha-256, wrong for sha-1.
+        assert!(matches!(
+            DtlsFingerprint::from_element(&el(Some("sha-1"), Some("active"), HEX32)),
+            Err(DtlsError::WrongLength { expected: 20, .. })
+        ));
+        // An unknown hash takes any length up to the bound.
+        let fp = DtlsFingerprint::from_element(&el(Some("x-new-hash"), Some("active"), "01:02"))
+            .unwrap();
+        assert_eq!(fp.value, vec![1, 2]);
+        let long = vec!["AB"; FINGERPRINT_MAX_LEN + 1].join(":");
+        assert!(matches!(
+            DtlsFingerprint::from_element(&el(Some("x-new-hash"), Some("active"), &long)),
+            Err(DtlsError::TooLong(_))
+        ));
+        assert_eq!(
+            DtlsFingerprint::from_element(&el(Some("sha-256"), Some("active"), "  ")),
+            Err(DtlsError::Empty)
+        );
+    }
+
+    #[test]
+    fn attributes_are_checked() {
+        assert_eq!(
+            DtlsFingerprint::from_element(&el(None, Some("active"), HEX32)),
+            Err(DtlsError::MissingHash)
+        );
+        assert!(matches!(
+            DtlsFingerprint::from_element(&el(Some("sha 256"), Some("active"), HEX32)),
+            Err(DtlsError::InvalidHash(_))
+        ));
+        assert_eq!(
+            DtlsFingerprint::from_element(&el(Some("sha-256"), None, HEX32)),
+            Err(DtlsError::MissingSetup)
+        );
+        assert_eq!(
+            DtlsFingerprint::from_element(&el(Some("sha-256"), Some("server"), HEX32)),
+            Err(DtlsError::UnknownSetup("server".into()))
+        );
+        let other = Element::bare(FINGERPRINT, "urn:example:other");
+        assert!(matches!(
+            DtlsFingerprint::from_element(&other),
+            Err(DtlsError::NotFingerprint { .. })
+        ));
+    }
+
+    #[test]
+    fn setup_values_and_answers() {
+        for s in ["actpass", "active", "passive", "holdconn"] {
+            assert_eq!(Setup::parse(s).unwrap().as_str(), s);
+        }
+        assert_eq!(Setup::parse("ACTPASS"), Some(Setup::Actpass));
+        assert_eq!(Setup::parse("both"), None);
+        assert_eq!(Setup::Actpass.answer(), Ok(Setup::Active));
+        assert_eq!(Setup::Active.answer(), Ok(Setup::Passive));
+        assert_eq!(Setup::Passive.answer(), Ok(Setup::Active));
+        assert!(Setup::Holdconn.answer().is_err());
+    }
+
+    #[test]
+    fn roles_from_offer_and_answer() {
+        use DtlsRole::*;
+        // Conversations' case: it offers actpass, the answerer takes active and is the client.
+        assert_eq!(dtls_role(Setup::Actpass, Setup::Active, false), Ok(Client));
+        assert_eq!(dtls_role(Setup::Actpass, Setup::Active, true), Ok(Server));
+        assert_eq!(dtls_role(Setup::Actpass, Setup::Passive, true), Ok(Client));
+        assert_eq!(dtls_role(Setup::Active, Setup::Passive, true), Ok(Client));
+        assert_eq!(dtls_role(Setup::Passive, Setup::Active, true), Ok(Server));
+        for (o, a) in [
+            (Setup::Actpass, Setup::Actpass),
+            (Setup::Active, Setup::Active),
+            (Setup::Passive, Setup::Passive),
+            (Setup::Holdconn, Setup::Active),
+            (Setup::Actpass, Setup::Holdconn),
+        ] {
+            assert!(dtls_role(o, a, true).is_err(), "{o} / {a}");
+        }
+    }
+
+    #[test]
+    fn matching_a_digest() {
+        let fp = DtlsFingerprint::new("SHA-256", Setup::Active, vec![7; 32]);
+        assert!(fp.matches("sha-256", &[7; 32]));
+        assert!(!fp.matches("sha-256", &[8; 32]));
+        assert!(!fp.matches("sha-256", &[7; 31]));
+        assert!(!fp.matches("sha-1", &[7; 32]));
+    }
+}
