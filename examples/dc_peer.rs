@@ -191,9 +191,7 @@ async fn run(o: Options) -> Result<(), BoxError> {
     };
     let mut builder = IceConnection::builder(role).receive_queue(8192);
     if let Some(ip) = o.bind {
-        builder = builder
-            .include_loopback(ip.is_loopback())
-            .allow_address(ip);
+        builder = builder.include_loopback(ip.is_loopback()).allow_address(ip);
     }
     for s in &o.stun {
         builder = builder.stun_server(*s);
@@ -228,24 +226,13 @@ async fn run(o: Options) -> Result<(), BoxError> {
         t
     };
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
-    let mut read_peer = || async {
-        loop {
-            let line = stdin.next_line().await?.ok_or("stdin closed before TRANSPORT")?;
-            if let Some(xml) = line.strip_prefix("TRANSPORT ") {
-                let el: minidom::Element = xml.parse()?;
-                let t = DataChannelTransport::from_element(&el, TransportLimits::default())?;
-                t.check_offer_or_answer()?;
-                return Ok::<_, BoxError>(t);
-            }
-        }
-    };
     let (offer_setup, answer_setup, peer) = if o.offer {
         println!("TRANSPORT {}", xml(&ours(Setup::Actpass).to_element()));
-        let peer = read_peer().await?;
+        let peer = read_peer(&mut stdin).await?;
         let answer = peer.fingerprint().ok_or("no fingerprint")?.setup;
         (Setup::Actpass, answer, peer)
     } else {
-        let peer = read_peer().await?;
+        let peer = read_peer(&mut stdin).await?;
         let offer = peer.fingerprint().ok_or("no fingerprint")?.setup;
         let answer = if o.setup_passive {
             Setup::Passive
@@ -255,17 +242,17 @@ async fn run(o: Options) -> Result<(), BoxError> {
         println!("TRANSPORT {}", xml(&ours(answer).to_element()));
         (offer, answer, peer)
     };
-    let dtls = match dtls_role(offer_setup, answer_setup, o.offer)? {
-        jingle_ice::jingle::DtlsRole::Client => DtlsRole::Client,
-        jingle_ice::jingle::DtlsRole::Server => DtlsRole::Server,
-    };
+    let dtls: DtlsRole = dtls_role(offer_setup, answer_setup, o.offer)?;
     let peer_fp = peer.fingerprint().ok_or("no fingerprint")?;
     let remote = RemoteParameters {
         fingerprint: Fingerprint::from_bytes(&peer_fp.hash, &peer_fp.value)?,
         max_message_size: peer.max_message_size_or_default(),
         sctp_port: Some(peer.sctp_port_or_default()),
     };
-    let creds = peer.ice.credentials().ok_or("peer sent no ICE credentials")?;
+    let creds = peer
+        .ice
+        .credentials()
+        .ok_or("peer sent no ICE credentials")?;
     ice.set_remote_credentials(creds).await?;
     for c in peer.ice.ice_candidates() {
         ice.add_remote_candidate(c.clone()).await?;
@@ -299,7 +286,10 @@ async fn run(o: Options) -> Result<(), BoxError> {
     println!("HANDSHAKE {} dtls={:?}", handshake.as_millis(), dtls);
     tracing::info!(elapsed = ?started.elapsed(), "association up");
 
-    let mut mine = channels.open(ChannelOptions::reliable(o.label.clone(), o.protocol.clone()))?;
+    let mut mine = channels.open(ChannelOptions::reliable(
+        o.label.clone(),
+        o.protocol.clone(),
+    ))?;
     let bytes = o.bytes;
     let seed = o.seed;
     let writer = tokio::spawn(async move {
@@ -317,7 +307,10 @@ async fn run(o: Options) -> Result<(), BoxError> {
         println!("SENT {sent} {}", t0.elapsed().as_millis());
         Ok::<_, std::io::Error>(mine)
     });
-    let mut theirs = channels.accept().await.ok_or("association closed before the peer's channel")?;
+    let mut theirs = channels
+        .accept()
+        .await
+        .ok_or("association closed before the peer's channel")?;
     println!("CHANNEL {} {}", theirs.label(), theirs.protocol());
     let expect = o.expect.unwrap_or(o.bytes);
     let table = pattern_table(o.peer_seed);
@@ -343,6 +336,24 @@ async fn run(o: Options) -> Result<(), BoxError> {
     channels.close().await;
     ice.close().await;
     Ok(())
+}
+
+/// Reads lines until the peer's `TRANSPORT <xml>` and checks it is a usable offer or answer.
+async fn read_peer(
+    stdin: &mut tokio::io::Lines<BufReader<tokio::io::Stdin>>,
+) -> Result<DataChannelTransport, BoxError> {
+    loop {
+        let line = stdin
+            .next_line()
+            .await?
+            .ok_or("stdin closed before TRANSPORT")?;
+        if let Some(xml) = line.strip_prefix("TRANSPORT ") {
+            let el: minidom::Element = xml.parse()?;
+            let t = DataChannelTransport::from_element(&el, TransportLimits::default())?;
+            t.check_offer_or_answer()?;
+            return Ok(t);
+        }
+    }
 }
 
 fn xml(el: &minidom::Element) -> String {

@@ -6,9 +6,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use jingle_ice::channel::{
-    Certificate, ChannelError, ChannelOptions, DtlsRole, RemoteParameters,
-};
+use jingle_ice::channel::{Certificate, ChannelError, ChannelOptions, DtlsRole, RemoteParameters};
 use jingle_ice::ice::{Candidate, Event, Role};
 use jingle_ice::net::{DataChannels, DataChannelsConfig, IceConnection};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -31,8 +29,12 @@ async fn ice_pair() -> (Arc<IceConnection>, Arc<IceConnection>) {
     };
     let a = Arc::new(build(Role::Controlling).start().await.unwrap());
     let b = Arc::new(build(Role::Controlled).start().await.unwrap());
-    a.set_remote_credentials(b.local_credentials()).await.unwrap();
-    b.set_remote_credentials(a.local_credentials()).await.unwrap();
+    a.set_remote_credentials(b.local_credentials())
+        .await
+        .unwrap();
+    b.set_remote_credentials(a.local_credentials())
+        .await
+        .unwrap();
     for (from, to) in [(a.clone(), b.clone()), (b.clone(), a.clone())] {
         tokio::spawn(async move {
             while let Some(event) = from.next_event().await {
@@ -68,15 +70,26 @@ async fn channels_pair(config: DataChannelsConfig) -> (DataChannels, DataChannel
 }
 
 fn pattern(seed: u8, len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ seed).collect()
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ seed)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn byte_streams_both_ways_with_labels_and_clean_end() {
-    let (a, b) = within(LIMIT, "connect", channels_pair(DataChannelsConfig::default())).await;
+    let (a, b) = within(
+        LIMIT,
+        "connect",
+        channels_pair(DataChannelsConfig::default()),
+    )
+    .await;
     assert!(a.info().handshake.is_some());
-    let mut ca = a.open(ChannelOptions::reliable("test", "xmpp-jingle")).unwrap();
-    let mut cb = b.open(ChannelOptions::reliable("test", "xmpp-jingle")).unwrap();
+    let mut ca = a
+        .open(ChannelOptions::reliable("test", "xmpp-jingle"))
+        .unwrap();
+    let mut cb = b
+        .open(ChannelOptions::reliable("test", "xmpp-jingle"))
+        .unwrap();
     let mut from_a = within(LIMIT, "B accepts", b.accept()).await.unwrap();
     let mut from_b = within(LIMIT, "A accepts", a.accept()).await.unwrap();
     assert_eq!((from_a.label(), from_a.protocol()), ("test", "xmpp-jingle"));
@@ -115,7 +128,10 @@ async fn byte_streams_both_ways_with_labels_and_clean_end() {
     assert!(got_b == data_a, "A→B bytes differ");
     assert!(got_a == data_b, "B→A bytes differ");
     within(LIMIT, "close", a.close()).await;
-    assert_eq!(within(LIMIT, "B sees the close", b.closed()).await, ChannelError::PeerClosed);
+    assert_eq!(
+        within(LIMIT, "B sees the close", b.closed()).await,
+        ChannelError::PeerClosed
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,10 +185,17 @@ async fn a_slow_reader_holds_the_writer_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_channels_at_once() {
-    let (a, b) = within(LIMIT, "connect", channels_pair(DataChannelsConfig::default())).await;
+    let (a, b) = within(
+        LIMIT,
+        "connect",
+        channels_pair(DataChannelsConfig::default()),
+    )
+    .await;
     let mut tasks = Vec::new();
     for i in 0..20u8 {
-        let mut ch = a.open(ChannelOptions::reliable(format!("c{i}"), "")).unwrap();
+        let mut ch = a
+            .open(ChannelOptions::reliable(format!("c{i}"), ""))
+            .unwrap();
         tasks.push(tokio::spawn(async move {
             ch.write_all(&pattern(i, 200_000)).await.unwrap();
             ch.shutdown().await.unwrap();

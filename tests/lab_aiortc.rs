@@ -92,7 +92,10 @@ impl Peer {
                         panic!("{}: {line} (waiting for {prefix:?})", self.name);
                     }
                 }
-                Err(_) => panic!("{}: no line starting with {prefix:?}; got {:?}", self.name, self.all),
+                Err(_) => panic!(
+                    "{}: no line starting with {prefix:?}; got {:?}",
+                    self.name, self.all
+                ),
             }
         }
     }
@@ -102,7 +105,11 @@ impl Peer {
         loop {
             match self.lines.recv_timeout(Duration::from_secs(PEER_SECS)) {
                 Ok(line) => {
-                    eprintln!("[{}] {}", self.name, line.chars().take(300).collect::<String>());
+                    eprintln!(
+                        "[{}] {}",
+                        self.name,
+                        line.chars().take(300).collect::<String>()
+                    );
                     if line.starts_with("ERROR") {
                         return line;
                     }
@@ -143,7 +150,10 @@ struct Run {
 }
 
 fn run(lab: &Lab, we: WeAre, turn: bool, wrong_fingerprint: bool) -> Option<Run> {
-    let ours_bin = example_binary("dc_peer").to_str().expect("utf-8").to_owned();
+    let ours_bin = example_binary("dc_peer")
+        .to_str()
+        .expect("utf-8")
+        .to_owned();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/aiortc/dc_peer.py");
     let bytes = if wrong_fingerprint { 1024 } else { BYTES };
     let (our_role, their_role) = match we {
@@ -242,7 +252,12 @@ fn run(lab: &Lab, we: WeAre, turn: bool, wrong_fingerprint: bool) -> Option<Run>
     assert_eq!(word(&sent, 1), BYTES);
     assert_eq!(word(&received, 1), BYTES);
     let run = Run {
-        selected: selected.split_whitespace().skip(1).take(2).collect::<Vec<_>>().join("/"),
+        selected: selected
+            .split_whitespace()
+            .skip(1)
+            .take(2)
+            .collect::<Vec<_>>()
+            .join("/"),
         handshake_ms: word(&handshake, 1),
         ours_sent_ms: word(&sent, 2),
         ours_received_ms: word(&received, 2),

@@ -311,14 +311,12 @@ impl Association {
             .saturating_sub(DTLS_OVERHEAD + SCTP_OVERHEAD)
             .max(512);
         endpoint_config.max_payload_size(u32::try_from(payload).unwrap_or(1100));
-        let server = match role {
-            DtlsRole::Server => {
-                let mut server = ServerConfig::new();
-                server.transport = Arc::new(transport_config(&config, &remote));
-                Some(Arc::new(server))
-            }
-            DtlsRole::Client => None,
-        };
+        // Both roles accept an incoming INIT: some stacks (aiortc by ICE role, libwebrtc always)
+        // open the association from either side, and the endpoint needs a server
+        // configuration to answer (or ignore) such a packet.
+        let mut server = ServerConfig::new();
+        server.transport = Arc::new(transport_config(&config, &remote));
+        let server = Some(Arc::new(server));
         let endpoint = Endpoint::new(Arc::new(endpoint_config), server);
         let mut assoc = Association {
             next_stream: match role {
@@ -827,7 +825,9 @@ impl Association {
         }
         if connected && !self.dtls_connected {
             if !self.peer_verified {
-                self.fail(ChannelError::Dtls("the peer presented no certificate".into()));
+                self.fail(ChannelError::Dtls(
+                    "the peer presented no certificate".into(),
+                ));
                 return;
             }
             self.dtls_connected = true;
@@ -932,7 +932,10 @@ impl Association {
             match e {
                 StreamEvent::Readable { id } => {
                     let state = self.channels.get(&id).map(|c| c.state);
-                    if matches!(state, Some(ChannelState::AwaitOpen | ChannelState::AwaitAck)) {
+                    if matches!(
+                        state,
+                        Some(ChannelState::AwaitOpen | ChannelState::AwaitAck)
+                    ) {
                         // Read the DCEP OPEN or ACK now, whether or not the caller reads
                         // this channel; a data message behind it is kept for the caller.
                         if let Ok(Some(m)) = self.read_message(id) {
@@ -1077,7 +1080,11 @@ fn transport_config(config: &AssociationConfig, remote: &RemoteParameters) -> Tr
     TransportConfig::default()
         .with_max_receive_buffer_size(config.receive_window)
         .with_max_receive_message_size(config.max_message_size)
-        .with_max_send_message_size(if remote_max == 0 { u32::MAX } else { remote_max })
+        .with_max_send_message_size(if remote_max == 0 {
+            u32::MAX
+        } else {
+            remote_max
+        })
         .with_max_init_retransmits(None)
         .with_max_data_retransmits(None)
         .with_local_port(config.sctp_port)

@@ -150,7 +150,10 @@ mod tests {
         let text = fp.to_string();
         assert_eq!(text.len(), 32 * 3 - 1);
         assert_eq!(Fingerprint::parse("sha-256", &text).unwrap(), fp);
-        assert_eq!(Fingerprint::parse("SHA-256", &text.to_lowercase()).unwrap(), fp);
+        assert_eq!(
+            Fingerprint::parse("SHA-256", &text.to_lowercase()).unwrap(),
+            fp
+        );
         assert!(matches!(
             Fingerprint::parse("sha-1", &text),
             Err(FingerprintError::UnsupportedHash(_))

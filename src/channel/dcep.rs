@@ -141,7 +141,8 @@ impl DcepMessage {
                 } else {
                     base | CHANNEL_UNORDERED_BIT
                 };
-                let mut out = Vec::with_capacity(OPEN_HEADER_LEN + o.label.len() + o.protocol.len());
+                let mut out =
+                    Vec::with_capacity(OPEN_HEADER_LEN + o.label.len() + o.protocol.len());
                 out.push(MSG_OPEN);
                 out.push(kind);
                 out.extend_from_slice(&o.priority.to_be_bytes());
@@ -196,7 +197,8 @@ mod tests {
             Reliability::MaxLifetimeMs(1500),
         ] {
             for ordered in [true, false] {
-                let mut o = ChannelOptions::reliable("test", "xmpp-jingle").with_reliability(reliability);
+                let mut o =
+                    ChannelOptions::reliable("test", "xmpp-jingle").with_reliability(reliability);
                 o.ordered = ordered;
                 let bytes = DcepMessage::Open(o.clone()).encode().unwrap();
                 assert_eq!(DcepMessage::decode(&bytes).unwrap(), DcepMessage::Open(o));
@@ -206,7 +208,9 @@ mod tests {
 
     #[test]
     fn open_wire_format_matches_rfc8832() {
-        let o = ChannelOptions::reliable("ab", "c").with_reliability(Reliability::MaxRetransmits(7)).unordered();
+        let o = ChannelOptions::reliable("ab", "c")
+            .with_reliability(Reliability::MaxRetransmits(7))
+            .unordered();
         let bytes = DcepMessage::Open(o).encode().unwrap();
         assert_eq!(
             bytes,
@@ -218,15 +222,27 @@ mod tests {
     #[test]
     fn malformed_messages_are_errors() {
         assert_eq!(DcepMessage::decode(&[]), Err(DcepError::Truncated));
-        assert_eq!(DcepMessage::decode(&[0x03, 0, 0]), Err(DcepError::Truncated));
+        assert_eq!(
+            DcepMessage::decode(&[0x03, 0, 0]),
+            Err(DcepError::Truncated)
+        );
         assert_eq!(DcepMessage::decode(&[0x09]), Err(DcepError::UnknownType(9)));
-        let mut bytes = DcepMessage::Open(ChannelOptions::reliable("abc", "")).encode().unwrap();
+        let mut bytes = DcepMessage::Open(ChannelOptions::reliable("abc", ""))
+            .encode()
+            .unwrap();
         bytes.pop();
         assert_eq!(DcepMessage::decode(&bytes), Err(DcepError::BadLength));
-        let mut bytes = DcepMessage::Open(ChannelOptions::reliable("a", "")).encode().unwrap();
+        let mut bytes = DcepMessage::Open(ChannelOptions::reliable("a", ""))
+            .encode()
+            .unwrap();
         bytes[1] = 0x05;
-        assert_eq!(DcepMessage::decode(&bytes), Err(DcepError::UnknownChannelType(5)));
-        let mut bytes = DcepMessage::Open(ChannelOptions::reliable("a", "")).encode().unwrap();
+        assert_eq!(
+            DcepMessage::decode(&bytes),
+            Err(DcepError::UnknownChannelType(5))
+        );
+        let mut bytes = DcepMessage::Open(ChannelOptions::reliable("a", ""))
+            .encode()
+            .unwrap();
         bytes[12] = 0xff;
         assert_eq!(DcepMessage::decode(&bytes), Err(DcepError::NotUtf8));
     }

@@ -20,12 +20,11 @@ pub use association::{
     IMPLICIT_MAX_MESSAGE_SIZE,
 };
 pub use certificate::{
-    Certificate, CertificateError, Fingerprint, FingerprintError, FINGERPRINT_HASH,
-    FINGERPRINT_LEN,
+    Certificate, CertificateError, Fingerprint, FingerprintError, FINGERPRINT_HASH, FINGERPRINT_LEN,
 };
 pub use dcep::{
-    ChannelOptions, DcepError, DcepMessage, Reliability, PPID_BINARY, PPID_BINARY_EMPTY,
-    PPID_DCEP, PPID_STRING, PPID_STRING_EMPTY,
+    ChannelOptions, DcepError, DcepMessage, Reliability, PPID_BINARY, PPID_BINARY_EMPTY, PPID_DCEP,
+    PPID_STRING, PPID_STRING_EMPTY,
 };
 
 #[cfg(test)]

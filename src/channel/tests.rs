@@ -34,7 +34,14 @@ impl Pair {
     fn new(delay: Duration, loss: f64) -> Pair {
         let ca = Certificate::generate().unwrap();
         let cb = Certificate::generate().unwrap();
-        Pair::with(ca.clone(), cb.clone(), remote_of(&cb), remote_of(&ca), delay, loss)
+        Pair::with(
+            ca.clone(),
+            cb.clone(),
+            remote_of(&cb),
+            remote_of(&ca),
+            delay,
+            loss,
+        )
     }
 
     fn with(
@@ -46,10 +53,22 @@ impl Pair {
         loss: f64,
     ) -> Pair {
         let now = Instant::now();
-        let b = Association::new(AssociationConfig::default(), &cb, DtlsRole::Server, b_sees, now)
-            .unwrap();
-        let a = Association::new(AssociationConfig::default(), &ca, DtlsRole::Client, a_sees, now)
-            .unwrap();
+        let b = Association::new(
+            AssociationConfig::default(),
+            &cb,
+            DtlsRole::Server,
+            b_sees,
+            now,
+        )
+        .unwrap();
+        let a = Association::new(
+            AssociationConfig::default(),
+            &ca,
+            DtlsRole::Client,
+            a_sees,
+            now,
+        )
+        .unwrap();
         Pair {
             a,
             b,
@@ -113,12 +132,24 @@ impl Pair {
     fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&mut Pair) -> bool) {
         let end = self.now + limit;
         while !done(self) {
-            assert!(self.now < end, "timed out; a: {:?} b: {:?}", self.events_a, self.events_b);
-            assert!(self.step(), "stalled; a: {:?} b: {:?}", self.events_a, self.events_b);
+            assert!(
+                self.now < end,
+                "timed out; a: {:?} b: {:?}",
+                self.events_a,
+                self.events_b
+            );
+            assert!(
+                self.step(),
+                "stalled; a: {:?} b: {:?}",
+                self.events_a,
+                self.events_b
+            );
         }
         // Collect the events that the last step left queued.
-        self.events_a.extend(std::iter::from_fn(|| self.a.poll_event()));
-        self.events_b.extend(std::iter::from_fn(|| self.b.poll_event()));
+        self.events_a
+            .extend(std::iter::from_fn(|| self.a.poll_event()));
+        self.events_b
+            .extend(std::iter::from_fn(|| self.b.poll_event()));
     }
 
     fn connect(&mut self) {
@@ -164,16 +195,32 @@ fn handshake_channels_and_messages_both_ways() {
     p.run_until(Duration::from_secs(5), |p| {
         Pair::drain_messages(&mut p.b, ida, &mut at_b);
         Pair::drain_messages(&mut p.a, idb, &mut at_a);
-        at_b.len() == 2
-            && at_a.len() == 1
-            && p.events_a.contains(&Event::ChannelAcked { id: ida })
+        at_b.len() == 2 && at_a.len() == 1 && p.events_a.contains(&Event::ChannelAcked { id: ida })
     });
     assert_eq!(opened(&p.events_b), vec![(ida, opts.clone())]);
     assert_eq!(opened(&p.events_a), vec![(idb, opts)]);
     assert!(p.events_a.contains(&Event::ChannelAcked { id: ida }));
-    assert_eq!(at_b[0], Message { data: b"hello from a".to_vec(), binary: true });
-    assert_eq!(at_b[1], Message { data: Vec::new(), binary: true });
-    assert_eq!(at_a[0], Message { data: b"text from b".to_vec(), binary: false });
+    assert_eq!(
+        at_b[0],
+        Message {
+            data: b"hello from a".to_vec(),
+            binary: true
+        }
+    );
+    assert_eq!(
+        at_b[1],
+        Message {
+            data: Vec::new(),
+            binary: true
+        }
+    );
+    assert_eq!(
+        at_a[0],
+        Message {
+            data: b"text from b".to_vec(),
+            binary: false
+        }
+    );
 }
 
 #[test]
@@ -214,17 +261,28 @@ fn oversized_messages_are_refused_and_max_message_size_is_honoured() {
     let cb = Certificate::generate().unwrap();
     let mut small = remote_of(&cb);
     small.max_message_size = Some(1000);
-    let mut p = Pair::with(ca.clone(), cb, small, remote_of(&ca), Duration::from_millis(1), 0.0);
+    let mut p = Pair::with(
+        ca.clone(),
+        cb,
+        small,
+        remote_of(&ca),
+        Duration::from_millis(1),
+        0.0,
+    );
     p.connect();
     let id = p.a.open_channel(ChannelOptions::reliable("x", "")).unwrap();
     assert_eq!(
         p.a.send(id, &[1; 1001], true),
-        Err(ChannelError::MessageTooLarge { size: 1001, max: 1000 })
+        Err(ChannelError::MessageTooLarge {
+            size: 1001,
+            max: 1000
+        })
     );
     p.a.send(id, &[1; 1000], true).unwrap();
     // B accepts up to 256 KiB.
     let idb = p.b.open_channel(ChannelOptions::reliable("y", "")).unwrap();
-    p.b.send(idb, &vec![9; DEFAULT_MAX_MESSAGE_SIZE as usize], true).unwrap();
+    p.b.send(idb, &vec![9; DEFAULT_MAX_MESSAGE_SIZE as usize], true)
+        .unwrap();
     let mut got = Vec::new();
     p.run_until(Duration::from_secs(10), |p| {
         Pair::drain_messages(&mut p.a, idb, &mut got);
@@ -239,8 +297,11 @@ fn many_channels_open_carry_data_and_close_cleanly() {
     p.connect();
     let mut ids = Vec::new();
     for i in 0..64 {
-        let id = p.a.open_channel(ChannelOptions::reliable(format!("c{i}"), "p")).unwrap();
-        p.a.send(id, format!("message {i}").as_bytes(), true).unwrap();
+        let id =
+            p.a.open_channel(ChannelOptions::reliable(format!("c{i}"), "p"))
+                .unwrap();
+        p.a.send(id, format!("message {i}").as_bytes(), true)
+            .unwrap();
         ids.push(id);
     }
     let mut got = vec![Vec::new(); ids.len()];
@@ -253,7 +314,10 @@ fn many_channels_open_carry_data_and_close_cleanly() {
     for (i, g) in got.iter().enumerate() {
         assert_eq!(g[0].data, format!("message {i}").into_bytes());
     }
-    let labels: Vec<String> = opened(&p.events_b).into_iter().map(|(_, o)| o.label).collect();
+    let labels: Vec<String> = opened(&p.events_b)
+        .into_iter()
+        .map(|(_, o)| o.label)
+        .collect();
     assert_eq!(labels.len(), 64);
     // Close half of them from A, data sent just before the close still arrives.
     for id in ids.iter().take(32) {
@@ -265,14 +329,27 @@ fn many_channels_open_carry_data_and_close_cleanly() {
         for (i, id) in ids.iter().take(32).enumerate() {
             Pair::drain_messages(&mut p.b, *id, &mut last[i]);
         }
-        let closed_b = p.events_b.iter().filter(|e| matches!(e, Event::ChannelClosed { .. })).count();
-        let closed_a = p.events_a.iter().filter(|e| matches!(e, Event::ChannelClosed { .. })).count();
+        let closed_b = p
+            .events_b
+            .iter()
+            .filter(|e| matches!(e, Event::ChannelClosed { .. }))
+            .count();
+        let closed_a = p
+            .events_a
+            .iter()
+            .filter(|e| matches!(e, Event::ChannelClosed { .. }))
+            .count();
         closed_a == 32 && closed_b == 32
     });
-    assert!(last.iter().all(|l| l.len() == 1 && l[0].data == b"last words"));
+    assert!(last
+        .iter()
+        .all(|l| l.len() == 1 && l[0].data == b"last words"));
     // The rest still works.
     p.a.send(ids[40], b"still open", true).unwrap();
-    assert!(matches!(p.a.send(ids[0], b"x", true), Err(ChannelError::ChannelClosed(_))));
+    assert!(matches!(
+        p.a.send(ids[0], b"x", true),
+        Err(ChannelError::ChannelClosed(_))
+    ));
 }
 
 #[test]
@@ -291,7 +368,9 @@ fn graceful_close_reaches_the_peer() {
     });
     assert_eq!(got.len(), 1, "data queued before close is delivered");
     assert!(p.events_a.contains(&Event::Closed(ChannelError::Closed)));
-    assert!(p.events_b.contains(&Event::Closed(ChannelError::PeerClosed)));
+    assert!(p
+        .events_b
+        .contains(&Event::Closed(ChannelError::PeerClosed)));
 }
 
 #[test]
@@ -303,7 +382,10 @@ fn junk_is_dropped_and_counted() {
     p.b.handle_datagram(now, &[]);
     p.b.handle_datagram(now, &[23, 254, 253, 0, 1, 0, 0, 0, 0, 0, 9, 0, 3, 1, 2, 3]);
     assert_eq!(p.b.stats().non_dtls_dropped, 2);
-    assert!(p.b.is_connected(), "a bogus DTLS record does not kill the association");
+    assert!(
+        p.b.is_connected(),
+        "a bogus DTLS record does not kill the association"
+    );
     let id = p.a.open_channel(ChannelOptions::reliable("x", "")).unwrap();
     p.a.send(id, b"ok", true).unwrap();
     let mut got = Vec::new();
@@ -317,7 +399,9 @@ fn junk_is_dropped_and_counted() {
 fn bulk_transfer_survives_loss() {
     let mut p = Pair::new(Duration::from_millis(20), 0.01);
     p.connect();
-    let id = p.a.open_channel(ChannelOptions::reliable("bulk", "")).unwrap();
+    let id =
+        p.a.open_channel(ChannelOptions::reliable("bulk", ""))
+            .unwrap();
     let total = 2 * 1024 * 1024;
     let mut sent = 0usize;
     let mut received = Vec::with_capacity(total);
@@ -335,5 +419,8 @@ fn bulk_transfer_survives_loss() {
         }
         received.len() >= total
     });
-    assert!(received.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8));
+    assert!(received
+        .iter()
+        .enumerate()
+        .all(|(i, b)| *b == (i % 251) as u8));
 }

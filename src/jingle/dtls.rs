@@ -117,14 +117,8 @@ impl fmt::Display for Setup {
     }
 }
 
-/// Our side of the DTLS handshake, decided by the two `setup` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DtlsRole {
-    /// We send the ClientHello (our side's `setup` is `active`).
-    Client,
-    /// We wait for the ClientHello (our side's `setup` is `passive`).
-    Server,
-}
+/// Our side of the DTLS handshake (the channel layer's type), decided by the two `setup` values.
+pub use crate::channel::DtlsRole;
 
 /// Our DTLS role from the offer's and the answer's `setup` (RFC 8842 §5.2–§5.3, RFC 4145
 /// §4.1): valid pairs are `actpass`/`active`, `actpass`/`passive`, `active`/`passive` and

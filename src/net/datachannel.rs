@@ -82,10 +82,14 @@ struct Shared {
 
 impl Shared {
     fn assoc(&self) -> MutexGuard<'_, Association> {
-        self.assoc.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.assoc
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
     fn wakers(&self) -> MutexGuard<'_, Wakers> {
-        self.wakers.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.wakers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -328,8 +332,11 @@ async fn drive(
             }
             // Writers whose data now fits (or, for flush, whose data was all acknowledged).
             let mut wakers = shared.wakers();
-            let waiting: Vec<(ChannelId, usize)> =
-                wakers.writers.iter().map(|(id, (_, need))| (*id, *need)).collect();
+            let waiting: Vec<(ChannelId, usize)> = wakers
+                .writers
+                .iter()
+                .map(|(id, (_, need))| (*id, *need))
+                .collect();
             for (id, need) in waiting {
                 let buffered = assoc.buffered_amount(id);
                 let fits = if need == 0 {
@@ -360,7 +367,10 @@ async fn drive(
         for (id, options) in new_channels {
             let channel = DataChannel::new(shared.clone(), id, options);
             if incoming.try_send(channel).is_err() {
-                tracing::warn!(channel = id, "accept queue full: refusing the peer's channel");
+                tracing::warn!(
+                    channel = id,
+                    "accept queue full: refusing the peer's channel"
+                );
                 shared.assoc().close_channel(id);
             }
         }
@@ -523,9 +533,7 @@ impl DataChannel {
             .clone()
             .unwrap_or(ChannelError::ChannelClosed(self.id));
         let kind = match reason {
-            ChannelError::PeerClosed | ChannelError::ChannelClosed(_) => {
-                io::ErrorKind::BrokenPipe
-            }
+            ChannelError::PeerClosed | ChannelError::ChannelClosed(_) => io::ErrorKind::BrokenPipe,
             ChannelError::HandshakeTimeout => io::ErrorKind::TimedOut,
             _ => io::ErrorKind::ConnectionAborted,
         };
@@ -552,10 +560,9 @@ impl AsyncRead for DataChannel {
                         Some(ChannelError::Closed | ChannelError::PeerClosed) | None => {
                             Poll::Ready(Ok(()))
                         }
-                        Some(e) => Poll::Ready(Err(io::Error::new(
-                            io::ErrorKind::ConnectionAborted,
-                            e,
-                        ))),
+                        Some(e) => {
+                            Poll::Ready(Err(io::Error::new(io::ErrorKind::ConnectionAborted, e)))
+                        }
                     };
                 }
                 Poll::Pending => return Poll::Pending,
