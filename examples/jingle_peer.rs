@@ -19,12 +19,15 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use jid::{FullJid, Jid};
+use jingle_ice::channel::ChannelOptions;
 use jingle_ice::jingle::stanza::{iq, set_attr, IqType, StanzaError};
 use jingle_ice::jingle::{IceUdpTransport, Reason, ReasonCondition, NS_JINGLE};
+use jingle_ice::net::DataChannels;
 use jingle_ice::xmpp::{
     JingleClient, JingleClientConfig, JingleSession, XmppConfig, XmppConnection, XmppError,
 };
 use minidom::Element;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The test application's description namespace (a placeholder until file transfer lands).
 const APP_NS: &str = "urn:jingle-ice:test-data:0";
@@ -125,6 +128,9 @@ fn datagram(seq: u64) -> Vec<u8> {
 /// Sends `bytes` in datagrams, each echoed by the peer and compared (stop and wait, resent
 /// after 200 ms).
 async fn exchange(session: &JingleSession, bytes: usize) -> Result<(), String> {
+    if let Some(channels) = session.data_channels() {
+        return exchange_channel(channels, bytes).await;
+    }
     let conn = session.connection();
     let count = bytes.div_ceil(CHUNK) as u64;
     let started = Instant::now();
@@ -164,8 +170,62 @@ async fn exchange(session: &JingleSession, bytes: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// Echoes every datagram that is well formed until the session ends.
+/// Over a data channel (the `webrtc-datachannel:1` transport): writes `bytes` of a pattern on
+/// a new channel and reads them back from the peer's echo, compared.
+async fn exchange_channel(channels: &DataChannels, bytes: usize) -> Result<(), String> {
+    let started = Instant::now();
+    let channel = channels
+        .open(ChannelOptions::reliable("test", "xmpp-jingle"))
+        .map_err(|e| format!("open channel: {e}"))?;
+    let data: Vec<u8> = (0..bytes as u64)
+        .map(|i| (i.wrapping_mul(31) % 251) as u8)
+        .collect();
+    let (mut reader, mut writer) = tokio::io::split(channel);
+    let write = async {
+        writer.write_all(&data).await?;
+        writer.flush().await
+    };
+    let read = async {
+        let mut got = vec![0u8; bytes];
+        reader.read_exact(&mut got).await.map(|_| got)
+    };
+    let (w, r) = tokio::join!(write, read);
+    w.map_err(|e| format!("channel write: {e}"))?;
+    let got = r.map_err(|e| format!("channel read: {e}"))?;
+    if got != data {
+        return Err("echo over the data channel differs".into());
+    }
+    let mut writer = writer;
+    let _ = writer.shutdown().await;
+    let handshake = channels.info().handshake.unwrap_or_default();
+    say(format!(
+        "data ok bytes={bytes} channel=dtls-sctp handshake_ms={} secs={:.3}",
+        handshake.as_millis(),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+
+/// Echoes every channel the peer opens, byte for byte, until the session ends.
+async fn echo_channels(channels: &DataChannels) -> Result<u64, String> {
+    let mut n = 0;
+    while let Some(channel) = channels.accept().await {
+        n += 1;
+        tokio::spawn(async move {
+            let (mut reader, mut writer) = tokio::io::split(channel);
+            let _ = tokio::io::copy(&mut reader, &mut writer).await;
+            let _ = writer.shutdown().await;
+        });
+    }
+    Ok(n)
+}
+
+/// Echoes every datagram that is well formed until the session ends (or, over data
+/// channels, every channel).
 async fn echo(session: &JingleSession) -> Result<u64, String> {
+    if let Some(channels) = session.data_channels() {
+        return echo_channels(channels).await;
+    }
     let conn = session.connection();
     let mut n = 0;
     while let Some(d) = conn.recv().await {

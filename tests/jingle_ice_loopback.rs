@@ -15,7 +15,16 @@ use minidom::Element;
 
 const APP_NS: &str = "urn:example:test-app:0";
 
+/// Plain ICE-UDP sessions (the datagram tests below read the ICE connection directly).
 fn config() -> JingleIceConfig {
+    JingleIceConfig {
+        data_channels: false,
+        ..dc_config()
+    }
+}
+
+/// Sessions with the `webrtc-datachannel:1` transport (the default).
+fn dc_config() -> JingleIceConfig {
     JingleIceConfig {
         builder: Arc::new(|role: Role| {
             IceConnection::builder(role)
@@ -37,11 +46,16 @@ fn stamp(mut stanza: Element, from: &FullJid) -> Element {
 
 /// Carries every stanza one extension emits to the other.
 fn wire(a: Arc<JingleIce>, b: Arc<JingleIce>) {
+    wire_with(a, b, |s| s);
+}
+
+/// Carries stanzas, passing each through `tamper` first.
+fn wire_with(a: Arc<JingleIce>, b: Arc<JingleIce>, tamper: fn(Element) -> Element) {
     for (src, dst) in [(a.clone(), b.clone()), (b, a)] {
         tokio::spawn(async move {
             let from = src.local_jid();
             while let Some(s) = src.next_outgoing().await {
-                let s = stamp(s, &from);
+                let s = tamper(stamp(s, &from));
                 let taken = dst.handle_stanza(&s);
                 assert!(taken || s.name() == "presence", "stanza not taken: {s:?}");
             }
@@ -50,16 +64,139 @@ fn wire(a: Arc<JingleIce>, b: Arc<JingleIce>) {
 }
 
 fn pair() -> (Arc<JingleIce>, Arc<JingleIce>) {
+    let (a, b) = unwired(config());
+    wire(a.clone(), b.clone());
+    (a, b)
+}
+
+fn unwired(config: JingleIceConfig) -> (Arc<JingleIce>, Arc<JingleIce>) {
     let a = Arc::new(JingleIce::new(
         FullJid::new("alice@example.test/a").unwrap(),
-        config(),
+        config.clone(),
     ));
     let b = Arc::new(JingleIce::new(
         FullJid::new("bob@example.test/b").unwrap(),
-        config(),
+        config,
     ));
-    wire(a.clone(), b.clone());
     (a, b)
+}
+
+/// Flips the first hex digit pair of every DTLS fingerprint in a stanza (a peer lying about
+/// its certificate, or a server tampering with the signalling).
+fn flip_fingerprints(mut el: Element) -> Element {
+    fn walk(el: &mut Element) {
+        if el.name() == "fingerprint" && el.ns() == "urn:xmpp:jingle:apps:dtls:0" {
+            let text = el.text();
+            let flipped = if text.starts_with("00") {
+                format!("FF{}", &text[2..])
+            } else {
+                format!("00{}", &text[2..])
+            };
+            el.take_nodes();
+            el.append_text(flipped);
+        }
+        for child in el.children_mut() {
+            walk(child);
+        }
+    }
+    if el.attr("type") == Some("set") {
+        walk(&mut el);
+    }
+    el
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_channel_session_carries_a_byte_stream_both_ways() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (a, b) = unwired(dc_config());
+    wire(a.clone(), b.clone());
+    let bob = b.clone();
+    let responder = tokio::spawn(async move {
+        let offer = bob.next_incoming().await.unwrap();
+        let t = offer.contents()[0].transport.as_ref().unwrap();
+        assert_eq!(t.ns(), "urn:xmpp:jingle:transports:webrtc-datachannel:1");
+        offer
+            .accept(Element::bare("description", APP_NS))
+            .await
+            .unwrap()
+    });
+    let sa = tokio::time::timeout(
+        Duration::from_secs(20),
+        a.connect(b.local_jid(), Element::bare("description", APP_NS)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let sb = responder.await.unwrap();
+    let ca = sa.data_channels().expect("data channels on the initiator");
+    let cb = sb.data_channels().expect("data channels on the responder");
+    let mut mine = ca
+        .open(jingle_ice::channel::ChannelOptions::reliable(
+            "test",
+            "xmpp-jingle",
+        ))
+        .unwrap();
+    let mut theirs = tokio::time::timeout(Duration::from_secs(5), cb.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(theirs.label(), "test");
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
+    let sent = data.clone();
+    let writer = tokio::spawn(async move {
+        mine.write_all(&sent).await.unwrap();
+        mine.shutdown().await.unwrap();
+    });
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), theirs.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    writer.await.unwrap();
+    assert!(got == data);
+    sa.end(Reason::new(ReasonCondition::Success));
+    let reason = tokio::time::timeout(Duration::from_secs(5), sb.closed())
+        .await
+        .unwrap();
+    assert_eq!(reason.condition, ReasonCondition::Success);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_fingerprint_ends_the_session_with_security_error() {
+    let (a, b) = unwired(dc_config());
+    wire_with(a.clone(), b.clone(), flip_fingerprints);
+    let bob = b.clone();
+    let responder = tokio::spawn(async move {
+        let offer = bob.next_incoming().await.unwrap();
+        offer.accept(Element::bare("description", APP_NS)).await
+    });
+    let result = tokio::time::timeout(
+        Duration::from_secs(30),
+        a.connect(b.local_jid(), Element::bare("description", APP_NS)),
+    )
+    .await
+    .unwrap();
+    let rb = tokio::time::timeout(Duration::from_secs(30), responder)
+        .await
+        .unwrap()
+        .unwrap();
+    // Whichever side checks first refuses the certificate and ends the session with
+    // <security-error/>; the other learns it from the session-terminate.
+    let reasons: Vec<String> = [&result.as_ref().err(), &rb.as_ref().err()]
+        .iter()
+        .map(|e| format!("{e:?}"))
+        .collect();
+    assert!(result.is_err() && rb.is_err(), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("FingerprintMismatch")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .all(|r| r.contains("FingerprintMismatch") || r.contains("SecurityError")),
+        "{reasons:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

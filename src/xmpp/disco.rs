@@ -40,7 +40,18 @@ const NS_XML: &str = "http://www.w3.org/XML/1998/namespace";
 /// The features this crate implements and advertises by default. Not listed, on purpose:
 /// `urn:xmpp:jingle:apps:dtls:0` (XEP-0320) and the data-channel transport, not implemented
 /// yet.
-pub const OUR_FEATURES: [&str; 4] = [NS_DISCO_INFO, NS_CAPS, NS_JINGLE, NS_JINGLE_ICE_UDP];
+pub const OUR_FEATURES: [&str; 6] = [
+    NS_DISCO_INFO,
+    NS_CAPS,
+    NS_JINGLE,
+    NS_JINGLE_ICE_UDP,
+    NS_WEBRTC_DATACHANNEL,
+    NS_DTLS,
+];
+/// The WebRTC data-channel transport Conversations uses (see `xep/webrtc-datachannel.md`).
+pub const NS_WEBRTC_DATACHANNEL: &str = crate::jingle::datachannel::NS_WEBRTC_DATACHANNEL;
+/// XEP-0320 DTLS fingerprints in Jingle.
+pub const NS_DTLS: &str = crate::jingle::dtls::NS_DTLS;
 
 /// Identity category of clients and bots (XEP-0030 §3.1, Service Discovery Identities
 /// registry).
@@ -357,6 +368,12 @@ impl PeerInfo {
     /// `urn:xmpp:jingle:transports:ice-udp:1` (XEP-0176 §7).
     pub fn supports_jingle_ice_udp(&self) -> bool {
         self.supports(NS_JINGLE) && self.supports(NS_JINGLE_ICE_UDP)
+    }
+
+    /// Whether the peer takes Conversations' `webrtc-datachannel:1` transport (encrypted
+    /// data channels over ICE-UDP).
+    pub fn supports_webrtc_datachannel(&self) -> bool {
+        self.supports(NS_JINGLE) && self.supports(NS_WEBRTC_DATACHANNEL)
     }
 
     /// The XEP-0115 §5.1 verification string of this answer.

@@ -11,6 +11,13 @@
 //! remote ones reach the agent as they arrive (before `session-accept` included), a failed agent
 //! ends the session with `<failed-transport/>`, and a peer's ICE restart restarts ours.
 //!
+//! By default sessions carry Conversations' `webrtc-datachannel:1` transport: the ICE-UDP
+//! transport wrapped with our DTLS certificate's fingerprint (XEP-0320), and once ICE has
+//! connected, a DTLS-authenticated SCTP association ([`JingleSession::data_channels`]). A peer
+//! whose certificate does not match the fingerprint it signalled ends the session with
+//! `<security-error/>`. Offers of plain ICE-UDP (XEP-0176) are still accepted, and
+//! [`JingleIceConfig::data_channels`] turns ours off.
+//!
 //! Simultaneous initiation (XEP-0166 §7.2.16): when our offer to a peer loses the tie-break to
 //! the peer's own offer of the same application, [`JingleIce::connect`] accepts the peer's
 //! session instead and returns it, so both sides end up in one session.
@@ -27,16 +34,21 @@ use rand::distr::Alphanumeric;
 use rand::Rng;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
-use crate::ice::{ConnectionState, Event as IceEvent, Role};
+use crate::channel::{Certificate, ChannelError, DtlsRole, Fingerprint, RemoteParameters};
+use crate::ice::{ConnectionState, Credentials, Event as IceEvent, Role};
 use crate::jingle::{
-    Content, IceUdpCandidate, IceUdpTransport, Reason, ReasonCondition, SessionConfig,
-    SessionError, SessionEvent, SessionKey, SessionManager, Transport,
+    dtls_role, Content, DataChannelTransport, DtlsFingerprint, IceUdpCandidate, IceUdpTransport,
+    Reason, ReasonCondition, SessionConfig, SessionError, SessionEvent, SessionKey, SessionManager,
+    Setup, Transport,
 };
-use crate::net::{IceConnection, IceConnectionBuilder, SelectedPair};
+use crate::net::{
+    DataChannels, DataChannelsConfig, IceConnection, IceConnectionBuilder, SelectedPair,
+};
 use crate::turn::TurnConfig;
 
-/// Name of the single content our sessions carry.
-pub const CONTENT_NAME: &str = "data";
+/// Name of the single content our sessions carry: `"0"`, because Conversations routes
+/// candidates by content name as libwebrtc's media id (see `xep/webrtc-datachannel.md`).
+pub const CONTENT_NAME: &str = crate::jingle::datachannel::CONVERSATIONS_CONTENT_NAME;
 /// Capacity of the outgoing stanza queue; past it stanzas are dropped and counted
 /// ([`JingleIce::dropped_stanzas`]).
 pub const OUTGOING_QUEUE: usize = 1024;
@@ -60,6 +72,11 @@ pub struct JingleIceConfig {
     /// How long [`JingleIce::connect`] and [`IncomingSession::accept`] wait for ICE to connect
     /// once the session is accepted, before ending it with `<failed-transport/>`.
     pub connect_timeout: Duration,
+    /// Offer the `webrtc-datachannel:1` transport (encrypted data channels, what Conversations
+    /// uses); `false` offers plain ICE-UDP. Offers of either kind are accepted.
+    pub data_channels: bool,
+    /// Settings of the data-channel association of each session.
+    pub channels: DataChannelsConfig,
 }
 
 impl Default for JingleIceConfig {
@@ -70,6 +87,8 @@ impl Default for JingleIceConfig {
             turn_servers: Vec::new(),
             builder: Arc::new(IceConnection::builder),
             connect_timeout: Duration::from_secs(30),
+            data_channels: true,
+            channels: DataChannelsConfig::default(),
         }
     }
 }
@@ -100,6 +119,62 @@ pub enum JingleIceError {
     /// The extension was shut down.
     #[error("the Jingle extension is closed")]
     Closed,
+    /// The data-channel association could not be set up (the session was ended: with
+    /// `<security-error/>` for a fingerprint mismatch).
+    #[error("data channel: {0}")]
+    Channel(ChannelError),
+}
+
+/// What the data-channel association of a session needs from the negotiation: the peer's
+/// parameters and our DTLS role, or why they are unusable.
+type ChannelParams = Result<(RemoteParameters, DtlsRole), String>;
+
+/// The peer's data-channel parameters from its transport, and our DTLS role from the two
+/// `setup` values (RFC 8842 §5.3).
+fn channel_params(
+    peer: &DataChannelTransport,
+    offer: Setup,
+    answer: Setup,
+    local_offered: bool,
+) -> ChannelParams {
+    let fp = peer
+        .fingerprint()
+        .ok_or("the peer signalled no DTLS fingerprint")?;
+    let fingerprint = Fingerprint::from_bytes(&fp.hash, &fp.value).map_err(|e| e.to_string())?;
+    let role = dtls_role(offer, answer, local_offered).map_err(|e| e.to_string())?;
+    Ok((
+        RemoteParameters {
+            fingerprint,
+            max_message_size: peer.max_message_size_or_default(),
+            sctp_port: Some(peer.sctp_port_or_default()),
+        },
+        role,
+    ))
+}
+
+/// Our transport for an offer or answer: ICE-UDP, wrapped with our fingerprint when `setup` is
+/// given.
+fn our_transport(
+    creds: &Credentials,
+    cands: Vec<IceUdpCandidate>,
+    certificate: Option<&Certificate>,
+    setup: Option<Setup>,
+    max_message_size: u32,
+) -> Transport {
+    let ice = IceUdpTransport::new(creds, cands);
+    match (certificate, setup) {
+        (Some(cert), Some(setup)) => {
+            let fp = DtlsFingerprint::new(
+                crate::channel::FINGERPRINT_HASH,
+                setup,
+                cert.fingerprint().as_bytes().to_vec(),
+            );
+            let mut t = DataChannelTransport::with_fingerprint(ice, fp);
+            t.max_message_size = Some(max_message_size);
+            Transport::DataChannel(t)
+        }
+        _ => Transport::IceUdp(ice),
+    }
 }
 
 /// A `connect` call waiting for the session that replaces its offer.
@@ -138,6 +213,8 @@ struct Slot {
     offer: Vec<Content>,
     /// Taken over by a `connect` call after a tie-break; not for `next_incoming`.
     claimed: bool,
+    /// Data-channel parameters, once both transports are known (data-channel sessions only).
+    channel: Option<ChannelParams>,
 }
 
 struct State {
@@ -151,6 +228,9 @@ struct State {
 struct Inner {
     state: Mutex<State>,
     config: JingleIceConfig,
+    /// Our DTLS certificate (one per extension); `None` if it could not be made, in which case
+    /// only plain ICE-UDP is offered and accepted.
+    certificate: Option<Certificate>,
     /// STUN and TURN servers for new sessions (replaceable at run time).
     servers: Mutex<(Vec<SocketAddr>, Vec<TurnConfig>)>,
     outgoing: mpsc::Sender<Element>,
@@ -186,6 +266,13 @@ impl JingleIce {
                 replacements: HashMap::new(),
             }),
             servers: Mutex::new((config.stun_servers.clone(), config.turn_servers.clone())),
+            certificate: match Certificate::generate() {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no DTLS certificate: plain ICE-UDP only");
+                    None
+                }
+            },
             config,
             outgoing: out_tx,
             incoming: in_tx,
@@ -266,10 +353,17 @@ impl JingleIce {
             let mut st = self.inner.lock();
             let mut sent = HashSet::new();
             let cands = signal_candidates(&conn, &mut sent);
+            let setup = self.inner.config.data_channels.then_some(Setup::Actpass);
             let content = Content::new(
                 CONTENT_NAME,
                 description.clone(),
-                Transport::IceUdp(IceUdpTransport::new(&creds, cands)),
+                our_transport(
+                    &creds,
+                    cands,
+                    self.inner.certificate.as_ref(),
+                    setup,
+                    self.inner.config.channels.association.max_message_size,
+                ),
             );
             self.inner.directed_presence(&peer);
             let key = st.mgr.initiate(peer, vec![content], Instant::now())?;
@@ -301,6 +395,7 @@ impl JingleIce {
             started,
             established_in: Duration::ZERO,
             stanzas,
+            channels: None,
         };
         match session
             .establish(accepted_rx, self.inner.config.connect_timeout)
@@ -309,6 +404,7 @@ impl JingleIce {
             Ok(()) => {
                 let mut s = session;
                 s.established_in = started.elapsed();
+                s.start_channels().await?;
                 Ok(s)
             }
             Err(JingleIceError::Terminated(r))
@@ -431,7 +527,16 @@ impl Inner {
             }
             SessionEvent::Accepted { key, contents } => {
                 if let Some(slot) = st.slots.get_mut(&key) {
-                    if let Some(t) = our_content(&contents).and_then(Content::ice_udp) {
+                    let content = our_content(&contents);
+                    if let Some(Transport::DataChannel(t)) =
+                        content.and_then(|c| c.transport.as_ref())
+                    {
+                        slot.channel = Some(match t.fingerprint() {
+                            Some(fp) => channel_params(t, Setup::Actpass, fp.setup, true),
+                            None => Err("the answer has no DTLS fingerprint".to_owned()),
+                        });
+                    }
+                    if let Some(t) = content.and_then(Content::ice_udp) {
                         slot.remote(t.clone(), false);
                     }
                     let _ = slot.accepted.send(true);
@@ -510,6 +615,7 @@ impl Slot {
                 stanzas: Arc::new(AtomicU64::new(0)),
                 offer: Vec::new(),
                 claimed: false,
+                channel: None,
             },
             ended_rx,
             accepted_rx,
@@ -760,7 +866,23 @@ impl IncomingSession {
             }
             slot.ice = Some(ice_tx);
             let cands = signal_candidates(&conn, &mut slot.sent);
-            let mut content = our_content(&self.contents).cloned().unwrap_or_else(|| {
+            let offered = our_content(&self.contents);
+            // Answer a data-channel offer in kind (setup from the offer's, RFC 8842 §5.3).
+            let mut setup = None;
+            if let (Some(Transport::DataChannel(t)), Some(_)) = (
+                offered.and_then(|c| c.transport.as_ref()),
+                self.inner.certificate.as_ref(),
+            ) {
+                let offer_setup = t.fingerprint().map_or(Setup::Actpass, |f| f.setup);
+                match offer_setup.answer() {
+                    Ok(answer) => {
+                        setup = Some(answer);
+                        slot.channel = Some(channel_params(t, offer_setup, answer, false));
+                    }
+                    Err(e) => slot.channel = Some(Err(e.to_string())),
+                }
+            }
+            let mut content = offered.cloned().unwrap_or_else(|| {
                 Content::new(
                     CONTENT_NAME,
                     description.clone(),
@@ -768,7 +890,13 @@ impl IncomingSession {
                 )
             });
             content.description = Some(description);
-            content.transport = Some(Transport::IceUdp(IceUdpTransport::new(&creds, cands)));
+            content.transport = Some(our_transport(
+                &creds,
+                cands,
+                self.inner.certificate.as_ref(),
+                setup,
+                self.inner.config.channels.association.max_message_size,
+            ));
             st.mgr.accept(&self.key, vec![content], Instant::now())?;
             self.inner.process(&mut st);
         }
@@ -782,11 +910,13 @@ impl IncomingSession {
             started,
             established_in: Duration::ZERO,
             stanzas: self.stanzas,
+            channels: None,
         };
         session
             .establish(self.accepted, self.inner.config.connect_timeout)
             .await?;
         session.established_in = started.elapsed();
+        session.start_channels().await?;
         Ok(session)
     }
 }
@@ -802,6 +932,7 @@ pub struct JingleSession {
     started: Instant,
     established_in: Duration,
     stanzas: Arc<AtomicU64>,
+    channels: Option<DataChannels>,
 }
 
 impl std::fmt::Debug for JingleSession {
@@ -863,6 +994,69 @@ impl JingleSession {
                 r
             }
         }
+    }
+
+    /// For a data-channel session, runs DTLS (checking the peer's fingerprint) and SCTP over
+    /// the connected ICE pair; ends the session if that fails.
+    async fn start_channels(&mut self) -> Result<(), JingleIceError> {
+        let params = self
+            .inner
+            .lock()
+            .slots
+            .get(&self.key)
+            .and_then(|s| s.channel.clone());
+        let Some(params) = params else {
+            return Ok(());
+        };
+        let (remote, role) = match params {
+            Ok(p) => p,
+            Err(text) => {
+                self.end(Reason::with_text(
+                    ReasonCondition::SecurityError,
+                    text.clone(),
+                ));
+                return Err(JingleIceError::Channel(ChannelError::Dtls(text)));
+            }
+        };
+        let Some(certificate) = self.inner.certificate.clone() else {
+            return Err(JingleIceError::Channel(ChannelError::Closed));
+        };
+        let connect = DataChannels::connect(
+            self.conn.clone(),
+            &certificate,
+            role,
+            remote,
+            self.inner.config.channels.clone(),
+        );
+        let mut ended = self.ended.clone();
+        let outcome = tokio::select! {
+            r = connect => r,
+            _ = ended.wait_for(Option::is_some) => Err(ChannelError::PeerClosed),
+        };
+        match outcome {
+            Ok(channels) => {
+                self.channels = Some(channels);
+                Ok(())
+            }
+            Err(e) => {
+                let condition = match e {
+                    ChannelError::FingerprintMismatch { .. } => ReasonCondition::SecurityError,
+                    _ => ReasonCondition::FailedTransport,
+                };
+                tracing::warn!(key = %self.key, error = %e, "data channels failed");
+                if let Some(reason) = self.end_reason() {
+                    return Err(JingleIceError::Terminated(reason));
+                }
+                self.end(Reason::with_text(condition, e.to_string()));
+                Err(JingleIceError::Channel(e))
+            }
+        }
+    }
+
+    /// The data channels of a `webrtc-datachannel:1` session (DTLS-authenticated SCTP over the
+    /// ICE pair): open channels, accept the peer's. `None` for a plain ICE-UDP session.
+    pub fn data_channels(&self) -> Option<&DataChannels> {
+        self.channels.as_ref()
     }
 
     /// The session (peer full JID and sid).
