@@ -37,9 +37,9 @@ pub const NS_DATA_FORMS: &str = "jabber:x:data";
 /// The `xml:lang` attribute's namespace (XML 1.0 §2.12).
 const NS_XML: &str = "http://www.w3.org/XML/1998/namespace";
 
-/// The features this crate implements and advertises by default. Not listed, on purpose:
-/// `urn:xmpp:jingle:apps:dtls:0` (XEP-0320) and the data-channel transport, not implemented
-/// yet.
+/// The features this crate implements and advertises by default: disco, caps, Jingle with
+/// ICE-UDP (XEP-0176), Conversations' `webrtc-datachannel:1` transport and XEP-0320 DTLS
+/// fingerprints.
 pub const OUR_FEATURES: [&str; 6] = [
     NS_DISCO_INFO,
     NS_CAPS,
@@ -502,7 +502,9 @@ mod tests {
             "http://code.google.com/p/exodus",
         );
         f.remove_feature(NS_JINGLE)
-            .remove_feature(NS_JINGLE_ICE_UDP);
+            .remove_feature(NS_JINGLE_ICE_UDP)
+            .remove_feature(NS_WEBRTC_DATACHANNEL)
+            .remove_feature(NS_DTLS);
         f.add_feature("http://jabber.org/protocol/disco#items")
             .add_feature("http://jabber.org/protocol/muc");
         f
@@ -521,9 +523,11 @@ mod tests {
     }
 
     #[test]
-    fn our_defaults_do_not_claim_dtls() {
+    fn our_defaults_claim_the_data_channel_transport() {
         let f = Features::new(Identity::client_bot("b"), "https://example.org/b");
         assert!(f.contains(NS_JINGLE_ICE_UDP));
-        assert!(!f.contains("urn:xmpp:jingle:apps:dtls:0"));
+        // Conversations offers webrtc-datachannel:1 only to peers that advertise it.
+        assert!(f.contains("urn:xmpp:jingle:transports:webrtc-datachannel:1"));
+        assert!(f.contains("urn:xmpp:jingle:apps:dtls:0"));
     }
 }
