@@ -100,6 +100,22 @@ impl Peer {
         }
     }
 
+    /// Reads up to `DONE` (an `ERROR` fails), then returns the first line starting with each of
+    /// `prefixes`, whatever order they came in.
+    fn until_done(&mut self, prefixes: &[&str]) -> Vec<String> {
+        self.expect("DONE");
+        prefixes
+            .iter()
+            .map(|p| {
+                self.all
+                    .iter()
+                    .find(|l| l.starts_with(p))
+                    .cloned()
+                    .unwrap_or_else(|| panic!("{}: no {p:?} line in {:?}", self.name, self.all))
+            })
+            .collect()
+    }
+
     /// Waits for `ERROR`, returning it.
     fn expect_error(&mut self) -> String {
         loop {
@@ -232,17 +248,17 @@ fn run(lab: &Lab, we: WeAre, turn: bool, wrong_fingerprint: bool) -> Option<Run>
         them.finish();
         return None;
     }
-    let selected = us.expect("SELECTED ");
-    let handshake = us.expect("HANDSHAKE ");
-    us.expect("CHANNEL test xmpp-jingle");
-    them.expect("CHANNEL test xmpp-jingle");
-    let sent = us.expect("SENT ");
-    let received = us.expect("RECEIVED ");
+    let ours = us.until_done(&[
+        "SELECTED ",
+        "HANDSHAKE ",
+        "CHANNEL test xmpp-jingle",
+        "SENT ",
+        "RECEIVED ",
+    ]);
+    let theirs = them.until_done(&["CHANNEL test xmpp-jingle", "SENT ", "RECEIVED "]);
+    let (selected, handshake, sent, received) = (&ours[0], &ours[1], &ours[3], &ours[4]);
     assert!(received.ends_with(" ok"), "{received}");
-    them.expect("RECEIVED ");
-    them.expect("SENT ");
-    us.expect("DONE");
-    them.expect("DONE");
+    assert!(theirs[2].ends_with(" ok"), "{}", theirs[2]);
     let word = |line: &str, i: usize| -> u64 {
         line.split_whitespace()
             .nth(i)
