@@ -87,10 +87,11 @@ fn flip_fingerprints(mut el: Element) -> Element {
     fn walk(el: &mut Element) {
         if el.name() == "fingerprint" && el.ns() == "urn:xmpp:jingle:apps:dtls:0" {
             let text = el.text();
+            let rest = text.get(2..).unwrap_or_default();
             let flipped = if text.starts_with("00") {
-                format!("FF{}", &text[2..])
+                format!("FF{rest}")
             } else {
-                format!("00{}", &text[2..])
+                format!("00{rest}")
             };
             el.take_nodes();
             el.append_text(flipped);

@@ -861,11 +861,12 @@ impl Association {
 
     fn sctp_input(&mut self, now: Instant, packet: Bytes) {
         match self.endpoint.handle(now, SCTP_PEER, None, None, packet) {
-            Some((handle, DatagramEvent::NewAssociation(assoc))) => {
-                if self.sctp.is_none() {
-                    self.sctp = Some((handle, assoc));
-                }
+            // A second association (an INIT crossing ours) is dropped unanswered: the peer
+            // completes the one we opened (RFC 9260 §5.2.1 collision handling on its side).
+            Some((handle, DatagramEvent::NewAssociation(assoc))) if self.sctp.is_none() => {
+                self.sctp = Some((handle, assoc));
             }
+            Some((_, DatagramEvent::NewAssociation(_))) => {}
             Some((handle, DatagramEvent::AssociationEvent(event))) => {
                 if let Some((h, assoc)) = &mut self.sctp {
                     if *h == handle {
@@ -891,11 +892,9 @@ impl Association {
             }
             while let Some(ev) = sctp.poll() {
                 match ev {
-                    SctpEvent::Connected => {
-                        if !self.sctp_connected {
-                            self.sctp_connected = true;
-                            self.events.push_back(Event::Connected);
-                        }
+                    SctpEvent::Connected if !self.sctp_connected => {
+                        self.sctp_connected = true;
+                        self.events.push_back(Event::Connected);
                     }
                     SctpEvent::HandshakeFailed { reason } => {
                         lost = Some(ChannelError::Sctp(reason.to_string()));

@@ -700,7 +700,7 @@ fn validate(kind: u16, value: &[u8]) -> Result<(), DecodeError> {
             text(kind, reason, MAX_TEXT_LEN)
         }
         attr::UNKNOWN_ATTRIBUTES => {
-            if len % 2 == 0 {
+            if len.is_multiple_of(2) {
                 Ok(())
             } else {
                 Err(DecodeError::BadAttributeLength { kind, len })
