@@ -319,9 +319,21 @@ async fn run(o: Options) -> Result<(), BoxError> {
     let mut buf = vec![0u8; 65_536];
     let mut want = Vec::with_capacity(65_536);
     while got < expect {
-        let n = theirs.read(&mut buf).await?;
+        let n = theirs.read(&mut buf).await.map_err(|e| {
+            format!(
+                "reading the peer's channel after {got} bytes: {e} (ICE {:?}, {:?})",
+                ice.state(),
+                channels.info().stats
+            )
+        })?;
         if n == 0 {
-            return Err(format!("peer's channel ended after {got} of {expect} bytes").into());
+            return Err(format!(
+                "peer's channel ended after {got} of {expect} bytes (association: {:?}, ICE {:?}, {:?})",
+                channels.closed_reason(),
+                ice.state(),
+                channels.info().stats
+            )
+            .into());
         }
         pattern_at(&table, got, &mut want, n);
         if buf[..n] != want[..] {

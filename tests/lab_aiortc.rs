@@ -102,8 +102,20 @@ impl Peer {
 
     /// Reads up to `DONE` (an `ERROR` fails), then returns the first line starting with each of
     /// `prefixes`, whatever order they came in.
-    fn until_done(&mut self, prefixes: &[&str]) -> Vec<String> {
-        self.expect("DONE");
+    fn until_done(&mut self, prefixes: &[&str], other: &mut Peer) -> Vec<String> {
+        if let Err(e) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.expect("DONE");
+        })) {
+            // Show what the other side saw before failing.
+            while let Ok(line) = other.lines.recv_timeout(Duration::from_secs(5)) {
+                eprintln!(
+                    "[{}] {}",
+                    other.name,
+                    line.chars().take(300).collect::<String>()
+                );
+            }
+            std::panic::resume_unwind(e);
+        }
         prefixes
             .iter()
             .map(|p| {
@@ -249,14 +261,17 @@ fn run(lab: &Lab, we: WeAre, turn: bool, wrong_fingerprint: bool) -> Option<Run>
         return None;
     }
     // aiortc first: if either side fails, aiortc's view of it is printed before ours.
-    let theirs = them.until_done(&["CHANNEL test xmpp-jingle", "SENT ", "RECEIVED "]);
-    let ours = us.until_done(&[
-        "SELECTED ",
-        "HANDSHAKE ",
-        "CHANNEL test xmpp-jingle",
-        "SENT ",
-        "RECEIVED ",
-    ]);
+    let theirs = them.until_done(&["CHANNEL test xmpp-jingle", "SENT ", "RECEIVED "], &mut us);
+    let ours = us.until_done(
+        &[
+            "SELECTED ",
+            "HANDSHAKE ",
+            "CHANNEL test xmpp-jingle",
+            "SENT ",
+            "RECEIVED ",
+        ],
+        &mut them,
+    );
     let (selected, handshake, sent, received) = (&ours[0], &ours[1], &ours[3], &ours[4]);
     assert!(received.ends_with(" ok"), "{received}");
     assert!(theirs[2].ends_with(" ok"), "{}", theirs[2]);
