@@ -479,17 +479,24 @@ fn disco_info_query_is_answered_with_our_features() {
         .collect();
     assert_eq!(
         vars,
-        vec![NS_DISCO_INFO, NS_CAPS, NS_JINGLE, NS_JINGLE_ICE_UDP]
-            .into_iter()
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect::<Vec<_>>()
+        vec![
+            NS_DISCO_INFO,
+            NS_CAPS,
+            NS_JINGLE,
+            NS_JINGLE_ICE_UDP,
+            "urn:xmpp:jingle:transports:webrtc-datachannel:1",
+            "urn:xmpp:jingle:apps:dtls:0",
+        ]
+        .into_iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect::<Vec<_>>()
     );
-    assert!(!vars.contains(&"urn:xmpp:jingle:apps:dtls:0"));
 
     // Our own answer reads back as a peer that supports Jingle ICE-UDP, and its caps match.
     let peer = parse_info_result(&reply).unwrap();
     assert!(peer.supports_jingle_ice_udp());
+    assert!(peer.supports_webrtc_datachannel());
     assert!(peer.matches_caps_ver(&f.caps_ver()));
 }
 
@@ -500,7 +507,7 @@ fn features_are_extensible_and_change_the_caps() {
     f.add_feature("urn:xmpp:jingle:apps:file-transfer:5");
     f.add_feature("urn:xmpp:jingle:apps:file-transfer:5");
     assert!(f.contains("urn:xmpp:jingle:apps:file-transfer:5"));
-    assert_eq!(f.features().count(), 5);
+    assert_eq!(f.features().count(), 7);
     assert_ne!(f.caps_ver(), before);
     let reply = answer_info_query(&disco_get(None), &f).unwrap();
     let peer = parse_info_result(&reply).unwrap();
@@ -611,7 +618,9 @@ fn xep_0115_simple_example_vector() {
         "http://code.google.com/p/exodus",
     );
     f.remove_feature(NS_JINGLE)
-        .remove_feature(NS_JINGLE_ICE_UDP);
+        .remove_feature(NS_JINGLE_ICE_UDP)
+        .remove_feature("urn:xmpp:jingle:transports:webrtc-datachannel:1")
+        .remove_feature("urn:xmpp:jingle:apps:dtls:0");
     f.add_feature("http://jabber.org/protocol/disco#items")
         .add_feature("http://jabber.org/protocol/muc");
     assert_eq!(f.caps_ver(), "QgayPKawpkPSDYmwT/WM94uAlu0=");
