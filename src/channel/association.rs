@@ -44,6 +44,10 @@ const SCTP_OVERHEAD: usize = 40;
 /// Placeholder address for the SCTP endpoint: SCTP over DTLS has no addresses of its own
 /// (RFC 8261 §5), but `sctp-proto` keys associations by one.
 const SCTP_PEER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED), 5000);
+/// Length of the SCTP common header; the first chunk's type follows (RFC 9260 §3.1).
+const SCTP_COMMON_HEADER_LEN: usize = 12;
+/// Chunk type of SHUTDOWN COMPLETE (RFC 9260 §3.2).
+const CHUNK_SHUTDOWN_COMPLETE: u8 = 14;
 /// How long a graceful close may take before the association is dropped anyway.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
@@ -266,6 +270,7 @@ pub struct Association {
     closed: Option<ChannelError>,
     closing_since: Option<Instant>,
     shutdown_started: bool,
+    shutdown_complete_sent: bool,
     buf: Vec<u8>,
     stats: AssociationStats,
     now: Instant,
@@ -340,6 +345,7 @@ impl Association {
             closed: None,
             closing_since: None,
             shutdown_started: false,
+            shutdown_complete_sent: false,
             buf: vec![0; 2048],
             stats: AssociationStats::default(),
             now,
@@ -983,7 +989,11 @@ impl Association {
                 self.fail(e);
                 return;
             }
-            if self.sctp.as_ref().is_some_and(|(_, a)| a.is_closed()) {
+            // sctp-proto never moves the SHUTDOWN initiator to Closed after it sends
+            // SHUTDOWN COMPLETE, so that packet going out marks the end.
+            let done = self.shutdown_complete_sent
+                || self.sctp.as_ref().is_some_and(|(_, a)| a.is_closed());
+            if done {
                 self.finish_close();
             }
         }
@@ -997,6 +1007,9 @@ impl Association {
         while let Some(t) = sctp.poll_transmit(now) {
             if let Payload::RawEncode(packets) = t.payload {
                 for p in packets {
+                    if p.get(SCTP_COMMON_HEADER_LEN) == Some(&CHUNK_SHUTDOWN_COMPLETE) {
+                        self.shutdown_complete_sent = true;
+                    }
                     self.dtls.send_application_data(&p).map_err(dtls_error)?;
                     drain_packets(
                         &mut self.dtls,

@@ -360,6 +360,7 @@ fn graceful_close_reaches_the_peer() {
     p.a.send(id, &[5; 50_000], true).unwrap();
     let now = p.now;
     p.a.close(now);
+    let closing_at = now;
     let mut got = Vec::new();
     p.run_until(Duration::from_secs(10), |p| {
         Pair::drain_messages(&mut p.b, id, &mut got);
@@ -367,6 +368,13 @@ fn graceful_close_reaches_the_peer() {
             && p.events_b.iter().any(|e| matches!(e, Event::Closed(_)))
     });
     assert_eq!(got.len(), 1, "data queued before close is delivered");
+    // Known limit (see the session note): the SHUTDOWN handshake does not complete inside
+    // sctp-proto here, so the close ends at the grace period (5 s); it must not take longer.
+    let took = p.now - closing_at;
+    assert!(
+        took <= Duration::from_millis(5_100),
+        "graceful close took {took:?}"
+    );
     assert!(p.events_a.contains(&Event::Closed(ChannelError::Closed)));
     assert!(p
         .events_b
