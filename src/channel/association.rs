@@ -634,11 +634,7 @@ impl Association {
         } else {
             return;
         }
-        if let Some((_, sctp)) = &mut self.sctp {
-            if let Ok(mut s) = sctp.stream(id) {
-                let _ = s.close();
-            }
-        }
+        self.reset_sctp_stream(id);
         let now = self.now;
         self.pump(now);
     }
@@ -773,11 +769,7 @@ impl Association {
         if let Some(c) = self.channels.get_mut(&id) {
             c.state = ChannelState::Closing;
         }
-        if let Some((_, sctp)) = &mut self.sctp {
-            if let Ok(mut s) = sctp.stream(id) {
-                let _ = s.close();
-            }
-        }
+        self.reset_sctp_stream(id);
     }
 
     /// Drains DTLS output: datagrams to send, the peer's certificate, plaintext for SCTP.
@@ -961,11 +953,7 @@ impl Association {
                         self.events.push_back(Event::ChannelClosed { id });
                     }
                     // The peer reset its side: reset ours too (RFC 8831 §6.7).
-                    if let Some((_, sctp)) = &mut self.sctp {
-                        if let Ok(mut s) = sctp.stream(id) {
-                            let _ = s.close();
-                        }
-                    }
+                    self.reset_sctp_stream(id);
                 }
                 _ => {}
             }
@@ -1024,13 +1012,18 @@ impl Association {
         Ok(())
     }
 
-    fn reset_stream_untracked(&mut self, id: ChannelId) {
-        self.stats.dcep_errors += 1;
+    /// Resets the SCTP stream `id` in both directions (RFC 8831 §6.7, RFC 6525), if it exists.
+    fn reset_sctp_stream(&mut self, id: ChannelId) {
         if let Some((_, sctp)) = &mut self.sctp {
             if let Ok(mut s) = sctp.stream(id) {
                 let _ = s.close();
             }
         }
+    }
+
+    fn reset_stream_untracked(&mut self, id: ChannelId) {
+        self.stats.dcep_errors += 1;
+        self.reset_sctp_stream(id);
     }
 
     fn finish_close(&mut self) {
