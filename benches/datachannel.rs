@@ -1046,6 +1046,18 @@ async fn loopback_throughput(total: usize, config: DataChannelsConfig) -> Result
     if got != total {
         return Err(format!("received {got} of {total} bytes"));
     }
+    if std::env::var("DC_BENCH_TRACE").is_ok() {
+        let (sa, sb) = (a.info().stats, b.info().stats);
+        eprintln!(
+            "loopback {:.1} MB/s: A sent {} datagrams, t3 {} fast {} sacks {}; B got {} DATA",
+            total as f64 / (done - start).as_secs_f64() / 1e6,
+            sa.datagrams_sent,
+            sa.sctp_t3_timeouts,
+            sa.sctp_fast_retransmits,
+            sa.sctp_sacks_received,
+            sb.sctp_data_chunks_received
+        );
+    }
     // Dropped, not closed: a graceful close takes seconds (see the simulator's close column).
     drop((a, b));
     Ok(total as f64 / (done - start).as_secs_f64())

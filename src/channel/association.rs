@@ -5,7 +5,9 @@
 //! The caller feeds datagrams that arrived on the ICE pair ([`Association::handle_datagram`])
 //! and the time ([`Association::handle_timeout`]), and takes out datagrams to send
 //! ([`Association::poll_transmit`]), the next wake-up ([`Association::poll_timeout`]) and what
-//! happened ([`Association::poll_event`]). Nothing here touches a socket or a clock.
+//! happened ([`Association::poll_event`]). Nothing here touches a socket or a clock. Input is
+//! worked through when the caller polls, so a burst of datagrams fed in a row costs one pass of
+//! the SCTP machinery: feed all that has arrived, then poll.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -80,6 +82,13 @@ pub struct AssociationConfig {
     pub dtls_initial_rto: Duration,
     /// Our SCTP port (`sctp-port`).
     pub sctp_port: u16,
+    /// SCTP's lowest retransmission timeout (RTO.Min, RFC 9260 §6.3.1). RFC 9260 suggests 1 s;
+    /// WebRTC stacks use about 200 ms, since one loss on a short path would otherwise stall
+    /// the association for a second.
+    pub sctp_rto_min: Duration,
+    /// SCTP's retransmission timeout before the first measurement (RTO.Initial, RFC 9260
+    /// §16: 1 s).
+    pub sctp_rto_initial: Duration,
 }
 
 impl Default for AssociationConfig {
@@ -93,6 +102,8 @@ impl Default for AssociationConfig {
             handshake_timeout: Duration::from_secs(30),
             dtls_initial_rto: Duration::from_millis(500),
             sctp_port: DEFAULT_SCTP_PORT,
+            sctp_rto_min: Duration::from_millis(200),
+            sctp_rto_initial: Duration::from_secs(1),
         }
     }
 }
@@ -230,6 +241,14 @@ pub struct AssociationStats {
     pub messages_sent: u64,
     /// DTLS datagrams we sent before the handshake completed.
     pub handshake_datagrams_sent: u64,
+    /// SCTP retransmission timeouts (RFC 9260 §6.3.3): each one a stall of at least RTO.
+    pub sctp_t3_timeouts: u64,
+    /// SCTP fast retransmissions (RFC 9260 §7.2.4): losses repaired without a stall.
+    pub sctp_fast_retransmits: u64,
+    /// SCTP DATA chunks received.
+    pub sctp_data_chunks_received: u64,
+    /// SCTP SACK chunks received.
+    pub sctp_sacks_received: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,6 +288,8 @@ pub struct Association {
     events: VecDeque<Event>,
     closed: Option<ChannelError>,
     closing_since: Option<Instant>,
+    /// Input arrived that SCTP has not been pumped for yet (see [`Association::settle`]).
+    dirty: bool,
     shutdown_started: bool,
     shutdown_complete_sent: bool,
     buf: Vec<u8>,
@@ -344,6 +365,7 @@ impl Association {
             events: VecDeque::new(),
             closed: None,
             closing_since: None,
+            dirty: false,
             shutdown_started: false,
             shutdown_complete_sent: false,
             buf: vec![0; 2048],
@@ -381,7 +403,15 @@ impl Association {
 
     /// Counters.
     pub fn stats(&self) -> AssociationStats {
-        self.stats.clone()
+        let mut stats = self.stats.clone();
+        if let Some((_, sctp)) = &self.sctp {
+            let mut s = sctp.stats();
+            stats.sctp_t3_timeouts = s.get_num_t3timeouts();
+            stats.sctp_fast_retransmits = s.get_num_fast_retrans();
+            stats.sctp_data_chunks_received = s.get_num_datas();
+            stats.sctp_sacks_received = s.get_num_sacks();
+        }
+        stats
     }
 
     /// The SCTP round-trip time estimate, once measured.
@@ -412,7 +442,7 @@ impl Association {
             return;
         }
         self.drain_dtls(now);
-        self.pump(now);
+        self.dirty = true;
     }
 
     /// Time passed: DTLS and SCTP retransmissions, timeouts.
@@ -428,10 +458,12 @@ impl Association {
                 return;
             }
             self.drain_dtls(now);
+            self.dirty = true;
         }
         if let Some((_, sctp)) = &mut self.sctp {
             if sctp.poll_timeout().is_some_and(|t| t <= now) {
                 sctp.handle_timeout(now);
+                self.dirty = true;
             }
         }
         if self
@@ -439,15 +471,17 @@ impl Association {
             .is_some_and(|t| now.saturating_duration_since(t) >= CLOSE_GRACE)
         {
             self.finish_close();
-            return;
         }
-        self.pump(now);
     }
 
     /// When to call [`Association::handle_timeout`] next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.closed.is_some() {
             return None;
+        }
+        if self.dirty {
+            // Input not yet worked through: poll again now.
+            return Some(self.now);
         }
         let sctp = self.sctp.as_ref().and_then(|(_, a)| a.poll_timeout());
         let grace = self.closing_since.map(|t| t + CLOSE_GRACE);
@@ -456,12 +490,25 @@ impl Association {
 
     /// The next datagram to send on the ICE pair.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.settle();
         self.transmits.pop_front()
     }
 
     /// The next event.
     pub fn poll_event(&mut self) -> Option<Event> {
+        self.settle();
         self.events.pop_front()
+    }
+
+    /// Runs the SCTP machinery once for all the input since the last poll. sctp-proto's
+    /// transmit path walks its whole flight on every call, so input is batched: a burst of
+    /// datagrams (or of writes) costs one walk, not one per datagram.
+    fn settle(&mut self) {
+        if self.dirty {
+            self.dirty = false;
+            let now = self.now;
+            self.pump(now);
+        }
     }
 
     /// Opens a channel (RFC 8832 §6): its `DATA_CHANNEL_OPEN` goes out at once, and data may
@@ -495,8 +542,7 @@ impl Association {
                 early: None,
             },
         );
-        let now = self.now;
-        self.pump(now);
+        self.dirty = true;
         Ok(id)
     }
 
@@ -547,8 +593,7 @@ impl Association {
             .write_with_ppi(payload, ppid)
             .map_err(|e| ChannelError::Sctp(e.to_string()))?;
         self.stats.messages_sent += 1;
-        let now = self.now;
-        self.pump(now);
+        self.dirty = true;
         Ok(())
     }
 
@@ -617,8 +662,8 @@ impl Association {
                 _ => true,
             };
             self.stats.messages_received += 1;
-            let now = self.now;
-            self.pump(now);
+            // Reading opened the receive window: the next poll sends the update.
+            self.dirty = true;
             return Ok(Some(Message { data, binary }));
         }
     }
@@ -635,8 +680,7 @@ impl Association {
             return;
         }
         self.reset_sctp_stream(id);
-        let now = self.now;
-        self.pump(now);
+        self.dirty = true;
     }
 
     /// Closes the association gracefully: SCTP SHUTDOWN once the data in flight is
@@ -652,7 +696,7 @@ impl Association {
             self.finish_close();
             return;
         }
-        self.pump(now);
+        self.dirty = true;
     }
 
     /// Starts the SCTP SHUTDOWN once every channel's queued data is acknowledged (SHUTDOWN
@@ -830,7 +874,7 @@ impl Association {
             }
             self.dtls_connected = true;
             if self.role == DtlsRole::Client {
-                self.start_sctp_client(now);
+                self.start_sctp_client();
             }
         }
         // Plaintext before the peer is authenticated is never passed on.
@@ -844,14 +888,14 @@ impl Association {
         }
     }
 
-    fn start_sctp_client(&mut self, now: Instant) {
+    fn start_sctp_client(&mut self) {
         let transport = transport_config(&self.config, &self.remote);
         let mut client = ClientConfig::new();
         client.transport = Arc::new(transport);
         match self.endpoint.connect(client, SCTP_PEER) {
             Ok((handle, assoc)) => {
                 self.sctp = Some((handle, assoc));
-                self.pump(now);
+                self.dirty = true;
             }
             Err(e) => self.fail(ChannelError::Sctp(e.to_string())),
         }
@@ -886,6 +930,12 @@ impl Association {
         let mut stream_events = Vec::new();
         if let Some((handle, sctp)) = &mut self.sctp {
             while let Some(ev) = sctp.poll_endpoint_event() {
+                // sctp-proto announces "drained" when SHUTDOWN starts, and the endpoint then
+                // forgets the association: the peer's SHUTDOWN ACK would find nobody and the
+                // close could only end at the grace period. The endpoint goes with us anyway.
+                if ev.is_drained() {
+                    continue;
+                }
                 let _ = self.endpoint.handle_event(*handle, ev);
             }
             while let Some(ev) = sctp.poll() {
@@ -1092,8 +1142,14 @@ fn transport_config(config: &AssociationConfig, remote: &RemoteParameters) -> Tr
         })
         .with_max_init_retransmits(None)
         .with_max_data_retransmits(None)
+        .with_rto_min_ms(millis(config.sctp_rto_min))
+        .with_rto_initial_ms(millis(config.sctp_rto_initial).max(millis(config.sctp_rto_min)))
         .with_local_port(config.sctp_port)
         .with_remote_port(remote.sctp_port.unwrap_or(DEFAULT_SCTP_PORT))
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 fn apply_reliability(

@@ -465,6 +465,7 @@ async fn bind_one(address: &LocalAddress, range: Option<(u16, u16)>) -> Result<U
         let addr = at(0);
         return UdpSocket::bind(addr)
             .await
+            .map(with_large_buffers)
             .map_err(|source| Error::Bind { addr, source });
     };
     let span = u32::from(last) - u32::from(first) + 1;
@@ -476,7 +477,7 @@ async fn bind_one(address: &LocalAddress, range: Option<(u16, u16)>) -> Result<U
             continue;
         };
         match UdpSocket::bind(at(port)).await {
-            Ok(socket) => return Ok(socket),
+            Ok(socket) => return Ok(with_large_buffers(socket)),
             Err(e) => last_error = Some(e),
         }
     }
@@ -485,6 +486,24 @@ async fn bind_one(address: &LocalAddress, range: Option<(u16, u16)>) -> Result<U
         source: last_error
             .unwrap_or_else(|| io::Error::new(io::ErrorKind::AddrInUse, "port range exhausted")),
     })
+}
+
+/// Socket buffer size asked for each ICE socket, both ways. The kernel's default (about
+/// 200 KiB on Linux) overflows during a burst at loopback or LAN speed, and every overflow is a
+/// loss the protocol above must retransmit; the kernel caps the request at
+/// `net.core.rmem_max` / `wmem_max`.
+pub const SOCKET_BUFFER: usize = 4 << 20;
+
+/// Asks for [`SOCKET_BUFFER`]-sized buffers; a refusal keeps the kernel's default.
+fn with_large_buffers(socket: UdpSocket) -> UdpSocket {
+    let s = socket2::SockRef::from(&socket);
+    if let Err(e) = s.set_recv_buffer_size(SOCKET_BUFFER) {
+        tracing::debug!(error = %e, "SO_RCVBUF not raised");
+    }
+    if let Err(e) = s.set_send_buffer_size(SOCKET_BUFFER) {
+        tracing::debug!(error = %e, "SO_SNDBUF not raised");
+    }
+    socket
 }
 
 /// A running ICE connection: the handle to an [`Agent`] driven over real UDP sockets by a
@@ -603,6 +622,12 @@ impl IceConnection {
     /// closed.
     pub async fn recv(&self) -> Option<Datagram> {
         self.datagrams.lock().await.recv().await
+    }
+
+    /// A datagram that has already arrived, without waiting: `None` when there is none (or
+    /// another task is receiving). Lets a reader take a whole burst at once.
+    pub fn try_recv(&self) -> Option<Datagram> {
+        self.datagrams.try_lock().ok()?.try_recv().ok()
     }
 
     /// Sends a datagram to the peer on `component`'s pair: the selected pair, or a working

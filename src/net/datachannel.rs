@@ -27,6 +27,9 @@ use crate::net::IceConnection;
 
 /// The ICE component data channels use (a single-component stream, RFC 8842 §4 bundle).
 const COMPONENT: u16 = 1;
+/// Most datagrams taken from the ICE connection before the association is polled (bounds the
+/// time the association lock is held and the transmits queued in one go).
+const RECEIVE_BURST: usize = 64;
 
 /// Settings of [`DataChannels`].
 #[derive(Debug, Clone)]
@@ -287,9 +290,18 @@ async fn drive(
                     shared.assoc().abort(ChannelError::Closed);
                     break;
                 };
-                if d.data.first().is_some_and(|b| DTLS_FIRST_BYTES.contains(b)) {
-                    let mut assoc = shared.assoc();
-                    assoc.handle_datagram(Instant::now(), &d.data);
+                // Take the whole burst that has arrived: the association works through it
+                // in one pass when polled below.
+                let now = Instant::now();
+                let mut assoc = shared.assoc();
+                let mut next = Some(d);
+                let mut taken = 0;
+                while let Some(d) = next {
+                    if d.data.first().is_some_and(|b| DTLS_FIRST_BYTES.contains(b)) {
+                        assoc.handle_datagram(now, &d.data);
+                    }
+                    taken += 1;
+                    next = if taken < RECEIVE_BURST { ice.try_recv() } else { None };
                 }
             }
             _ = shared.kick.notified() => {}
