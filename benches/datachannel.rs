@@ -1058,7 +1058,7 @@ async fn loopback_throughput(total: usize, config: DataChannelsConfig) -> Result
             sb.sctp_data_chunks_received
         );
     }
-    // Dropped, not closed: a graceful close takes seconds (see the simulator's close column).
+    // Dropped, not closed: the close is timed in the simulator (its close column).
     drop((a, b));
     Ok(total as f64 / (done - start).as_secs_f64())
 }
@@ -1191,8 +1191,8 @@ fn part_loopback(sizes: &Sizes) {
         }
     };
     // Throughput: raw UDP and ours interleaved, medians.
-    // Besides the defaults, small windows: sctp-proto's per-packet work grows with the data in
-    // flight (see the note printed below), and loopback needs little of it.
+    // Besides the defaults, small windows: loopback needs little data in flight, and a small
+    // receive window exercises the window updates (vendor/sctp-proto/PATCHES.md).
     let small = {
         let mut c = DataChannelsConfig::default();
         c.association.send_buffer = SMALL_WINDOW;

@@ -16,6 +16,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+/// Applications over the channel: XEP-0234 file transfer.
+pub mod apps;
 pub mod channel;
 pub mod ice;
 pub mod jingle;
