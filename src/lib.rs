@@ -16,6 +16,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+/// Jingle applications: XEP-0234 file-transfer descriptions, hashes, ranges and session-info payloads.
+pub mod apps;
 pub mod channel;
 pub mod ice;
 pub mod jingle;
