@@ -16,7 +16,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-/// Applications over the channel: XEP-0234 file transfer.
+/// Applications over the channel: XEP-0234 file transfer (elements, safe names, storage, transfer).
 pub mod apps;
 pub mod channel;
 pub mod ice;
