@@ -3,83 +3,16 @@
 //! ICE over 127.0.0.1, data checked both ways. The same extension against the real Prosody
 //! and NATs is `tests/lab_jingle.rs`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use jid::FullJid;
-use jingle_ice::ice::Role;
 use jingle_ice::jingle::{Reason, ReasonCondition};
-use jingle_ice::net::IceConnection;
-use jingle_ice::xmpp::{JingleIce, JingleIceConfig};
 use minidom::Element;
 
+mod jingle_wire;
+
+use jingle_wire::{dc_config, pair, unwired, wire, wire_with};
+
 const APP_NS: &str = "urn:example:test-app:0";
-
-/// Plain ICE-UDP sessions (the datagram tests below read the ICE connection directly).
-fn config() -> JingleIceConfig {
-    JingleIceConfig {
-        data_channels: false,
-        ..dc_config()
-    }
-}
-
-/// Sessions with the `webrtc-datachannel:1` transport (the default).
-fn dc_config() -> JingleIceConfig {
-    JingleIceConfig {
-        builder: Arc::new(|role: Role| {
-            IceConnection::builder(role)
-                .include_loopback(true)
-                .allow_address("127.0.0.1".parse().unwrap())
-        }),
-        ..JingleIceConfig::default()
-    }
-}
-
-fn stamp(mut stanza: Element, from: &FullJid) -> Element {
-    stanza.set_attr(
-        minidom::rxml::Namespace::NONE,
-        minidom::rxml::NcName::try_from("from").unwrap(),
-        from.as_str(),
-    );
-    stanza
-}
-
-/// Carries every stanza one extension emits to the other.
-fn wire(a: Arc<JingleIce>, b: Arc<JingleIce>) {
-    wire_with(a, b, |s| s);
-}
-
-/// Carries stanzas, passing each through `tamper` first.
-fn wire_with(a: Arc<JingleIce>, b: Arc<JingleIce>, tamper: fn(Element) -> Element) {
-    for (src, dst) in [(a.clone(), b.clone()), (b, a)] {
-        tokio::spawn(async move {
-            let from = src.local_jid();
-            while let Some(s) = src.next_outgoing().await {
-                let s = tamper(stamp(s, &from));
-                let taken = dst.handle_stanza(&s);
-                assert!(taken || s.name() == "presence", "stanza not taken: {s:?}");
-            }
-        });
-    }
-}
-
-fn pair() -> (Arc<JingleIce>, Arc<JingleIce>) {
-    let (a, b) = unwired(config());
-    wire(a.clone(), b.clone());
-    (a, b)
-}
-
-fn unwired(config: JingleIceConfig) -> (Arc<JingleIce>, Arc<JingleIce>) {
-    let a = Arc::new(JingleIce::new(
-        FullJid::new("alice@example.test/a").unwrap(),
-        config.clone(),
-    ));
-    let b = Arc::new(JingleIce::new(
-        FullJid::new("bob@example.test/b").unwrap(),
-        config,
-    ));
-    (a, b)
-}
 
 /// Flips the first hex digit pair of every DTLS fingerprint in a stanza (a peer lying about
 /// its certificate, or a server tampering with the signalling).

@@ -90,7 +90,8 @@ pub struct FileSink {
     part: PathBuf,
     file: Option<tokio::fs::File>,
     announced: u64,
-    expected_sha256: Option<[u8; 32]>,
+    /// Every SHA-256 the peer announced (offer, `<checksum/>`): the content must match all.
+    expected_sha256: Vec<[u8; 32]>,
     written: u64,
     hasher: Sha256,
     done: bool,
@@ -177,7 +178,7 @@ impl FileSink {
             part,
             file: None,
             announced: size,
-            expected_sha256: sha256,
+            expected_sha256: sha256.into_iter().collect(),
             written: 0,
             hasher: Sha256::new(),
             done: false,
@@ -204,9 +205,17 @@ impl FileSink {
         self.announced
     }
 
-    /// Sets the SHA-256 announced late (XEP-0234 §8.1 `<checksum/>` in `session-info`).
+    /// Whether a SHA-256 to check against is known.
+    pub fn has_expected_sha256(&self) -> bool {
+        !self.expected_sha256.is_empty()
+    }
+
+    /// Adds a SHA-256 announced late (XEP-0234 §8.2 `<checksum/>` in `session-info`). The
+    /// content must match every hash announced: one that contradicts the offer's fails.
     pub fn set_expected_sha256(&mut self, sha256: [u8; 32]) {
-        self.expected_sha256 = Some(sha256);
+        if !self.expected_sha256.contains(&sha256) {
+            self.expected_sha256.push(sha256);
+        }
     }
 
     /// Appends received bytes. More than announced is an error and nothing of it is written.
@@ -245,13 +254,11 @@ impl FileSink {
             });
         }
         let sha256: [u8; 32] = self.hasher.clone().finalize().into();
-        if let Some(expected) = self.expected_sha256 {
-            if expected != sha256 {
-                return Err(SinkError::HashMismatch {
-                    announced: hex(&expected),
-                    got: hex(&sha256),
-                });
-            }
+        if let Some(expected) = self.expected_sha256.iter().find(|e| **e != sha256) {
+            return Err(SinkError::HashMismatch {
+                announced: hex(expected),
+                got: hex(&sha256),
+            });
         }
         if let Some(mut file) = self.file.take() {
             file.flush().await?;
@@ -263,7 +270,7 @@ impl FileSink {
             path,
             size: self.written,
             sha256,
-            verified: self.expected_sha256.is_some(),
+            verified: !self.expected_sha256.is_empty(),
         })
     }
 
@@ -457,6 +464,16 @@ mod tests {
             .unwrap();
         sink.write(b"abc").await.unwrap();
         sink.set_expected_sha256(sha(b"abd"));
+        assert!(matches!(
+            sink.finish().await,
+            Err(SinkError::HashMismatch { .. })
+        ));
+        // Offer and checksum disagree: whichever the content matches, it fails.
+        let mut sink = FileSink::create(config(&d), "two.txt", 3, Some(sha(b"abc")))
+            .await
+            .unwrap();
+        sink.write(b"abc").await.unwrap();
+        sink.set_expected_sha256(sha(b"xyz"));
         assert!(matches!(
             sink.finish().await,
             Err(SinkError::HashMismatch { .. })

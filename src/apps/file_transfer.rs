@@ -1,0 +1,553 @@
+//! Sending and receiving a file over a Jingle session (XEP-0234 over the `webrtc-datachannel:1`
+//! transport, the flow Conversations uses; `xep/webrtc-datachannel.md` facts 16–22,
+//! `xep/0234.md`).
+//!
+//! The sender offers the file with its name, size, media type, date, description and SHA-256
+//! (XEP-0300), opens its data channel once the session is up, writes exactly `size` bytes,
+//! sends `session-info` `<checksum/>`, and waits for the receiver's `<received/>` and
+//! `session-terminate` `<success/>`. The receiver checks the offer, stores the bytes through a
+//! [`FileSink`] (temporary file, size and hash verified, final name only when complete), then
+//! sends `<received/>` and ends the session with `<success/>`; any failure ends it with the
+//! reason that fits and leaves no file under the final name.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use jid::FullJid;
+use tokio::io::AsyncSeekExt;
+
+use super::file_description::{
+    Checksum, File, FileDescription, FileDescriptionError, FileInfo, Hash, Received,
+    NS_FILE_TRANSFER,
+};
+use super::file_sink::{FileSink, SinkConfig, SinkError};
+use super::transfer::{
+    receive_bytes, send_bytes, sha256_of, Progress, ProgressMeter, TransferError,
+};
+use crate::channel::ChannelOptions;
+use crate::jingle::{Creator, Reason, ReasonCondition};
+use crate::net::{DataChannel, SelectedPair};
+use crate::xmpp::{IncomingSession, JingleIce, JingleIceConfig, JingleIceError, JingleSession};
+
+/// Label and protocol of the channel each side opens (what Conversations uses, fact 16).
+pub const CHANNEL_LABEL: &str = "test";
+/// See [`CHANNEL_LABEL`].
+pub const CHANNEL_PROTOCOL: &str = "xmpp-jingle";
+/// How long the sender waits for `<received/>` / `session-terminate` after the last byte, and
+/// the receiver for a `<checksum/>` when the offer carried no hash.
+pub const END_WAIT: Duration = Duration::from_secs(30);
+/// Content name of the file (the libwebrtc mid Conversations expects, fact 7).
+const CONTENT: &str = crate::jingle::datachannel::CONVERSATIONS_CONTENT_NAME;
+
+/// A progress callback (see [`Progress`]).
+pub type OnProgress = Box<dyn FnMut(&Progress) + Send>;
+
+/// Lets a [`JingleIce`] pass file-transfer `session-info` payloads (`<checksum/>`,
+/// `<received/>`) to the application instead of answering them `<unsupported-info/>`.
+pub fn enable(config: &mut JingleIceConfig) {
+    let ns = NS_FILE_TRANSFER.to_string();
+    if !config.session.info_namespaces.contains(&ns) {
+        config.session.info_namespaces.push(ns);
+    }
+}
+
+/// How the bytes travelled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportUsed {
+    /// A WebRTC data channel (DTLS + SCTP) over the ICE pair.
+    DataChannel {
+        /// The ICE pair it ran on.
+        pair: Option<SelectedPair>,
+    },
+}
+
+impl std::fmt::Display for TransportUsed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TransportUsed::DataChannel { pair: Some(p) } => write!(
+                f,
+                "WebRTC data channel over ICE ({} {} -> {} {})",
+                p.local.kind, p.local.address, p.remote.kind, p.remote.address
+            ),
+            TransportUsed::DataChannel { pair: None } => {
+                f.write_str("WebRTC data channel over ICE")
+            }
+        }
+    }
+}
+
+/// What a finished transfer did.
+#[derive(Debug, Clone)]
+pub struct TransferReport {
+    /// The file's name (as offered by the sender; as stored by the receiver).
+    pub name: String,
+    /// Where it was stored (receiver only).
+    pub path: Option<PathBuf>,
+    /// Bytes in the file.
+    pub size: u64,
+    /// SHA-256 of the content.
+    pub sha256: [u8; 32],
+    /// Whether the receiver compared the hash with the sender's.
+    pub verified: bool,
+    /// How the bytes travelled.
+    pub transport: TransportUsed,
+    /// From the offer to a working ICE pair.
+    pub connect_time: Duration,
+    /// From the first byte to the last acknowledged / stored.
+    pub transfer_time: Duration,
+}
+
+impl TransferReport {
+    /// Bytes per second over [`TransferReport::transfer_time`].
+    pub fn throughput(&self) -> f64 {
+        self.size as f64 / self.transfer_time.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Why a transfer failed. The session has been ended with the matching reason.
+#[derive(Debug, thiserror::Error)]
+pub enum FileTransferError {
+    /// Opening the session failed (peer unreachable, declined, ICE failed, ...).
+    #[error("session: {0}")]
+    Session(#[from] JingleIceError),
+    /// The peer ended the session.
+    #[error("the peer ended the session: {0:?}")]
+    PeerEnded(Reason),
+    /// The session has no data channel (the peer chose plain ICE-UDP, which carries no file).
+    #[error("the session carries no data channel")]
+    NoChannel,
+    /// The peer did not open its data channel.
+    #[error("the peer opened no data channel")]
+    PeerChannelMissing,
+    /// The offer was malformed or not a file transfer.
+    #[error("offer: {0}")]
+    Offer(#[from] FileDescriptionError),
+    /// The offer lacks something we need (a size).
+    #[error("offer: {0}")]
+    OfferIncomplete(&'static str),
+    /// Moving or storing the bytes failed.
+    #[error(transparent)]
+    Transfer(#[from] TransferError),
+    /// Reading the local file failed.
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// The peer did not confirm in time.
+    #[error("no confirmation from the peer within {0:?}")]
+    NoConfirmation(Duration),
+}
+
+/// Settings of an offer.
+#[derive(Default)]
+pub struct SendOptions {
+    /// The name to offer instead of the file's own.
+    pub name: Option<String>,
+    /// `<media-type/>`.
+    pub media_type: Option<String>,
+    /// `<desc/>`.
+    pub desc: Option<String>,
+    /// Called with the progress now and then.
+    pub on_progress: Option<OnProgress>,
+}
+
+/// Offers the file at `path` to `peer` and sends it.
+pub async fn send_file(
+    jingle: &JingleIce,
+    peer: FullJid,
+    path: &Path,
+    mut options: SendOptions,
+) -> Result<TransferReport, FileTransferError> {
+    let file_err = |source| FileTransferError::File {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut source = tokio::fs::File::open(path).await.map_err(file_err)?;
+    let meta = source.metadata().await.map_err(file_err)?;
+    let size = meta.len();
+    // The hash is part of the offer (XEP-0234 §4), so the receiver checks what it stores.
+    let sha256 = sha256_of(&mut source, size).await?;
+    source
+        .seek(std::io::SeekFrom::Start(0))
+        .await
+        .map_err(file_err)?;
+    let name = options.name.take().unwrap_or_else(|| {
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "file".into())
+    });
+    let offer = File {
+        name: Some(name.clone()),
+        size: Some(size),
+        media_type: options.media_type.take(),
+        date: meta.modified().ok().map(xep0082_datetime),
+        desc: options.desc.take(),
+        hashes: vec![Hash::sha256(sha256)],
+        ..File::default()
+    };
+    let session = jingle
+        .connect(peer, FileDescription::new(offer).to_element())
+        .await?;
+    let transport = TransportUsed::DataChannel {
+        pair: session.selected_pair(),
+    };
+    let connect_time = session.established_in();
+    let Some(channels) = session.data_channels() else {
+        session.end(Reason::with_text(
+            ReasonCondition::FailedTransport,
+            "no data channel",
+        ));
+        return Err(FileTransferError::NoChannel);
+    };
+    let mut channel = match channels.open(ChannelOptions::reliable(CHANNEL_LABEL, CHANNEL_PROTOCOL))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            session.end(Reason::with_text(
+                ReasonCondition::ConnectivityError,
+                e.to_string(),
+            ));
+            return Err(FileTransferError::NoChannel);
+        }
+    };
+    let started = Instant::now();
+    let mut meter = ProgressMeter::new(size, 0);
+    let mut noop = |_: &Progress| {};
+    let on_progress: &mut (dyn FnMut(&Progress) + Send) = match options.on_progress.as_mut() {
+        Some(f) => f.as_mut(),
+        None => &mut noop,
+    };
+    let sent = tokio::select! {
+        r = send_bytes(&mut source, &mut channel, size, &mut meter, on_progress) => r,
+        reason = session.closed() => return Err(FileTransferError::PeerEnded(reason)),
+    };
+    let sent_hash = match sent {
+        Ok(h) => h,
+        Err(e) => {
+            session.end(Reason::with_text(fail_condition(&e), e.to_string()));
+            return Err(e.into());
+        }
+    };
+    let checksum = Checksum::new(Creator::Initiator, CONTENT, vec![Hash::sha256(sent_hash)]);
+    let _ = session.send_info(FileInfo::Checksum(checksum).to_element());
+    // The receiver confirms with <received/> and ends the session with <success/>.
+    let confirmed = tokio::time::timeout(END_WAIT, async {
+        loop {
+            tokio::select! {
+                reason = session.closed() => return reason,
+                info = session.next_info() => {
+                    let Some(info) = info else { return session.closed().await };
+                    if let Ok(Some(FileInfo::Received(_))) = FileInfo::from_element(&info) {
+                        // Give the peer a moment to end the session itself, as Conversations does.
+                        return tokio::time::timeout(Duration::from_secs(2), session.closed())
+                            .await
+                            .unwrap_or_else(|_| Reason::new(ReasonCondition::Success));
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    let transfer_time = started.elapsed();
+    session.end(Reason::new(ReasonCondition::Success));
+    match confirmed {
+        Ok(r) if r.condition == ReasonCondition::Success => Ok(TransferReport {
+            name,
+            path: None,
+            size,
+            sha256: sent_hash,
+            verified: sent_hash == sha256,
+            transport,
+            connect_time,
+            transfer_time,
+        }),
+        Ok(r) => Err(FileTransferError::PeerEnded(r)),
+        Err(_) => Err(FileTransferError::NoConfirmation(END_WAIT)),
+    }
+}
+
+/// A file offered by a peer, waiting for the application's decision.
+pub struct IncomingFile {
+    session: IncomingSession,
+    offer: File,
+}
+
+impl std::fmt::Debug for IncomingFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IncomingFile")
+            .field("peer", &self.session.key().peer)
+            .field("offer", &self.offer)
+            .finish()
+    }
+}
+
+impl IncomingFile {
+    /// Reads a file offer. A session that is not a well-formed file offer is declined here
+    /// (`<unsupported-applications/>` or `<failed-application/>` with the reason) and the error
+    /// returned.
+    pub fn from_session(session: IncomingSession) -> Result<IncomingFile, FileTransferError> {
+        let Some(description) = session.description() else {
+            session.decline(Reason::with_text(
+                ReasonCondition::UnsupportedApplications,
+                "no application description",
+            ));
+            return Err(FileTransferError::OfferIncomplete("no description"));
+        };
+        let parsed = FileDescription::from_element(description);
+        match parsed {
+            Ok(d) if d.file.size.is_some() => Ok(IncomingFile {
+                session,
+                offer: d.file,
+            }),
+            Ok(_) => {
+                session.decline(Reason::with_text(
+                    ReasonCondition::FailedApplication,
+                    "the offer has no size",
+                ));
+                Err(FileTransferError::OfferIncomplete("no size"))
+            }
+            Err(e) => {
+                let condition = if session
+                    .description()
+                    .is_some_and(|d| d.ns() != NS_FILE_TRANSFER)
+                {
+                    ReasonCondition::UnsupportedApplications
+                } else {
+                    ReasonCondition::FailedApplication
+                };
+                session.decline(Reason::with_text(condition, e.to_string()));
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Who offers it.
+    pub fn peer(&self) -> &FullJid {
+        &self.session.key().peer
+    }
+
+    /// The offer as sent (sanitise the name before any use as a path; [`IncomingFile::accept`]
+    /// does).
+    pub fn offer(&self) -> &File {
+        &self.offer
+    }
+
+    /// Size announced.
+    pub fn size(&self) -> u64 {
+        self.offer.size.unwrap_or(0)
+    }
+
+    /// Declines (`<decline/>`).
+    pub fn decline(self) {
+        self.session.decline(Reason::new(ReasonCondition::Decline));
+    }
+
+    /// Accepts and receives the file into `sink` settings' directory.
+    pub async fn accept(
+        self,
+        sink_config: SinkConfig,
+        mut on_progress: Option<OnProgress>,
+    ) -> Result<TransferReport, FileTransferError> {
+        let size = self.size();
+        let offered_name = self.offer.name.clone().unwrap_or_default();
+        let mut sink =
+            match FileSink::create(sink_config, &offered_name, size, self.offer.sha256()).await {
+                Ok(s) => s,
+                Err(e) => {
+                    let condition = match e {
+                        SinkError::TooLarge { .. } => ReasonCondition::Decline,
+                        _ => ReasonCondition::FailedApplication,
+                    };
+                    self.session
+                        .decline(Reason::with_text(condition, e.to_string()));
+                    return Err(TransferError::Sink(e).into());
+                }
+            };
+        let description = FileDescription::new(self.offer.clone()).to_element();
+        let session = self.session.accept(description).await?;
+        let transport = TransportUsed::DataChannel {
+            pair: session.selected_pair(),
+        };
+        let connect_time = session.established_in();
+        let result = receive(&session, &mut sink, &mut on_progress).await;
+        match result {
+            Ok(started) => {
+                let transfer_time = started.elapsed();
+                match sink.finish().await {
+                    Ok(stored) => {
+                        let received = Received::new(Creator::Initiator, CONTENT);
+                        let _ = session.send_info(FileInfo::Received(received).to_element());
+                        session.end(Reason::new(ReasonCondition::Success));
+                        Ok(TransferReport {
+                            name: stored
+                                .path
+                                .file_name()
+                                .map(|n| n.to_string_lossy().into_owned())
+                                .unwrap_or_default(),
+                            path: Some(stored.path),
+                            size: stored.size,
+                            sha256: stored.sha256,
+                            verified: stored.verified,
+                            transport,
+                            connect_time,
+                            transfer_time,
+                        })
+                    }
+                    Err(e) => {
+                        let e = TransferError::Sink(e);
+                        session.end(Reason::with_text(fail_condition(&e), e.to_string()));
+                        Err(e.into())
+                    }
+                }
+            }
+            Err(e) => {
+                sink.discard().await;
+                if let FileTransferError::Transfer(t) = &e {
+                    session.end(Reason::with_text(fail_condition(t), t.to_string()));
+                } else if !matches!(e, FileTransferError::PeerEnded(_)) {
+                    session.end(Reason::with_text(
+                        ReasonCondition::FailedTransport,
+                        e.to_string(),
+                    ));
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Receives the bytes and, when the offer had no hash, waits for the `<checksum/>`. Returns
+/// when the transfer started.
+async fn receive(
+    session: &JingleSession,
+    sink: &mut FileSink,
+    on_progress: &mut Option<OnProgress>,
+) -> Result<Instant, FileTransferError> {
+    let Some(channels) = session.data_channels() else {
+        return Err(FileTransferError::NoChannel);
+    };
+    // Each side opens its own channel and writes only to it (fact 16); ours stays idle.
+    let _ours = channels.open(ChannelOptions::reliable(CHANNEL_LABEL, CHANNEL_PROTOCOL));
+    let mut theirs: DataChannel = tokio::select! {
+        c = tokio::time::timeout(END_WAIT, channels.accept()) => match c {
+            Ok(Some(c)) => c,
+            _ => return Err(FileTransferError::PeerChannelMissing),
+        },
+        reason = session.closed() => return Err(FileTransferError::PeerEnded(reason)),
+    };
+    let started = Instant::now();
+    let mut meter = ProgressMeter::new(sink.announced(), sink.written());
+    let mut noop = |_: &Progress| {};
+    let progress: &mut (dyn FnMut(&Progress) + Send) = match on_progress.as_mut() {
+        Some(f) => f.as_mut(),
+        None => &mut noop,
+    };
+    // A checksum may arrive while bytes are still coming: keep it.
+    let mut late_hash = None;
+    {
+        let bytes = receive_bytes(&mut theirs, sink, &mut meter, progress);
+        tokio::pin!(bytes);
+        loop {
+            tokio::select! {
+                r = &mut bytes => { r?; break; }
+                reason = session.closed() => return Err(FileTransferError::PeerEnded(reason)),
+                Some(info) = session.next_info() => {
+                    if let Ok(Some(FileInfo::Checksum(c))) = FileInfo::from_element(&info) {
+                        late_hash = c.file.sha256().or(late_hash);
+                    }
+                }
+            }
+        }
+    }
+    if let Some(h) = late_hash {
+        sink.set_expected_sha256(h);
+    }
+    if sink_needs_hash(sink, late_hash.is_some()) {
+        let waited = tokio::time::timeout(END_WAIT, async {
+            loop {
+                tokio::select! {
+                    reason = session.closed() => return Err(FileTransferError::PeerEnded(reason)),
+                    info = session.next_info() => match info {
+                        Some(info) => {
+                            if let Ok(Some(FileInfo::Checksum(c))) = FileInfo::from_element(&info) {
+                                if let Some(h) = c.file.sha256() {
+                                    return Ok(h);
+                                }
+                            }
+                        }
+                        None => return Err(FileTransferError::PeerEnded(session.closed().await)),
+                    },
+                }
+            }
+        })
+        .await;
+        match waited {
+            Ok(Ok(h)) => sink.set_expected_sha256(h),
+            Ok(Err(e)) => return Err(e),
+            // No checksum: the file is stored unverified and the report says so.
+            Err(_) => {}
+        }
+    }
+    Ok(started)
+}
+
+fn sink_needs_hash(sink: &FileSink, have_late: bool) -> bool {
+    !have_late && !sink.has_expected_sha256()
+}
+
+/// The `session-terminate` reason for a failed transfer (XEP-0234 §8.1: a size or hash that
+/// does not match is `<media-error/>`).
+fn fail_condition(e: &TransferError) -> ReasonCondition {
+    match e {
+        TransferError::Sink(SinkError::HashMismatch { .. })
+        | TransferError::Sink(SinkError::TooLong { .. })
+        | TransferError::Sink(SinkError::TooShort { .. })
+        | TransferError::SourceShrank { .. }
+        | TransferError::Truncated { .. } => ReasonCondition::MediaError,
+        TransferError::Channel(_) => ReasonCondition::ConnectivityError,
+        TransferError::Sink(_) | TransferError::Source(_) => ReasonCondition::FailedApplication,
+    }
+}
+
+/// An XEP-0082 DateTime in UTC (`2026-11-23T15:04:05Z`).
+pub fn xep0082_datetime(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (proleptic Gregorian calendar).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_xep0082() {
+        let t = |s: u64| xep0082_datetime(SystemTime::UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(t(0), "1970-01-01T00:00:00Z");
+        assert_eq!(t(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(t(1_795_446_245), "2026-11-23T15:04:05Z");
+        assert_eq!(t(4_102_444_799), "2099-12-31T23:59:59Z");
+    }
+}

@@ -1,0 +1,257 @@
+//! XEP-0234 file transfer end to end in one process: two [`JingleIce`] instances joined by the
+//! in-memory server of `jingle_wire`, real ICE and data channels over 127.0.0.1, real files in
+//! temporary directories. The same against Prosody, coturn and NATs is the lab's job.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jingle_ice::apps::file_sink::SinkConfig;
+use jingle_ice::apps::file_transfer::{
+    enable, send_file, FileTransferError, IncomingFile, SendOptions,
+};
+use jingle_ice::apps::transfer::TransferError;
+use jingle_ice::jingle::ReasonCondition;
+use jingle_ice::xmpp::{JingleIce, JingleIceConfig};
+use minidom::Element;
+use sha2::{Digest, Sha256};
+
+mod jingle_wire;
+
+use jingle_wire::{dc_config, unwired, wire_with};
+
+fn ft_config() -> JingleIceConfig {
+    let mut c = dc_config();
+    enable(&mut c);
+    c
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("jingle-ice-ft-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn sink(dir: &Path) -> SinkConfig {
+    SinkConfig {
+        dir: dir.to_path_buf(),
+        overwrite: false,
+        max_size: 1 << 30,
+    }
+}
+
+fn pair_with(tamper: fn(Element) -> Element) -> (Arc<JingleIce>, Arc<JingleIce>) {
+    let (a, b) = unwired(ft_config());
+    wire_with(a.clone(), b.clone(), tamper);
+    (a, b)
+}
+
+/// Rewrites the text of every `<tag/>` inside a file-transfer `<file/>` of a `session-initiate`.
+fn rewrite_offer(mut el: Element, tag: &str, f: fn(&str) -> String) -> Element {
+    fn walk(el: &mut Element, tag: &str, f: fn(&str) -> String) {
+        if el.name() == tag {
+            let text = f(&el.text());
+            el.take_nodes();
+            el.append_text(text);
+        }
+        for child in el.children_mut() {
+            walk(child, tag, f);
+        }
+    }
+    let initiate = el
+        .get_child("jingle", "urn:xmpp:jingle:1")
+        .is_some_and(|j| j.attr("action") == Some("session-initiate"));
+    if initiate {
+        walk(&mut el, tag, f);
+    }
+    el
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_arrives_verified_under_its_sanitised_name() {
+    let src = temp_dir("ok-src");
+    let dst = temp_dir("ok-dst");
+    let data = pattern(4 << 20);
+    let path = src.join("report.bin");
+    std::fs::write(&path, &data).unwrap();
+    let (a, b) = pair_with(|s| s);
+    let bob = b.clone();
+    let dst2 = dst.clone();
+    let receiver = tokio::spawn(async move {
+        let incoming = bob.next_incoming().await.unwrap();
+        let file = IncomingFile::from_session(incoming).unwrap();
+        assert_eq!(file.offer().name.as_deref(), Some("../../evil/report.bin"));
+        assert_eq!(file.size(), 4 << 20);
+        assert!(
+            file.offer().sha256().is_some(),
+            "the offer carries the hash"
+        );
+        assert!(file.offer().date.is_some());
+        file.accept(sink(&dst2), None).await
+    });
+    let options = SendOptions {
+        name: Some("../../evil/report.bin".into()),
+        media_type: Some("application/octet-stream".into()),
+        desc: Some("test file".into()),
+        ..SendOptions::default()
+    };
+    let sent = tokio::time::timeout(
+        Duration::from_secs(60),
+        send_file(&a, b.local_jid(), &path, options),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let got = receiver.await.unwrap().unwrap();
+    let expected: [u8; 32] = Sha256::digest(&data).into();
+    assert_eq!(sent.sha256, expected);
+    assert_eq!(got.sha256, expected);
+    assert!(got.verified);
+    assert_eq!(got.size, data.len() as u64);
+    assert_eq!(got.path.as_deref(), Some(dst.join("report.bin").as_path()));
+    assert_eq!(std::fs::read(dst.join("report.bin")).unwrap(), data);
+    assert_eq!(listing(&dst), vec!["report.bin"], "no part file left");
+    assert!(got.transport.to_string().contains("data channel"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declined_offer_ends_the_senders_attempt() {
+    let src = temp_dir("decline-src");
+    let path = src.join("x.bin");
+    std::fs::write(&path, pattern(1000)).unwrap();
+    let (a, b) = pair_with(|s| s);
+    let bob = b.clone();
+    tokio::spawn(async move {
+        let incoming = bob.next_incoming().await.unwrap();
+        IncomingFile::from_session(incoming).unwrap().decline();
+    });
+    let err = tokio::time::timeout(
+        Duration::from_secs(30),
+        send_file(&a, b.local_jid(), &path, SendOptions::default()),
+    )
+    .await
+    .unwrap()
+    .unwrap_err();
+    match err {
+        FileTransferError::Session(e) => {
+            assert!(format!("{e:?}").contains("Decline"), "{e:?}");
+        }
+        other => panic!("unexpected: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_hash_in_the_offer_ends_with_media_error_and_no_file() {
+    let src = temp_dir("hash-src");
+    let dst = temp_dir("hash-dst");
+    let path = src.join("h.bin");
+    std::fs::write(&path, pattern(300_000)).unwrap();
+    // The offer's SHA-256 is replaced by the hash of something else.
+    let (a, b) = pair_with(|s| {
+        rewrite_offer(s, "hash", |_| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(Sha256::digest(b"other"))
+        })
+    });
+    let bob = b.clone();
+    let dst2 = dst.clone();
+    let receiver = tokio::spawn(async move {
+        let incoming = bob.next_incoming().await.unwrap();
+        let file = IncomingFile::from_session(incoming).unwrap();
+        file.accept(sink(&dst2), None).await
+    });
+    let sent = send_file(&a, b.local_jid(), &path, SendOptions::default()).await;
+    let got = receiver.await.unwrap();
+    assert!(
+        matches!(
+            got,
+            Err(FileTransferError::Transfer(TransferError::Sink(
+                jingle_ice::apps::file_sink::SinkError::HashMismatch { .. }
+            )))
+        ),
+        "{got:?}"
+    );
+    match sent {
+        Err(FileTransferError::PeerEnded(r)) => {
+            assert_eq!(r.condition, ReasonCondition::MediaError)
+        }
+        other => panic!("sender: {other:?}"),
+    }
+    assert_eq!(listing(&dst), Vec::<String>::new(), "nothing left behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_size_smaller_than_the_bytes_sent_ends_with_media_error_and_no_file() {
+    let src = temp_dir("size-src");
+    let dst = temp_dir("size-dst");
+    let path = src.join("s.bin");
+    std::fs::write(&path, pattern(200_000)).unwrap();
+    // The offer claims fewer bytes than the sender sends.
+    let (a, b) = pair_with(|s| rewrite_offer(s, "size", |_| "100000".into()));
+    let bob = b.clone();
+    let dst2 = dst.clone();
+    let receiver = tokio::spawn(async move {
+        let incoming = bob.next_incoming().await.unwrap();
+        let file = IncomingFile::from_session(incoming).unwrap();
+        file.accept(sink(&dst2), None).await
+    });
+    let sent = send_file(&a, b.local_jid(), &path, SendOptions::default()).await;
+    let got = receiver.await.unwrap();
+    // The receiver reads the announced size; the rest makes the content disagree with the
+    // hash (or, arriving early enough, overflows the announced size).
+    assert!(
+        matches!(
+            got,
+            Err(FileTransferError::Transfer(TransferError::Sink(
+                jingle_ice::apps::file_sink::SinkError::TooLong { .. }
+                    | jingle_ice::apps::file_sink::SinkError::HashMismatch { .. }
+            )))
+        ),
+        "{got:?}"
+    );
+    match sent {
+        Err(FileTransferError::PeerEnded(r)) => {
+            assert_eq!(r.condition, ReasonCondition::MediaError)
+        }
+        other => panic!("sender: {other:?}"),
+    }
+    assert_eq!(listing(&dst), Vec::<String>::new(), "nothing left behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offer_over_the_size_limit_is_declined() {
+    let src = temp_dir("big-src");
+    let dst = temp_dir("big-dst");
+    let path = src.join("big.bin");
+    std::fs::write(&path, pattern(100_000)).unwrap();
+    let (a, b) = pair_with(|s| s);
+    let bob = b.clone();
+    let dst2 = dst.clone();
+    let receiver = tokio::spawn(async move {
+        let incoming = bob.next_incoming().await.unwrap();
+        let file = IncomingFile::from_session(incoming).unwrap();
+        let config = SinkConfig {
+            max_size: 50_000,
+            ..sink(&dst2)
+        };
+        file.accept(config, None).await
+    });
+    let sent = send_file(&a, b.local_jid(), &path, SendOptions::default()).await;
+    assert!(receiver.await.unwrap().is_err());
+    assert!(sent.is_err());
+    assert_eq!(listing(&dst), Vec::<String>::new());
+}

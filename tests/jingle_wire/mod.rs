@@ -1,0 +1,78 @@
+//! Shared by the in-process Jingle tests (`mod jingle_wire;`): two [`JingleIce`] instances
+//! joined by a tiny in-memory "server" that stamps `from` like a real one, with real ICE over
+//! 127.0.0.1.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use jid::FullJid;
+use jingle_ice::ice::Role;
+use jingle_ice::net::IceConnection;
+use jingle_ice::xmpp::{JingleIce, JingleIceConfig};
+use minidom::Element;
+
+/// Plain ICE-UDP sessions (the datagram tests below read the ICE connection directly).
+pub fn config() -> JingleIceConfig {
+    JingleIceConfig {
+        data_channels: false,
+        ..dc_config()
+    }
+}
+
+/// Sessions with the `webrtc-datachannel:1` transport (the default).
+pub fn dc_config() -> JingleIceConfig {
+    JingleIceConfig {
+        builder: Arc::new(|role: Role| {
+            IceConnection::builder(role)
+                .include_loopback(true)
+                .allow_address("127.0.0.1".parse().unwrap())
+        }),
+        ..JingleIceConfig::default()
+    }
+}
+
+pub fn stamp(mut stanza: Element, from: &FullJid) -> Element {
+    stanza.set_attr(
+        minidom::rxml::Namespace::NONE,
+        minidom::rxml::NcName::try_from("from").unwrap(),
+        from.as_str(),
+    );
+    stanza
+}
+
+/// Carries every stanza one extension emits to the other.
+pub fn wire(a: Arc<JingleIce>, b: Arc<JingleIce>) {
+    wire_with(a, b, |s| s);
+}
+
+/// Carries stanzas, passing each through `tamper` first.
+pub fn wire_with(a: Arc<JingleIce>, b: Arc<JingleIce>, tamper: fn(Element) -> Element) {
+    for (src, dst) in [(a.clone(), b.clone()), (b, a)] {
+        tokio::spawn(async move {
+            let from = src.local_jid();
+            while let Some(s) = src.next_outgoing().await {
+                let s = tamper(stamp(s, &from));
+                let taken = dst.handle_stanza(&s);
+                assert!(taken || s.name() == "presence", "stanza not taken: {s:?}");
+            }
+        });
+    }
+}
+
+pub fn pair() -> (Arc<JingleIce>, Arc<JingleIce>) {
+    let (a, b) = unwired(config());
+    wire(a.clone(), b.clone());
+    (a, b)
+}
+
+pub fn unwired(config: JingleIceConfig) -> (Arc<JingleIce>, Arc<JingleIce>) {
+    let a = Arc::new(JingleIce::new(
+        FullJid::new("alice@example.test/a").unwrap(),
+        config.clone(),
+    ));
+    let b = Arc::new(JingleIce::new(
+        FullJid::new("bob@example.test/b").unwrap(),
+        config,
+    ));
+    (a, b)
+}
