@@ -755,8 +755,8 @@ impl Received {
 /// A file-transfer `session-info` payload (XEP-0234 §8).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileInfo {
-    /// `<checksum/>` (§8.2).
-    Checksum(Checksum),
+    /// `<checksum/>` (§8.2), boxed: it carries a whole [`File`].
+    Checksum(Box<Checksum>),
     /// `<received/>` (§8.1).
     Received(Received),
 }
@@ -766,7 +766,7 @@ impl FileInfo {
     /// file-transfer payload (another namespace, or another element of this one).
     pub fn from_element(el: &Element) -> Result<Option<FileInfo>> {
         if el.is(names::CHECKSUM, NS_FILE_TRANSFER) {
-            Checksum::from_element(el).map(|c| Some(FileInfo::Checksum(c)))
+            Checksum::from_element(el).map(|c| Some(FileInfo::Checksum(Box::new(c))))
         } else if el.is(names::RECEIVED, NS_FILE_TRANSFER) {
             Received::from_element(el).map(|r| Some(FileInfo::Received(r)))
         } else {
@@ -885,19 +885,19 @@ fn is_xep0082_date_or_datetime(s: &str) -> bool {
         b.get(from..from + len)
             .is_some_and(|d| d.iter().any(|&c| c != b'0'))
     };
-    // CCYY-MM-DD
-    if !(num(0, 4, 9999) && at(4, b'-') && num(5, 2, 12) && nonzero(5, 2))
-        || !(at(7, b'-') && num(8, 2, 31) && nonzero(8, 2))
-    {
+    let year = num(0, 4, 9999) && at(4, b'-');
+    let month = num(5, 2, 12) && nonzero(5, 2) && at(7, b'-');
+    let day = num(8, 2, 31) && nonzero(8, 2);
+    if !(year && month && day) {
         return false;
     }
     if b.len() == 10 {
         return true;
     }
-    // Thh:mm:ss
-    if !(at(10, b'T') && num(11, 2, 23) && at(13, b':') && num(14, 2, 59))
-        || !(at(16, b':') && num(17, 2, 60))
-    {
+    let hour = at(10, b'T') && num(11, 2, 23) && at(13, b':');
+    let minute = num(14, 2, 59) && at(16, b':');
+    let second = num(17, 2, 60);
+    if !(hour && minute && second) {
         return false;
     }
     let mut i = 19;
@@ -1034,7 +1034,7 @@ mod tests {
             b64("ne1C90UcfVKizrUre1gEozfodEBpy0QVQCOhXd/KKxM=")
         );
         let back = Checksum::from_element(&reparse(&c.to_element())).unwrap();
-        assert_eq!(back, c);
+        assert_eq!(back, *c);
         assert_eq!(back.to_element().attr("creator"), Some("initiator"));
     }
 
@@ -1073,7 +1073,11 @@ mod tests {
         assert_eq!(r.length, Some(3_589_934_592));
         assert_eq!(r.end(), Some(8_589_934_592));
         assert_eq!(d.file.size, Some(8_589_934_592));
-        assert!(d.file.sha256().is_some());
+        // SHA-256 of 8 GiB of zero bytes.
+        assert_eq!(
+            d.file.sha256().unwrap().to_vec(),
+            b64("6/tO8ZrkEPGQMntevTEnESY7x1eZcOh9nB4thOBrPCU=")
+        );
         assert_eq!(
             FileDescription::from_element(&reparse(&d.to_element())).unwrap(),
             d
@@ -1400,7 +1404,7 @@ mod tests {
         );
         // A default range is written bare.
         let el = Range::default().to_element();
-        assert_eq!(el.attrs().count(), 0);
+        assert_eq!((el.attr("offset"), el.attr("length")), (None, None));
         assert_eq!(
             parse_file("<range/><range/>"),
             Err(FileDescriptionError::Duplicate("range"))
