@@ -4,7 +4,7 @@
 //!
 //! - [`FileDescription`]: the `<description/>` of a Jingle content (XEP-0234 §5), one
 //!   [`File`]: name, size, media type, date, description, hashes, range.
-//! - [`Hash`], [`HashAlgo`], [`HashUsed`]: XEP-0300 §3 `<hash/>` (base64 value) and
+//! - [`Hash`](struct@Hash), [`HashAlgo`], [`HashUsed`]: XEP-0300 §3 `<hash/>` (base64 value) and
 //!   `<hash-used/>` (an algorithm announced before its value is known).
 //! - [`Range`]: XEP-0234 §5 and §6.4 `<range offset length/>` for resumed and partial
 //!   transfers; every offset is a `u64`, so files beyond 4 GiB work.
@@ -134,7 +134,7 @@ pub enum FileDescriptionError {
         /// The text (cut).
         value: String,
     },
-    /// A `<hash/>` without a value where one is required (a checksum, a range).
+    /// A `<hash/>` without a value read on its own with [`Hash::from_element`].
     #[error("<hash algo='{0}'/> has no value")]
     EmptyHash(String),
     /// A hash value whose length does not fit its algorithm (or is beyond
@@ -464,7 +464,7 @@ impl Range {
     }
 
     /// Reads a `<range/>`; `offset` and `length` must be decimal `u64`s whose sum fits a
-    /// `u64`; hashes in it must carry values.
+    /// `u64`; hashes without a value in it are ignored.
     pub fn from_element(el: &Element) -> Result<Range> {
         check_element(el, names::RANGE, NS_FILE_TRANSFER)?;
         let read = |attr: &'static str| -> Result<Option<u64>> {
@@ -487,9 +487,6 @@ impl Range {
         let mut list = HashList::default();
         for child in el.children() {
             list.take(child)?;
-        }
-        if let Some(algo) = list.used.first() {
-            return Err(FileDescriptionError::EmptyHash(cut(algo.as_str())));
         }
         Ok(Range {
             offset,
@@ -1401,6 +1398,14 @@ mod tests {
                 offset: u64::MAX,
                 length: 1
             })
+        );
+        // A hash without a value in a range is ignored.
+        let xml = format!(
+            "<range xmlns='{NS_FILE_TRANSFER}' offset='10'><hash xmlns='{NS_HASHES}' algo='sha-1'/></range>"
+        );
+        assert_eq!(
+            Range::from_element(&xml.parse().unwrap()).unwrap(),
+            Range::from_offset(10)
         );
         // A default range is written bare.
         let el = Range::default().to_element();
