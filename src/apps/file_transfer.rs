@@ -232,7 +232,7 @@ pub async fn send_file(
         }
     };
     let checksum = Checksum::new(Creator::Initiator, CONTENT, vec![Hash::sha256(sent_hash)]);
-    let _ = session.send_info(FileInfo::Checksum(checksum).to_element());
+    let _ = session.send_info(FileInfo::Checksum(Box::new(checksum)).to_element());
     // The receiver confirms with <received/> and ends the session with <success/>.
     let confirmed = tokio::time::timeout(END_WAIT, async {
         loop {
