@@ -514,3 +514,83 @@ pub fn example_binary(name: &str) -> PathBuf {
     assert!(path.exists(), "{} not found", path.display());
     path
 }
+
+// ---- a process that reports in lines ---------------------------------------------------------
+
+/// A program run in a lab namespace whose stdout is read line by line (the example peers and
+/// bots print one fact per line).
+#[allow(dead_code)]
+pub struct LineProcess {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    /// Every line read so far.
+    pub all: Vec<String>,
+    name: String,
+}
+
+#[allow(dead_code)]
+impl LineProcess {
+    /// Starts `argv` in the namespace named by the lab variable `ns_key`, bounded by
+    /// `timeout(1)` to `secs` seconds; stderr goes to the test's.
+    pub fn start(lab: &Lab, ns_key: &str, name: &str, secs: u64, argv: &[String]) -> LineProcess {
+        let mut cmd: Vec<String> = vec!["timeout".into(), secs.to_string()];
+        cmd.extend(argv.iter().cloned());
+        let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        let ns = lab.get(ns_key).to_owned();
+        let mut child = lab
+            .command_in(&ns, &args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        LineProcess {
+            child,
+            lines: rx,
+            all: Vec::new(),
+            name: name.to_owned(),
+        }
+    }
+
+    /// The next line starting with `prefix`, waiting at most `secs` seconds for each line.
+    pub fn expect_within(&mut self, prefix: &str, secs: u64) -> String {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(secs)) {
+                Ok(line) => {
+                    eprintln!("[{}] {line}", self.name);
+                    self.all.push(line.clone());
+                    if line.starts_with(prefix) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "{}: no line starting with {prefix:?}; got {:?}",
+                    self.name, self.all
+                ),
+            }
+        }
+    }
+
+    /// [`LineProcess::expect_within`] with 60 s per line.
+    pub fn expect(&mut self, prefix: &str) -> String {
+        self.expect_within(prefix, 60)
+    }
+
+    /// Waits for the exit; returns whether it succeeded, after echoing the remaining lines.
+    pub fn wait(mut self) -> bool {
+        let status = self.child.wait().expect("wait");
+        for line in self.lines.try_iter() {
+            eprintln!("[{}] {line}", self.name);
+        }
+        status.success()
+    }
+}
