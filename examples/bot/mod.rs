@@ -91,6 +91,7 @@ pub fn progress(label: &str, total: u64) -> (OnProgress, Option<ProgressBar>) {
 
 /// The end-of-transfer lines both bots print.
 pub fn report(r: &TransferReport) {
+    say(format!("candidates {}", r.local_candidates.join(", ")));
     say(format!("transport {}", r.transport));
     say(format!(
         "connect time {:.0} ms",

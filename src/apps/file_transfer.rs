@@ -87,10 +87,15 @@ pub struct TransferReport {
     pub size: u64,
     /// SHA-256 of the content.
     pub sha256: [u8; 32],
-    /// Whether the receiver compared the hash with the sender's.
+    /// Receiver: the content's hash was compared with one the sender announced. Sender: the
+    /// receiver confirmed (`<received/>` or `<success/>`) and what was sent hashes to the
+    /// offered value (jingle-ice receivers confirm only after checking it; Conversations does
+    /// not check, `xep/0234.md`).
     pub verified: bool,
     /// How the bytes travelled.
     pub transport: TransportUsed,
+    /// Our ICE candidates (type and address) when the session connected.
+    pub local_candidates: Vec<String>,
     /// From the offer to a working ICE pair.
     pub connect_time: Duration,
     /// From the first byte to the last acknowledged / stored.
@@ -195,6 +200,7 @@ pub async fn send_file(
         pair: session.selected_pair(),
     };
     let connect_time = session.established_in();
+    let local_candidates = candidates_of(&session);
     let Some(channels) = session.data_channels() else {
         session.end(Reason::with_text(
             ReasonCondition::FailedTransport,
@@ -222,7 +228,24 @@ pub async fn send_file(
     };
     let sent = tokio::select! {
         r = send_bytes(&mut source, &mut channel, size, &mut meter, on_progress) => r,
-        reason = session.closed() => return Err(FileTransferError::PeerEnded(reason)),
+        reason = session.closed() => {
+            // The receiver may verify the last bytes (against the offer's hash) and end the
+            // session with <success/> before their acknowledgement reaches us.
+            if reason.condition == ReasonCondition::Success {
+                return Ok(TransferReport {
+                    name,
+                    path: None,
+                    size,
+                    sha256,
+                    verified: true,
+                    transport,
+                    local_candidates,
+                    connect_time,
+                    transfer_time: started.elapsed(),
+                });
+            }
+            return Err(FileTransferError::PeerEnded(reason));
+        }
     };
     let sent_hash = match sent {
         Ok(h) => h,
@@ -261,6 +284,7 @@ pub async fn send_file(
             sha256: sent_hash,
             verified: sent_hash == sha256,
             transport,
+            local_candidates,
             connect_time,
             transfer_time,
         }),
@@ -372,6 +396,7 @@ impl IncomingFile {
             pair: session.selected_pair(),
         };
         let connect_time = session.established_in();
+        let local_candidates = candidates_of(&session);
         let result = receive(&session, &mut sink, &mut on_progress).await;
         match result {
             Ok(started) => {
@@ -392,6 +417,7 @@ impl IncomingFile {
                             sha256: stored.sha256,
                             verified: stored.verified,
                             transport,
+                            local_candidates,
                             connect_time,
                             transfer_time,
                         })
@@ -492,6 +518,15 @@ async fn receive(
         }
     }
     Ok(started)
+}
+
+fn candidates_of(session: &JingleSession) -> Vec<String> {
+    session
+        .connection()
+        .local_candidates()
+        .iter()
+        .map(|c| format!("{} {}", c.kind, c.address))
+        .collect()
 }
 
 fn sink_needs_hash(sink: &FileSink, have_late: bool) -> bool {
