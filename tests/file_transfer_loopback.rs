@@ -255,3 +255,80 @@ async fn an_offer_over_the_size_limit_is_declined() {
     assert!(sent.is_err());
     assert_eq!(listing(&dst), Vec::<String>::new());
 }
+
+/// Runs a transfer of `size` bytes and cancels one side (dropping its future) once the
+/// receiver has reported progress; returns the other side's result and the receiver's
+/// directory.
+async fn cancel_mid_transfer(
+    cancel_receiver: bool,
+) -> (
+    Result<jingle_ice::apps::file_transfer::TransferReport, FileTransferError>,
+    PathBuf,
+) {
+    let tag = if cancel_receiver {
+        "cancel-r"
+    } else {
+        "cancel-s"
+    };
+    let src = temp_dir(&format!("{tag}-src"));
+    let dst = temp_dir(&format!("{tag}-dst"));
+    let path = src.join("big.bin");
+    std::fs::write(&path, pattern(64 << 20)).unwrap();
+    let (a, b) = pair_with(|s| s);
+    let (progress_tx, mut progress_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let bob = b.clone();
+    let dst2 = dst.clone();
+    let receiver = tokio::spawn(async move {
+        let incoming = bob.next_incoming().await.unwrap();
+        let file = IncomingFile::from_session(incoming).unwrap();
+        let on_progress: jingle_ice::apps::file_transfer::OnProgress = Box::new(move |p| {
+            let _ = progress_tx.send(p.bytes);
+        });
+        file.accept(sink(&dst2), Some(on_progress)).await
+    });
+    let sender = tokio::spawn({
+        let a = a.clone();
+        let to = b.local_jid();
+        async move { send_file(&a, to, &path, SendOptions::default()).await }
+    });
+    // Wait until some bytes (not all) have arrived, then cancel one side.
+    let got = tokio::time::timeout(Duration::from_secs(30), progress_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(got < 64 << 20, "cancelled before the end");
+    let other = if cancel_receiver {
+        receiver.abort();
+        sender
+    } else {
+        sender.abort();
+        receiver
+    };
+    let result = tokio::time::timeout(Duration::from_secs(30), other)
+        .await
+        .expect("the other side learns of the cancel")
+        .unwrap();
+    (result, dst)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_receiver_cancelling_mid_transfer_stops_the_sender_and_leaves_no_file() {
+    let (sent, dst) = cancel_mid_transfer(true).await;
+    match sent {
+        Err(FileTransferError::PeerEnded(r)) => assert_eq!(r.condition, ReasonCondition::Cancel),
+        other => panic!("sender: {other:?}"),
+    }
+    // The receiver's sink was dropped with its future: the part file is gone.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(listing(&dst), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sender_cancelling_mid_transfer_stops_the_receiver_and_leaves_no_file() {
+    let (got, dst) = cancel_mid_transfer(false).await;
+    match got {
+        Err(FileTransferError::PeerEnded(r)) => assert_eq!(r.condition, ReasonCondition::Cancel),
+        other => panic!("receiver: {other:?}"),
+    }
+    assert_eq!(listing(&dst), Vec::<String>::new());
+}

@@ -196,6 +196,7 @@ pub async fn send_file(
     let session = jingle
         .connect(peer, FileDescription::new(offer).to_element())
         .await?;
+    let _cancel = CancelOnDrop(&session);
     let transport = TransportUsed::DataChannel {
         pair: session.selected_pair(),
     };
@@ -392,6 +393,7 @@ impl IncomingFile {
             };
         let description = FileDescription::new(self.offer.clone()).to_element();
         let session = self.session.accept(description).await?;
+        let _cancel = CancelOnDrop(&session);
         let transport = TransportUsed::DataChannel {
             pair: session.selected_pair(),
         };
@@ -518,6 +520,19 @@ async fn receive(
         }
     }
     Ok(started)
+}
+
+/// Cancelling a transfer is dropping its future: the session then ends with `<cancel/>`
+/// (XEP-0234 §6.3: either party may cancel). After a normal end this sends nothing (the session
+/// is gone).
+struct CancelOnDrop<'a>(&'a JingleSession);
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.0.end_reason().is_none() {
+            self.0.end(Reason::new(ReasonCondition::Cancel));
+        }
+    }
 }
 
 fn candidates_of(session: &JingleSession) -> Vec<String> {
