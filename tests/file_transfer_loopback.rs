@@ -332,3 +332,64 @@ async fn the_sender_cancelling_mid_transfer_stops_the_receiver_and_leaves_no_fil
     }
     assert_eq!(listing(&dst), Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_shrinking_while_sent_ends_with_media_error_and_no_file() {
+    let src = temp_dir("shrink-src");
+    let dst = temp_dir("shrink-dst");
+    let path = src.join("shrinks.bin");
+    std::fs::write(&path, pattern(64 << 20)).unwrap();
+    let (a, b) = pair_with(|s| s);
+    let (progress_tx, mut progress_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let bob = b.clone();
+    let dst2 = dst.clone();
+    let receiver = tokio::spawn(async move {
+        let incoming = bob.next_incoming().await.unwrap();
+        let file = IncomingFile::from_session(incoming).unwrap();
+        let on_progress: jingle_ice::apps::file_transfer::OnProgress = Box::new(move |p| {
+            let _ = progress_tx.send(p.bytes);
+        });
+        file.accept(sink(&dst2), Some(on_progress)).await
+    });
+    let sender = tokio::spawn({
+        let a = a.clone();
+        let to = b.local_jid();
+        let path = path.clone();
+        async move { send_file(&a, to, &path, SendOptions::default()).await }
+    });
+    // Once bytes flow, the file loses most of its content under the sender.
+    tokio::time::timeout(Duration::from_secs(30), progress_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let sent = tokio::time::timeout(Duration::from_secs(30), sender)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(
+            sent,
+            Err(FileTransferError::Transfer(
+                TransferError::SourceShrank { .. }
+            ))
+        ),
+        "{sent:?}"
+    );
+    let got = tokio::time::timeout(Duration::from_secs(30), receiver)
+        .await
+        .unwrap()
+        .unwrap();
+    match got {
+        Err(FileTransferError::PeerEnded(r)) => {
+            assert_eq!(r.condition, ReasonCondition::MediaError)
+        }
+        other => panic!("receiver: {other:?}"),
+    }
+    assert_eq!(listing(&dst), Vec::<String>::new());
+}
