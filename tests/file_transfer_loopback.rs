@@ -256,6 +256,31 @@ async fn an_offer_over_the_size_limit_is_declined() {
     assert_eq!(listing(&dst), Vec::<String>::new());
 }
 
+/// Starts the receiving side on `b`: accepts the next offer into `dst`, reporting the bytes
+/// received on the returned channel.
+fn spawn_receiver(
+    b: &Arc<JingleIce>,
+    dst: &Path,
+) -> (
+    tokio::task::JoinHandle<
+        Result<jingle_ice::apps::file_transfer::TransferReport, FileTransferError>,
+    >,
+    tokio::sync::mpsc::UnboundedReceiver<u64>,
+) {
+    let (progress_tx, progress_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let bob = b.clone();
+    let dst = dst.to_path_buf();
+    let task = tokio::spawn(async move {
+        let incoming = bob.next_incoming().await.unwrap();
+        let file = IncomingFile::from_session(incoming).unwrap();
+        let on_progress: jingle_ice::apps::file_transfer::OnProgress = Box::new(move |p| {
+            let _ = progress_tx.send(p.bytes);
+        });
+        file.accept(sink(&dst), Some(on_progress)).await
+    });
+    (task, progress_rx)
+}
+
 /// Runs a transfer of `size` bytes and cancels one side (dropping its future) once the
 /// receiver has reported progress; returns the other side's result and the receiver's
 /// directory.
@@ -275,17 +300,7 @@ async fn cancel_mid_transfer(
     let path = src.join("big.bin");
     std::fs::write(&path, pattern(64 << 20)).unwrap();
     let (a, b) = pair_with(|s| s);
-    let (progress_tx, mut progress_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
-    let bob = b.clone();
-    let dst2 = dst.clone();
-    let receiver = tokio::spawn(async move {
-        let incoming = bob.next_incoming().await.unwrap();
-        let file = IncomingFile::from_session(incoming).unwrap();
-        let on_progress: jingle_ice::apps::file_transfer::OnProgress = Box::new(move |p| {
-            let _ = progress_tx.send(p.bytes);
-        });
-        file.accept(sink(&dst2), Some(on_progress)).await
-    });
+    let (receiver, mut progress_rx) = spawn_receiver(&b, &dst);
     let sender = tokio::spawn({
         let a = a.clone();
         let to = b.local_jid();
@@ -340,17 +355,7 @@ async fn a_file_shrinking_while_sent_ends_with_media_error_and_no_file() {
     let path = src.join("shrinks.bin");
     std::fs::write(&path, pattern(64 << 20)).unwrap();
     let (a, b) = pair_with(|s| s);
-    let (progress_tx, mut progress_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
-    let bob = b.clone();
-    let dst2 = dst.clone();
-    let receiver = tokio::spawn(async move {
-        let incoming = bob.next_incoming().await.unwrap();
-        let file = IncomingFile::from_session(incoming).unwrap();
-        let on_progress: jingle_ice::apps::file_transfer::OnProgress = Box::new(move |p| {
-            let _ = progress_tx.send(p.bytes);
-        });
-        file.accept(sink(&dst2), Some(on_progress)).await
-    });
+    let (receiver, mut progress_rx) = spawn_receiver(&b, &dst);
     let sender = tokio::spawn({
         let a = a.clone();
         let to = b.local_jid();

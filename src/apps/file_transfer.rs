@@ -11,7 +11,7 @@
 //! reason that fits and leaves no file under the final name.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use jid::FullJid;
 use tokio::io::AsyncSeekExt;
@@ -27,6 +27,7 @@ use super::transfer::{
 use crate::channel::ChannelOptions;
 use crate::jingle::{Creator, Reason, ReasonCondition};
 use crate::net::{DataChannel, SelectedPair};
+use crate::xmpp::extdisco::format_datetime;
 use crate::xmpp::{IncomingSession, JingleIce, JingleIceConfig, JingleIceError, JingleSession};
 
 /// Label and protocol of the channel each side opens (what Conversations uses, fact 16).
@@ -188,7 +189,7 @@ pub async fn send_file(
         name: Some(name.clone()),
         size: Some(size),
         media_type: options.media_type.take(),
-        date: meta.modified().ok().map(xep0082_datetime),
+        date: meta.modified().ok().map(format_datetime),
         desc: options.desc.take(),
         hashes: vec![Hash::sha256(sha256)],
         ..File::default()
@@ -559,45 +560,5 @@ fn fail_condition(e: &TransferError) -> ReasonCondition {
         | TransferError::Truncated { .. } => ReasonCondition::MediaError,
         TransferError::Channel(_) => ReasonCondition::ConnectivityError,
         TransferError::Sink(_) | TransferError::Source(_) => ReasonCondition::FailedApplication,
-    }
-}
-
-/// An XEP-0082 DateTime in UTC (`2026-11-23T15:04:05Z`).
-pub fn xep0082_datetime(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (proleptic Gregorian calendar).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates_are_xep0082() {
-        let t = |s: u64| xep0082_datetime(SystemTime::UNIX_EPOCH + Duration::from_secs(s));
-        assert_eq!(t(0), "1970-01-01T00:00:00Z");
-        assert_eq!(t(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(t(1_795_446_245), "2026-11-23T15:04:05Z");
-        assert_eq!(t(4_102_444_799), "2099-12-31T23:59:59Z");
     }
 }

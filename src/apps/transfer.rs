@@ -221,27 +221,15 @@ pub async fn sha256_of<R>(source: &mut R, size: u64) -> Result<[u8; 32], Transfe
 where
     R: AsyncRead + Unpin + ?Sized,
 {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut done = 0u64;
-    while done < size {
-        let want = usize::try_from(size - done)
-            .unwrap_or(usize::MAX)
-            .min(buf.len());
-        let n = source
-            .read(&mut buf[..want])
-            .await
-            .map_err(TransferError::Source)?;
-        if n == 0 {
-            return Err(TransferError::SourceShrank {
-                sent: done,
-                offered: size,
-            });
-        }
-        hasher.update(&buf[..n]);
-        done += n as u64;
-    }
-    Ok(hasher.finalize().into())
+    let mut meter = ProgressMeter::new(size, 0);
+    send_bytes(
+        source,
+        &mut tokio::io::sink(),
+        size,
+        &mut meter,
+        &mut |_| {},
+    )
+    .await
 }
 
 #[cfg(test)]
