@@ -167,13 +167,7 @@ async fn a_wrong_hash_in_the_offer_ends_with_media_error_and_no_file() {
             base64::engine::general_purpose::STANDARD.encode(Sha256::digest(b"other"))
         })
     });
-    let bob = b.clone();
-    let dst2 = dst.clone();
-    let receiver = tokio::spawn(async move {
-        let incoming = bob.next_incoming().await.unwrap();
-        let file = IncomingFile::from_session(incoming).unwrap();
-        file.accept(sink(&dst2), None).await
-    });
+    let (receiver, _) = spawn_receiver(&b, &dst);
     let sent = send_file(&a, b.local_jid(), &path, SendOptions::default()).await;
     let got = receiver.await.unwrap();
     assert!(
@@ -202,13 +196,7 @@ async fn a_size_smaller_than_the_bytes_sent_ends_with_media_error_and_no_file() 
     std::fs::write(&path, pattern(200_000)).unwrap();
     // The offer claims fewer bytes than the sender sends.
     let (a, b) = pair_with(|s| rewrite_offer(s, "size", |_| "100000".into()));
-    let bob = b.clone();
-    let dst2 = dst.clone();
-    let receiver = tokio::spawn(async move {
-        let incoming = bob.next_incoming().await.unwrap();
-        let file = IncomingFile::from_session(incoming).unwrap();
-        file.accept(sink(&dst2), None).await
-    });
+    let (receiver, _) = spawn_receiver(&b, &dst);
     let sent = send_file(&a, b.local_jid(), &path, SendOptions::default()).await;
     let got = receiver.await.unwrap();
     // The receiver reads the announced size; the rest makes the content disagree with the
