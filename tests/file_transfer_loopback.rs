@@ -26,11 +26,28 @@ fn ft_config() -> JingleIceConfig {
     c
 }
 
-fn temp_dir(tag: &str) -> PathBuf {
+/// A fresh directory under the system's temporary directory, removed with everything in it
+/// when dropped (the tests write files of up to 64 MiB).
+struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir(tag: &str) -> TempDir {
     let d = std::env::temp_dir().join(format!("jingle-ice-ft-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TempDir(d)
 }
 
 fn pattern(len: usize) -> Vec<u8> {
@@ -90,7 +107,7 @@ async fn a_file_arrives_verified_under_its_sanitised_name() {
     std::fs::write(&path, &data).unwrap();
     let (a, b) = pair_with(|s| s);
     let bob = b.clone();
-    let dst2 = dst.clone();
+    let dst2 = dst.to_path_buf();
     let receiver = tokio::spawn(async move {
         let incoming = bob.next_incoming().await.unwrap();
         let file = IncomingFile::from_session(incoming).unwrap();
@@ -228,7 +245,7 @@ async fn an_offer_over_the_size_limit_is_declined() {
     std::fs::write(&path, pattern(100_000)).unwrap();
     let (a, b) = pair_with(|s| s);
     let bob = b.clone();
-    let dst2 = dst.clone();
+    let dst2 = dst.to_path_buf();
     let receiver = tokio::spawn(async move {
         let incoming = bob.next_incoming().await.unwrap();
         let file = IncomingFile::from_session(incoming).unwrap();
@@ -276,7 +293,7 @@ async fn cancel_mid_transfer(
     cancel_receiver: bool,
 ) -> (
     Result<jingle_ice::apps::file_transfer::TransferReport, FileTransferError>,
-    PathBuf,
+    TempDir,
 ) {
     let tag = if cancel_receiver {
         "cancel-r"

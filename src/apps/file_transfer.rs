@@ -252,6 +252,9 @@ pub async fn send_file(
     let sent_hash = match sent {
         Ok(h) => h,
         Err(e) => {
+            if let Some(reason) = ended_by_peer(&session, &e).await {
+                return Err(FileTransferError::PeerEnded(reason));
+            }
             session.end(Reason::with_text(fail_condition(&e), e.to_string()));
             return Err(e.into());
         }
@@ -435,6 +438,9 @@ impl IncomingFile {
             Err(e) => {
                 sink.discard().await;
                 if let FileTransferError::Transfer(t) = &e {
+                    if let Some(reason) = ended_by_peer(&session, t).await {
+                        return Err(FileTransferError::PeerEnded(reason));
+                    }
                     session.end(Reason::with_text(fail_condition(t), t.to_string()));
                 } else if !matches!(e, FileTransferError::PeerEnded(_)) {
                     session.end(Reason::with_text(
@@ -521,6 +527,23 @@ async fn receive(
         }
     }
     Ok(started)
+}
+
+/// How long a side whose channel broke waits for the peer's `session-terminate`, which may
+/// trail the channel's end (the peer cancelled, or ended after a failure of its own).
+const PEER_END_WAIT: Duration = Duration::from_secs(2);
+
+/// When the channel ended under us, the peer's reason if it ended the session.
+async fn ended_by_peer(session: &JingleSession, e: &TransferError) -> Option<Reason> {
+    if !matches!(
+        e,
+        TransferError::Truncated { .. } | TransferError::Channel(_)
+    ) {
+        return None;
+    }
+    tokio::time::timeout(PEER_END_WAIT, session.closed())
+        .await
+        .ok()
 }
 
 /// Cancelling a transfer is dropping its future: the session then ends with `<cancel/>`
