@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use jid::Jid;
-use jingle_ice::apps::file_transfer::{enable, OnProgress, TransferReport};
+use jingle_ice::apps::file_transfer::{enable_client, OnProgress, TransferReport};
 use jingle_ice::apps::transfer::Progress;
-use jingle_ice::apps::NS_FILE_TRANSFER;
 use jingle_ice::xmpp::{JingleClient, JingleClientConfig, XmppConfig};
 
 /// How to log in.
@@ -36,8 +35,7 @@ pub async fn login(login: &Login) -> Result<JingleClient, String> {
     xmpp.server = login.server;
     xmpp.ca_file = login.ca.clone();
     let mut config = JingleClientConfig::new(xmpp);
-    enable(&mut config.ice);
-    config.extra_features.push(NS_FILE_TRANSFER.to_string());
+    enable_client(&mut config);
     JingleClient::connect(config)
         .await
         .map_err(|e| format!("login as {}: {e}", login.jid))

@@ -550,6 +550,9 @@ impl File {
         }
         if let Some(v) = &self.media_type {
             text_child(names::MEDIA_TYPE, v);
+            // Conversations reads only its own spelling (xep/0234.md); both are written so
+            // that it shows the type too (ours is read first when both arrive).
+            text_child(names::MEDIA_TYPE_CAMEL, v);
         }
         if let Some(v) = &self.date {
             text_child(names::DATE, v);
@@ -1006,10 +1009,10 @@ mod tests {
         assert_eq!(d.file.date, None);
         assert!(d.file.hashes.is_empty());
         assert_eq!(d.file.sha256(), None);
-        // We write the XEP's spelling.
+        // We write the XEP's spelling and Conversations' one.
         let written = d.file.to_element();
         assert!(written.has_child(names::MEDIA_TYPE, NS_FILE_TRANSFER));
-        assert!(!written.has_child(names::MEDIA_TYPE_CAMEL, NS_FILE_TRANSFER));
+        assert!(written.has_child(names::MEDIA_TYPE_CAMEL, NS_FILE_TRANSFER));
     }
 
     #[test]

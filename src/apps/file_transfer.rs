@@ -28,7 +28,9 @@ use crate::channel::ChannelOptions;
 use crate::jingle::{Creator, Reason, ReasonCondition};
 use crate::net::{DataChannel, SelectedPair};
 use crate::xmpp::extdisco::format_datetime;
-use crate::xmpp::{IncomingSession, JingleIce, JingleIceConfig, JingleIceError, JingleSession};
+use crate::xmpp::{
+    IncomingSession, JingleClientConfig, JingleIce, JingleIceConfig, JingleIceError, JingleSession,
+};
 
 /// Label and protocol of the channel each side opens (what Conversations uses, fact 16).
 pub const CHANNEL_LABEL: &str = "test";
@@ -49,6 +51,17 @@ pub fn enable(config: &mut JingleIceConfig) {
     let ns = NS_FILE_TRANSFER.to_string();
     if !config.session.info_namespaces.contains(&ns) {
         config.session.info_namespaces.push(ns);
+    }
+}
+
+/// Sets a bot up for file transfer: [`enable`] on its Jingle extension, and the XEP-0234
+/// namespace among the features it advertises (XEP-0234 §10, so that peers such as
+/// Conversations offer it files).
+pub fn enable_client(config: &mut JingleClientConfig) {
+    enable(&mut config.ice);
+    let ns = NS_FILE_TRANSFER.to_string();
+    if !config.extra_features.contains(&ns) {
+        config.extra_features.push(ns);
     }
 }
 
