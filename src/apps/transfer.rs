@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::file_sink::{FileSink, SinkError};
 
 /// Bytes read from the source or the channel at a time.
-const BLOCK: usize = 64 * 1024;
+const BLOCK: usize = 256 * 1024;
 /// Progress is reported at most this often (and once at the end).
 const REPORT_EVERY: Duration = Duration::from_millis(100);
 /// The rate is measured over intervals of at least this length, then smoothed.
