@@ -149,6 +149,11 @@ fn lab_files_64_mib_relayed_between_two_symmetric_nats() {
         return;
     };
     let (a, b) = transfer(&lab, 64 << 20);
-    assert_eq!(pair_types(&a).0, "relay", "{a}");
-    assert_eq!(pair_types(&b).0, "relay", "{b}");
+    // Through coturn: at least one end of the pair is a relayed candidate. Which one depends on
+    // the race of checks (relay-relay, or one side's relay against the other's peer-reflexive
+    // mapping of its symmetric NAT); no direct path exists between two symmetric NATs.
+    for line in [&a, &b] {
+        let (local, remote) = pair_types(line);
+        assert!(local == "relay" || remote == "relay", "{line}");
+    }
 }
