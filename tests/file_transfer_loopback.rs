@@ -171,31 +171,26 @@ async fn a_declined_offer_ends_the_senders_attempt() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wrong_hash_in_the_offer_ends_with_media_error_and_no_file() {
-    let src = temp_dir("hash-src");
-    let dst = temp_dir("hash-dst");
-    let path = src.join("h.bin");
-    std::fs::write(&path, pattern(300_000)).unwrap();
-    // The offer's SHA-256 is replaced by the hash of something else.
-    let (a, b) = pair_with(|s| {
-        rewrite_offer(s, "hash", |_| {
-            use base64::Engine;
-            base64::engine::general_purpose::STANDARD.encode(Sha256::digest(b"other"))
-        })
-    });
+/// Sends a file of `len` bytes through a server that rewrites the offer with `tamper`; the
+/// receiver must fail with a sink error `fits` accepts, the sender must see `<media-error/>`,
+/// and nothing may be left in the receiver's directory.
+async fn tampered_offer_fails(
+    tag: &str,
+    len: usize,
+    tamper: fn(Element) -> Element,
+    fits: fn(&jingle_ice::apps::file_sink::SinkError) -> bool,
+) {
+    let src = temp_dir(&format!("{tag}-src"));
+    let dst = temp_dir(&format!("{tag}-dst"));
+    let path = src.join("t.bin");
+    std::fs::write(&path, pattern(len)).unwrap();
+    let (a, b) = pair_with(tamper);
     let (receiver, _) = spawn_receiver(&b, &dst);
     let sent = send_file(&a, b.local_jid(), &path, SendOptions::default()).await;
-    let got = receiver.await.unwrap();
-    assert!(
-        matches!(
-            got,
-            Err(FileTransferError::Transfer(TransferError::Sink(
-                jingle_ice::apps::file_sink::SinkError::HashMismatch { .. }
-            )))
-        ),
-        "{got:?}"
-    );
+    match receiver.await.unwrap() {
+        Err(FileTransferError::Transfer(TransferError::Sink(e))) => assert!(fits(&e), "{e:?}"),
+        other => panic!("receiver: {other:?}"),
+    }
     match sent {
         Err(FileTransferError::PeerEnded(r)) => {
             assert_eq!(r.condition, ReasonCondition::MediaError)
@@ -206,35 +201,41 @@ async fn a_wrong_hash_in_the_offer_ends_with_media_error_and_no_file() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_hash_in_the_offer_ends_with_media_error_and_no_file() {
+    use jingle_ice::apps::file_sink::SinkError;
+    // The offer's SHA-256 is replaced by the hash of something else.
+    tampered_offer_fails(
+        "hash",
+        300_000,
+        |s| {
+            rewrite_offer(s, "hash", |_| {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD.encode(Sha256::digest(b"other"))
+            })
+        },
+        |e| matches!(e, SinkError::HashMismatch { .. }),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_size_smaller_than_the_bytes_sent_ends_with_media_error_and_no_file() {
-    let src = temp_dir("size-src");
-    let dst = temp_dir("size-dst");
-    let path = src.join("s.bin");
-    std::fs::write(&path, pattern(200_000)).unwrap();
-    // The offer claims fewer bytes than the sender sends.
-    let (a, b) = pair_with(|s| rewrite_offer(s, "size", |_| "100000".into()));
-    let (receiver, _) = spawn_receiver(&b, &dst);
-    let sent = send_file(&a, b.local_jid(), &path, SendOptions::default()).await;
-    let got = receiver.await.unwrap();
-    // The receiver reads the announced size; the rest makes the content disagree with the
-    // hash (or, arriving early enough, overflows the announced size).
-    assert!(
-        matches!(
-            got,
-            Err(FileTransferError::Transfer(TransferError::Sink(
-                jingle_ice::apps::file_sink::SinkError::TooLong { .. }
-                    | jingle_ice::apps::file_sink::SinkError::HashMismatch { .. }
-            )))
-        ),
-        "{got:?}"
-    );
-    match sent {
-        Err(FileTransferError::PeerEnded(r)) => {
-            assert_eq!(r.condition, ReasonCondition::MediaError)
-        }
-        other => panic!("sender: {other:?}"),
-    }
-    assert_eq!(listing(&dst), Vec::<String>::new(), "nothing left behind");
+    use jingle_ice::apps::file_sink::SinkError;
+    // The offer claims fewer bytes than the sender sends. The receiver reads the announced
+    // size; the rest makes the content disagree with the hash (or, arriving early enough,
+    // overflows the announced size).
+    tampered_offer_fails(
+        "size",
+        200_000,
+        |s| rewrite_offer(s, "size", |_| "100000".into()),
+        |e| {
+            matches!(
+                e,
+                SinkError::TooLong { .. } | SinkError::HashMismatch { .. }
+            )
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

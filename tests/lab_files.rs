@@ -15,14 +15,7 @@ use sha2::{Digest, Sha256};
 const BOT_SECS: u64 = 600;
 
 fn lab(test: &str, a: Nat, b: Nat) -> Option<Lab> {
-    Lab::up(
-        test,
-        LabOptions {
-            xmpp: true,
-            turn: true,
-            ..LabOptions::nats(a, b)
-        },
-    )
+    Lab::up(test, LabOptions::with_servers(a, b))
 }
 
 fn s(p: &Path) -> String {

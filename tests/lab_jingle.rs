@@ -171,14 +171,7 @@ fn pair_types(line: &str) -> (String, String) {
 }
 
 fn lab(test: &str, a: Nat, b: Nat) -> Option<Lab> {
-    Lab::up(
-        test,
-        LabOptions {
-            xmpp: true,
-            turn: true,
-            ..LabOptions::nats(a, b)
-        },
-    )
+    Lab::up(test, LabOptions::with_servers(a, b))
 }
 
 #[test]

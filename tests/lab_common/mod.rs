@@ -77,6 +77,16 @@ impl LabOptions {
             xmpp: false,
         }
     }
+
+    /// [`LabOptions::nats`] with Prosody and coturn: what the XMPP-level tests use.
+    #[allow(dead_code)]
+    pub fn with_servers(a: Nat, b: Nat) -> Self {
+        LabOptions {
+            xmpp: true,
+            turn: true,
+            ..LabOptions::nats(a, b)
+        }
+    }
 }
 
 /// A running lab; `lab.sh down` runs when it is dropped.
