@@ -287,6 +287,20 @@ fn spawn_receiver(
     (task, progress_rx)
 }
 
+/// Starts the sending side: `a` sends the file at `path` to `b`.
+fn spawn_sender(
+    a: &Arc<JingleIce>,
+    b: &Arc<JingleIce>,
+    path: &Path,
+) -> tokio::task::JoinHandle<
+    Result<jingle_ice::apps::file_transfer::TransferReport, FileTransferError>,
+> {
+    let a = a.clone();
+    let to = b.local_jid();
+    let path = path.to_path_buf();
+    tokio::spawn(async move { send_file(&a, to, &path, SendOptions::default()).await })
+}
+
 /// Runs a transfer of `size` bytes and cancels one side (dropping its future) once the
 /// receiver has reported progress; returns the other side's result and the receiver's
 /// directory.
@@ -307,11 +321,7 @@ async fn cancel_mid_transfer(
     std::fs::write(&path, pattern(64 << 20)).unwrap();
     let (a, b) = pair_with(|s| s);
     let (receiver, mut progress_rx) = spawn_receiver(&b, &dst);
-    let sender = tokio::spawn({
-        let a = a.clone();
-        let to = b.local_jid();
-        async move { send_file(&a, to, &path, SendOptions::default()).await }
-    });
+    let sender = spawn_sender(&a, &b, &path);
     // Wait until some bytes (not all) have arrived, then cancel one side.
     let got = tokio::time::timeout(Duration::from_secs(30), progress_rx.recv())
         .await
@@ -362,12 +372,7 @@ async fn a_file_shrinking_while_sent_ends_with_media_error_and_no_file() {
     std::fs::write(&path, pattern(64 << 20)).unwrap();
     let (a, b) = pair_with(|s| s);
     let (receiver, mut progress_rx) = spawn_receiver(&b, &dst);
-    let sender = tokio::spawn({
-        let a = a.clone();
-        let to = b.local_jid();
-        let path = path.clone();
-        async move { send_file(&a, to, &path, SendOptions::default()).await }
-    });
+    let sender = spawn_sender(&a, &b, &path);
     // Once bytes flow, the file loses most of its content under the sender.
     tokio::time::timeout(Duration::from_secs(30), progress_rx.recv())
         .await

@@ -513,7 +513,8 @@ async fn receive(
     if let Some(h) = late_hash {
         sink.set_expected_sha256(h);
     }
-    if sink_needs_hash(sink, late_hash.is_some()) {
+    // No hash yet (the offer had none and no checksum came with the bytes): wait for one.
+    if !sink.has_expected_sha256() {
         let waited = tokio::time::timeout(END_WAIT, async {
             loop {
                 tokio::select! {
@@ -579,10 +580,6 @@ fn candidates_of(session: &JingleSession) -> Vec<String> {
         .iter()
         .map(|c| format!("{} {}", c.kind, c.address))
         .collect()
-}
-
-fn sink_needs_hash(sink: &FileSink, have_late: bool) -> bool {
-    !have_late && !sink.has_expected_sha256()
 }
 
 /// The `session-terminate` reason for a failed transfer (XEP-0234 §8.1: a size or hash that
