@@ -19,6 +19,7 @@
 /// Applications over the channel: XEP-0234 file transfer (elements, safe names, storage, transfer).
 pub mod apps;
 pub mod channel;
+pub mod ibb;
 pub mod ice;
 pub mod jingle;
 pub mod net;
