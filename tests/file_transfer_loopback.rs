@@ -409,3 +409,87 @@ async fn a_file_shrinking_while_sent_ends_with_media_error_and_no_file() {
     }
     assert_eq!(listing(&dst), Vec::<String>::new());
 }
+
+/// Removes every ICE candidate from the stanzas: no peer-to-peer path can be found.
+fn strip_candidates(mut el: Element) -> Element {
+    fn walk(el: &mut Element) {
+        let ns = el.ns();
+        while el.remove_child("candidate", ns.as_str()).is_some() {}
+        for child in el.children_mut() {
+            walk(child);
+        }
+    }
+    walk(&mut el);
+    el
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_peer_to_peer_path_the_file_goes_through_in_band_bytestreams() {
+    let src = temp_dir("ibb-src");
+    let dst = temp_dir("ibb-dst");
+    let data = pattern((1 << 20) + 12_345);
+    let path = src.join("fallback.bin");
+    std::fs::write(&path, &data).unwrap();
+    let mut config = ft_config();
+    config.connect_timeout = Duration::from_secs(2);
+    let (a, b) = unwired(config);
+    wire_with(a.clone(), b.clone(), strip_candidates);
+    let bob = b.clone();
+    let dst2 = dst.to_path_buf();
+    let receiver = tokio::spawn(async move {
+        let incoming = bob.next_incoming().await.unwrap();
+        let file = IncomingFile::from_session(incoming).unwrap();
+        file.accept(sink(&dst2), None).await
+    });
+    let sent = tokio::time::timeout(
+        Duration::from_secs(60),
+        send_file(&a, b.local_jid(), &path, SendOptions::default()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let got = receiver.await.unwrap().unwrap();
+    let expected: [u8; 32] = Sha256::digest(&data).into();
+    assert_eq!((sent.sha256, got.sha256), (expected, expected));
+    assert!(got.verified && sent.verified);
+    for report in [&sent, &got] {
+        assert_eq!(
+            report.transport,
+            jingle_ice::apps::file_transfer::TransportUsed::Ibb { block_size: 8192 },
+            "{}",
+            report.transport
+        );
+        assert!(report.transport.to_string().contains("In-Band Bytestreams"));
+    }
+    assert_eq!(std::fs::read(dst.join("fallback.bin")).unwrap(), data);
+    assert_eq!(listing(&dst), vec!["fallback.bin"], "no part file left");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_fallback_off_a_session_without_a_path_fails_the_transfer() {
+    let src = temp_dir("noibb-src");
+    let dst = temp_dir("noibb-dst");
+    let path = src.join("never.bin");
+    std::fs::write(&path, pattern(1000)).unwrap();
+    let mut config = ft_config();
+    config.connect_timeout = Duration::from_secs(2);
+    config.ibb_fallback = false;
+    let (a, b) = unwired(config);
+    wire_with(a.clone(), b.clone(), strip_candidates);
+    let bob = b.clone();
+    let dst2 = dst.to_path_buf();
+    let receiver = tokio::spawn(async move {
+        let incoming = bob.next_incoming().await.unwrap();
+        let file = IncomingFile::from_session(incoming).unwrap();
+        file.accept(sink(&dst2), None).await
+    });
+    let sent = tokio::time::timeout(
+        Duration::from_secs(30),
+        send_file(&a, b.local_jid(), &path, SendOptions::default()),
+    )
+    .await
+    .unwrap();
+    assert!(sent.is_err(), "{sent:?}");
+    assert!(receiver.await.unwrap().is_err());
+    assert!(listing(&dst).is_empty());
+}

@@ -1530,3 +1530,148 @@ fn plain_ice_udp_transport_info_stays_plain() {
         .get_child("group", NS_GROUPING)
         .is_none());
 }
+
+fn ibb(sid: &str, block_size: u16) -> Transport {
+    Transport::Ibb(jingle_ice::ibb::IbbTransport {
+        sid: sid.into(),
+        block_size,
+    })
+}
+
+#[test]
+fn transport_replace_to_ibb_is_accepted_with_the_smaller_block_size() {
+    let now = Instant::now();
+    let (mut a, mut b, ka, kb) = established(now);
+    a.replace_transport(&ka, "data", ibb("s1", 8192), now)
+        .unwrap();
+    pump(&mut a, &mut b, now);
+    match events(&mut b).as_slice() {
+        [SessionEvent::TransportReplace {
+            content, transport, ..
+        }] => {
+            assert_eq!(content, "data");
+            assert_eq!(*transport, ibb("s1", 8192));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    b.accept_transport(&kb, "data", ibb("s1", 4096), now)
+        .unwrap();
+    let log = pump(&mut a, &mut b, now);
+    assert!(log.iter().all(|(_, s)| iq_type(s) != Some(IqType::Error)));
+    match events(&mut a).as_slice() {
+        [SessionEvent::TransportAccepted { transport, .. }] => {
+            assert_eq!(*transport, ibb("s1", 4096));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // Answered once only.
+    assert!(b
+        .accept_transport(&kb, "data", ibb("s1", 4096), now)
+        .is_err());
+}
+
+#[test]
+fn transport_replace_can_be_rejected_and_unsupported_ones_are_rejected_at_once() {
+    let now = Instant::now();
+    let (mut a, mut b, ka, kb) = established(now);
+    a.replace_transport(&ka, "data", ibb("s1", 8192), now)
+        .unwrap();
+    pump(&mut a, &mut b, now);
+    assert_eq!(events(&mut b).len(), 1);
+    b.reject_transport(&kb, "data", now).unwrap();
+    pump(&mut a, &mut b, now);
+    assert!(matches!(
+        events(&mut a).as_slice(),
+        [SessionEvent::TransportRejected { .. }]
+    ));
+    // A transport nobody here speaks (SOCKS5): acknowledged, then rejected without asking.
+    let socks = Element::bare("transport", "urn:xmpp:jingle:transports:s5b:1");
+    a.replace_transport(&ka, "data", Transport::Other(socks), now)
+        .unwrap();
+    let log = pump(&mut a, &mut b, now);
+    assert!(events(&mut b).is_empty());
+    assert!(log.iter().any(|(from, s)| *from == bob_jid()
+        && s.get_child("jingle", NS_JINGLE)
+            .is_some_and(|j| j.attr("action") == Some("transport-reject"))));
+    assert!(matches!(
+        events(&mut a).as_slice(),
+        [SessionEvent::TransportRejected { .. }]
+    ));
+}
+
+#[test]
+fn crossing_transport_replaces_are_won_by_the_initiator() {
+    let now = Instant::now();
+    let (mut a, mut b, ka, kb) = established(now);
+    a.replace_transport(&ka, "data", ibb("from-a", 8192), now)
+        .unwrap();
+    b.replace_transport(&kb, "data", ibb("from-b", 8192), now)
+        .unwrap();
+    let from_a = drain(&mut a);
+    let from_b = drain(&mut b);
+    for s in from_b {
+        a.handle_stanza(&stamp(s, &bob_jid()), now);
+    }
+    let answer = drain(&mut a);
+    assert_eq!(
+        error_conditions(&answer[0]),
+        ("conflict".to_owned(), Some("tie-break".to_owned()))
+    );
+    for s in from_a {
+        b.handle_stanza(&stamp(s, &alice_jid()), now);
+    }
+    for s in answer {
+        b.handle_stanza(&stamp(s, &alice_jid()), now);
+    }
+    let evs = events(&mut b);
+    assert!(evs.iter().any(|e| matches!(e,
+        SessionEvent::TransportReplace { transport, .. } if *transport == ibb("from-a", 8192))));
+    b.accept_transport(&kb, "data", ibb("from-a", 8192), now)
+        .unwrap();
+    pump(&mut a, &mut b, now);
+    assert!(matches!(
+        events(&mut a).as_slice(),
+        [SessionEvent::TransportAccepted { .. }]
+    ));
+}
+
+#[test]
+fn transport_accept_without_a_replace_is_out_of_order() {
+    let now = Instant::now();
+    let (_a, mut b, _ka, kb) = established(now);
+    let accept = jingle_set(
+        &alice_jid(),
+        &bob_jid(),
+        "ta",
+        &format!(
+            "<jingle xmlns='urn:xmpp:jingle:1' action='transport-accept' sid='{}'>\
+             <content creator='initiator' name='data'>\
+             <transport xmlns='urn:xmpp:jingle:transports:ibb:1' sid='x' block-size='4096'/>\
+             </content></jingle>",
+            kb.sid
+        ),
+    );
+    b.handle_stanza(&accept, now);
+    assert_eq!(
+        error_conditions(&drain(&mut b)[0]),
+        (
+            "unexpected-request".to_owned(),
+            Some("out-of-order".to_owned())
+        )
+    );
+    let bad_ibb = jingle_set(
+        &alice_jid(),
+        &bob_jid(),
+        "tr",
+        &format!(
+            "<jingle xmlns='urn:xmpp:jingle:1' action='transport-replace' sid='{}'>\
+             <content creator='initiator' name='data'>\
+             <transport xmlns='urn:xmpp:jingle:transports:ibb:1' sid='x' block-size='0'/>\
+             </content></jingle>",
+            kb.sid
+        ),
+    );
+    b.handle_stanza(&bad_ibb, now);
+    assert_eq!(error_conditions(&drain(&mut b)[0]).0, "bad-request");
+    assert!(events(&mut b).is_empty());
+}

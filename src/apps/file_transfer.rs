@@ -71,8 +71,28 @@ pub enum TransportUsed {
     /// A WebRTC data channel (DTLS + SCTP) over the ICE pair.
     DataChannel {
         /// The ICE pair it ran on.
-        pair: Option<SelectedPair>,
+        pair: Option<Box<SelectedPair>>,
     },
+    /// In-Band Bytestreams through the XMPP server (XEP-0261), the fallback when ICE found no
+    /// path.
+    Ibb {
+        /// Bytes per block.
+        block_size: u16,
+    },
+}
+
+impl TransportUsed {
+    /// What carries an established session's bytes.
+    pub fn of(session: &JingleSession) -> TransportUsed {
+        match session.ibb() {
+            Some(ibb) => TransportUsed::Ibb {
+                block_size: ibb.block_size(),
+            },
+            None => TransportUsed::DataChannel {
+                pair: session.selected_pair().map(Box::new),
+            },
+        }
+    }
 }
 
 impl std::fmt::Display for TransportUsed {
@@ -86,6 +106,10 @@ impl std::fmt::Display for TransportUsed {
             TransportUsed::DataChannel { pair: None } => {
                 f.write_str("WebRTC data channel over ICE")
             }
+            TransportUsed::Ibb { block_size } => write!(
+                f,
+                "In-Band Bytestreams through the XMPP server (no peer-to-peer path; blocks of {block_size} bytes)"
+            ),
         }
     }
 }
@@ -211,27 +235,29 @@ pub async fn send_file(
         .connect(peer, FileDescription::new(offer).to_element())
         .await?;
     let _cancel = CancelOnDrop(&session);
-    let transport = TransportUsed::DataChannel {
-        pair: session.selected_pair(),
-    };
+    let transport = TransportUsed::of(&session);
     let connect_time = session.established_in();
     let local_candidates = candidates_of(&session);
-    let Some(channels) = session.data_channels() else {
-        session.end(Reason::with_text(
-            ReasonCondition::FailedTransport,
-            "no data channel",
-        ));
-        return Err(FileTransferError::NoChannel);
-    };
-    let mut channel = match channels.open(ChannelOptions::reliable(CHANNEL_LABEL, CHANNEL_PROTOCOL))
-    {
-        Ok(c) => c,
-        Err(e) => {
-            session.end(Reason::with_text(
-                ReasonCondition::ConnectivityError,
-                e.to_string(),
-            ));
-            return Err(FileTransferError::NoChannel);
+    let mut channel: Box<dyn tokio::io::AsyncWrite + Send + Unpin> = match session.ibb() {
+        Some(ibb) => Box::new(ibb),
+        None => {
+            let Some(channels) = session.data_channels() else {
+                session.end(Reason::with_text(
+                    ReasonCondition::FailedTransport,
+                    "no data channel",
+                ));
+                return Err(FileTransferError::NoChannel);
+            };
+            match channels.open(ChannelOptions::reliable(CHANNEL_LABEL, CHANNEL_PROTOCOL)) {
+                Ok(c) => Box::new(c),
+                Err(e) => {
+                    session.end(Reason::with_text(
+                        ReasonCondition::ConnectivityError,
+                        e.to_string(),
+                    ));
+                    return Err(FileTransferError::NoChannel);
+                }
+            }
         }
     };
     let started = Instant::now();
@@ -411,9 +437,7 @@ impl IncomingFile {
         let description = FileDescription::new(self.offer.clone()).to_element();
         let session = self.session.accept(description).await?;
         let _cancel = CancelOnDrop(&session);
-        let transport = TransportUsed::DataChannel {
-            pair: session.selected_pair(),
-        };
+        let transport = TransportUsed::of(&session);
         let connect_time = session.established_in();
         let local_candidates = candidates_of(&session);
         let result = receive(&session, &mut sink, &mut on_progress).await;
@@ -474,17 +498,25 @@ async fn receive(
     sink: &mut FileSink,
     on_progress: &mut Option<OnProgress>,
 ) -> Result<Instant, FileTransferError> {
-    let Some(channels) = session.data_channels() else {
-        return Err(FileTransferError::NoChannel);
-    };
-    // Each side opens its own channel and writes only to it (fact 16); ours stays idle.
-    let _ours = channels.open(ChannelOptions::reliable(CHANNEL_LABEL, CHANNEL_PROTOCOL));
-    let mut theirs: DataChannel = tokio::select! {
-        c = tokio::time::timeout(END_WAIT, channels.accept()) => match c {
-            Ok(Some(c)) => c,
-            _ => return Err(FileTransferError::PeerChannelMissing),
-        },
-        reason = session.closed() => return Err(FileTransferError::PeerEnded(reason)),
+    // Kept open while receiving: each side opens its own channel and writes only to it
+    // (fact 16); ours stays idle.
+    let mut _ours = None;
+    let mut theirs: Box<dyn tokio::io::AsyncRead + Send + Unpin> = match session.ibb() {
+        Some(ibb) => Box::new(ibb),
+        None => {
+            let Some(channels) = session.data_channels() else {
+                return Err(FileTransferError::NoChannel);
+            };
+            _ours = Some(channels.open(ChannelOptions::reliable(CHANNEL_LABEL, CHANNEL_PROTOCOL)));
+            let theirs: DataChannel = tokio::select! {
+                c = tokio::time::timeout(END_WAIT, channels.accept()) => match c {
+                    Ok(Some(c)) => c,
+                    _ => return Err(FileTransferError::PeerChannelMissing),
+                },
+                reason = session.closed() => return Err(FileTransferError::PeerEnded(reason)),
+            };
+            Box::new(theirs)
+        }
     };
     let started = Instant::now();
     let mut meter = ProgressMeter::new(sink.announced(), sink.written());

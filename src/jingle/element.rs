@@ -166,6 +166,8 @@ pub enum Transport {
     /// Conversations' `webrtc-datachannel:1` transport wrapping an ICE-UDP one (see
     /// [`super::datachannel`]).
     DataChannel(DataChannelTransport),
+    /// XEP-0261 In-Band Bytestreams, the fallback through the XMPP server.
+    Ibb(crate::ibb::IbbTransport),
     /// Any other transport method, kept as received (its namespace says which).
     Other(Element),
 }
@@ -176,6 +178,7 @@ impl Transport {
         match self {
             Transport::IceUdp(_) => NS_ICE_UDP.to_owned(),
             Transport::DataChannel(_) => NS_WEBRTC_DATACHANNEL.to_owned(),
+            Transport::Ibb(_) => crate::ibb::NS_JINGLE_IBB.to_owned(),
             Transport::Other(el) => el.ns(),
         }
     }
@@ -186,7 +189,7 @@ impl Transport {
         match self {
             Transport::IceUdp(t) => Some(t),
             Transport::DataChannel(t) => Some(&t.ice),
-            Transport::Other(_) => None,
+            Transport::Ibb(_) | Transport::Other(_) => None,
         }
     }
 
@@ -195,7 +198,15 @@ impl Transport {
         match self {
             Transport::IceUdp(t) => Some(t),
             Transport::DataChannel(t) => Some(&mut t.ice),
-            Transport::Other(_) => None,
+            Transport::Ibb(_) | Transport::Other(_) => None,
+        }
+    }
+
+    /// The In-Band Bytestreams transport, if this is one.
+    pub fn ibb(&self) -> Option<&crate::ibb::IbbTransport> {
+        match self {
+            Transport::Ibb(t) => Some(t),
+            _ => None,
         }
     }
 
@@ -214,7 +225,9 @@ impl Transport {
     pub fn rewrap(&self, ice: IceUdpTransport) -> Transport {
         match self {
             Transport::DataChannel(t) => Transport::DataChannel(t.rewrap(ice)),
-            Transport::IceUdp(_) | Transport::Other(_) => Transport::IceUdp(ice),
+            Transport::IceUdp(_) | Transport::Ibb(_) | Transport::Other(_) => {
+                Transport::IceUdp(ice)
+            }
         }
     }
 
@@ -223,6 +236,7 @@ impl Transport {
         match self {
             Transport::IceUdp(t) => t.to_element(),
             Transport::DataChannel(t) => t.to_element(),
+            Transport::Ibb(t) => t.to_element(),
             Transport::Other(el) => el.clone(),
         }
     }
@@ -239,6 +253,8 @@ impl Transport {
             Transport::DataChannel(
                 DataChannelTransport::from_element(el, limits).map_err(JingleError::DataChannel)?,
             )
+        } else if ns == crate::ibb::NS_JINGLE_IBB {
+            Transport::Ibb(crate::ibb::IbbTransport::from_element(el).map_err(JingleError::Ibb)?)
         } else {
             Transport::Other(el.clone())
         })
@@ -536,6 +552,9 @@ pub enum JingleError {
     /// A webrtc-datachannel transport is invalid.
     #[error("invalid webrtc-datachannel transport: {0}")]
     DataChannel(DataChannelError),
+    /// An In-Band Bytestreams transport is invalid.
+    #[error("invalid IBB transport: {0}")]
+    Ibb(crate::ibb::IbbElementError),
 }
 
 /// A parsed `<jingle/>` element.

@@ -59,10 +59,12 @@ use super::stanza::{
 };
 use crate::ice::Credentials;
 
-/// The transport namespaces the manager accepts in an incoming offer, most preferred first:
-/// Conversations' WebRTC data channel (encrypted and authenticated by DTLS), then plain
-/// XEP-0176 ICE-UDP. [`SessionConfig::extra_transports`] adds others.
-pub const SUPPORTED_TRANSPORTS: [&str; 2] = [NS_WEBRTC_DATACHANNEL, NS_ICE_UDP];
+/// The transport namespaces the manager accepts in an incoming offer or `transport-replace`,
+/// most preferred first: Conversations' WebRTC data channel (encrypted and authenticated by
+/// DTLS), plain XEP-0176 ICE-UDP, and XEP-0261 In-Band Bytestreams (through the server, the
+/// fallback). [`SessionConfig::extra_transports`] adds others.
+pub const SUPPORTED_TRANSPORTS: [&str; 3] =
+    [NS_WEBRTC_DATACHANNEL, NS_ICE_UDP, crate::ibb::NS_JINGLE_IBB];
 
 /// Length of the session ids we generate (XEP-0166 §7.1: random, an NMTOKEN).
 const SID_LEN: usize = 16;
@@ -193,6 +195,35 @@ pub enum SessionEvent {
         /// Whether the credentials differ from the ones known so far (an ICE restart).
         restart: bool,
     },
+    /// The peer proposes to replace a content's transport (XEP-0166 §7.2.15, acknowledged
+    /// already); answer with [`SessionManager::accept_transport`] or
+    /// [`SessionManager::reject_transport`].
+    TransportReplace {
+        /// The session.
+        key: SessionKey,
+        /// The content's name.
+        content: String,
+        /// The transport proposed.
+        transport: Transport,
+    },
+    /// The peer accepted our `transport-replace`: the content now uses `transport` (the peer's
+    /// version of it, e.g. with a smaller IBB block size).
+    TransportAccepted {
+        /// The session.
+        key: SessionKey,
+        /// The content's name.
+        content: String,
+        /// The transport as the peer accepted it.
+        transport: Transport,
+    },
+    /// The peer rejected our `transport-replace` (`transport-reject`, or an error answer): the
+    /// content keeps its transport.
+    TransportRejected {
+        /// The session.
+        key: SessionKey,
+        /// The content's name.
+        content: String,
+    },
     /// The peer sent a `session-info` payload of a namespace in
     /// [`SessionConfig::info_namespaces`] (acknowledged already).
     Info {
@@ -250,6 +281,10 @@ struct ContentState {
     remote: Option<Credentials>,
     remote_candidates: usize,
     generation: u8,
+    /// Our `transport-replace` awaiting the peer's accept or reject.
+    replacing: Option<Transport>,
+    /// The peer's `transport-replace` awaiting our answer.
+    replace_offered: Option<Transport>,
 }
 
 struct Session {
@@ -545,6 +580,90 @@ impl SessionManager {
         Ok(())
     }
 
+    /// Proposes a new transport for a content (XEP-0166 §7.2.15, `transport-replace`),
+    /// typically the In-Band Bytestreams fallback when ICE found no path. The answer comes as
+    /// [`SessionEvent::TransportAccepted`] or [`SessionEvent::TransportRejected`].
+    pub fn replace_transport(
+        &mut self,
+        key: &SessionKey,
+        content: &str,
+        transport: Transport,
+        now: Instant,
+    ) -> Result<(), SessionError> {
+        let session = self
+            .sessions
+            .get_mut(key)
+            .ok_or_else(|| SessionError::UnknownSession(key.clone()))?;
+        let state = session
+            .content_mut(content)
+            .ok_or_else(|| SessionError::UnknownContent(key.clone(), content.to_owned()))?;
+        if state.replacing.is_some() {
+            return Err(SessionError::OutOfOrder(
+                key.clone(),
+                "a transport-replace of this content is already pending",
+            ));
+        }
+        state.replacing = Some(transport.clone());
+        let jingle = transport_action(Action::TransportReplace, key, &state.content, transport);
+        self.send_request(key, jingle, now);
+        Ok(())
+    }
+
+    /// Accepts the peer's `transport-replace` of a content (`transport-accept`) with our
+    /// version of the transport (for IBB, the block size we take, at most the offered one).
+    pub fn accept_transport(
+        &mut self,
+        key: &SessionKey,
+        content: &str,
+        transport: Transport,
+        now: Instant,
+    ) -> Result<(), SessionError> {
+        self.answer_replace(key, content, Some(transport), now)
+    }
+
+    /// Rejects the peer's `transport-replace` of a content (`transport-reject`): the content
+    /// keeps its transport.
+    pub fn reject_transport(
+        &mut self,
+        key: &SessionKey,
+        content: &str,
+        now: Instant,
+    ) -> Result<(), SessionError> {
+        self.answer_replace(key, content, None, now)
+    }
+
+    fn answer_replace(
+        &mut self,
+        key: &SessionKey,
+        content: &str,
+        accept: Option<Transport>,
+        now: Instant,
+    ) -> Result<(), SessionError> {
+        let session = self
+            .sessions
+            .get_mut(key)
+            .ok_or_else(|| SessionError::UnknownSession(key.clone()))?;
+        let state = session
+            .content_mut(content)
+            .ok_or_else(|| SessionError::UnknownContent(key.clone(), content.to_owned()))?;
+        let Some(offered) = state.replace_offered.take() else {
+            return Err(SessionError::OutOfOrder(
+                key.clone(),
+                "no transport-replace of this content to answer",
+            ));
+        };
+        let jingle = match accept {
+            Some(t) => {
+                state.wrapper = Some(wrapper_of(&t));
+                state.content.transport = Some(t.clone());
+                transport_action(Action::TransportAccept, key, &state.content, t)
+            }
+            None => transport_action(Action::TransportReject, key, &state.content, offered),
+        };
+        self.send_request(key, jingle, now);
+        Ok(())
+    }
+
     /// Sends a `session-info` (XEP-0166 §6.8) with `payload`, or empty as a ping.
     pub fn send_info(
         &mut self,
@@ -734,6 +853,24 @@ impl SessionManager {
                 self.end(&req.key, reason, error.is_some(), notify, now);
             }
             Action::SessionTerminate => {}
+            Action::TransportReplace if !is_unknown_session(error.as_ref()) => {
+                // An error answer (or none) to our transport-replace is a rejection.
+                if let Some(session) = self.sessions.get_mut(&req.key) {
+                    for state in &mut session.contents {
+                        if state.replacing.take().is_some() {
+                            self.events.push_back(SessionEvent::TransportRejected {
+                                key: req.key.clone(),
+                                content: state.content.name.clone(),
+                            });
+                        }
+                    }
+                }
+                self.events.push_back(SessionEvent::RequestFailed {
+                    key: req.key,
+                    action: Action::TransportReplace,
+                    error,
+                });
+            }
             action => {
                 if error
                     .as_ref()
@@ -822,9 +959,13 @@ impl SessionManager {
             }
             Action::SessionInfo => self.on_info(stanza, key, jingle),
             Action::TransportInfo => self.on_transport_info(stanza, key, jingle),
+            Action::TransportReplace => self.on_transport_replace(stanza, key, jingle, now),
+            Action::TransportAccept | Action::TransportReject => {
+                self.on_transport_answer(stanza, key, jingle, action)
+            }
             _ => {
-                // content-*, transport-replace/accept/reject, description-info,
-                // security-info: none of our applications negotiates them yet.
+                // content-*, description-info, security-info: none of our applications
+                // negotiates them yet.
                 self.reply(iq_error(
                     stanza,
                     Condition::FeatureNotImplemented,
@@ -904,6 +1045,8 @@ impl SessionManager {
                 remote,
                 remote_candidates: count,
                 generation: 0,
+                replacing: None,
+                replace_offered: None,
             });
             contents.push(c);
         }
@@ -1000,6 +1143,150 @@ impl SessionManager {
             key,
             contents: jingle.contents,
         });
+    }
+
+    fn on_transport_replace(
+        &mut self,
+        stanza: &Element,
+        key: SessionKey,
+        jingle: Jingle,
+        now: Instant,
+    ) {
+        let local_is_initiator = self
+            .sessions
+            .get(&key)
+            .is_some_and(|s| s.role == SessionRole::Initiator);
+        let supported = |ns: &str| {
+            SUPPORTED_TRANSPORTS.contains(&ns)
+                || self.config.extra_transports.iter().any(|e| e == ns)
+        };
+        let mut verdicts = Vec::with_capacity(jingle.contents.len());
+        for c in &jingle.contents {
+            let Some(t) = &c.transport else {
+                self.reply(iq_error(
+                    stanza,
+                    Condition::BadRequest,
+                    None,
+                    Some("transport-replace without a transport"),
+                ));
+                return;
+            };
+            verdicts.push(supported(&t.ns()));
+        }
+        let Some(session) = self.sessions.get_mut(&key) else {
+            self.reply(jingle_error(stanza, JingleCondition::UnknownSession));
+            return;
+        };
+        if jingle.contents.is_empty()
+            || jingle
+                .contents
+                .iter()
+                .any(|c| session.content_mut(&c.name).is_none())
+        {
+            self.reply(iq_error(
+                stanza,
+                Condition::BadRequest,
+                None,
+                Some("transport-replace for a content the session does not have"),
+            ));
+            return;
+        }
+        // Tie-break (XEP-0166 §7.2.16, existing session): the initiator's replace wins.
+        let clash = jingle.contents.iter().any(|c| {
+            session
+                .content_mut(&c.name)
+                .is_some_and(|s| s.replacing.is_some())
+        });
+        if clash && local_is_initiator {
+            self.reply(jingle_error(stanza, JingleCondition::TieBreak));
+            return;
+        }
+        self.reply(iq_result(stanza));
+        let Some(session) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        let mut rejected = Vec::new();
+        for (c, ok) in jingle.contents.into_iter().zip(verdicts) {
+            let Some(state) = session.content_mut(&c.name) else {
+                continue;
+            };
+            state.replacing = None;
+            let Some(transport) = c.transport else {
+                continue;
+            };
+            state.replace_offered = Some(transport.clone());
+            if ok {
+                self.events.push_back(SessionEvent::TransportReplace {
+                    key: key.clone(),
+                    content: c.name,
+                    transport,
+                });
+            } else {
+                rejected.push(c.name);
+            }
+        }
+        for name in rejected {
+            let _ = self.reject_transport(&key, &name, now);
+        }
+    }
+
+    fn on_transport_answer(
+        &mut self,
+        stanza: &Element,
+        key: SessionKey,
+        jingle: Jingle,
+        action: Action,
+    ) {
+        let Some(session) = self.sessions.get_mut(&key) else {
+            self.reply(jingle_error(stanza, JingleCondition::UnknownSession));
+            return;
+        };
+        let pending = !jingle.contents.is_empty()
+            && jingle.contents.iter().all(|c| {
+                session
+                    .content_mut(&c.name)
+                    .is_some_and(|s| s.replacing.is_some())
+            });
+        if !pending {
+            self.reply(jingle_error(stanza, JingleCondition::OutOfOrder));
+            return;
+        }
+        if action == Action::TransportAccept
+            && jingle.contents.iter().any(|c| c.transport.is_none())
+        {
+            self.reply(iq_error(
+                stanza,
+                Condition::BadRequest,
+                None,
+                Some("transport-accept without a transport"),
+            ));
+            return;
+        }
+        self.reply(iq_result(stanza));
+        let Some(session) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        for c in jingle.contents {
+            let Some(state) = session.content_mut(&c.name) else {
+                continue;
+            };
+            let ours = state.replacing.take();
+            match (action, c.transport, ours) {
+                (Action::TransportAccept, Some(theirs), Some(_)) => {
+                    state.wrapper = Some(wrapper_of(&theirs));
+                    state.content.transport = Some(theirs.clone());
+                    self.events.push_back(SessionEvent::TransportAccepted {
+                        key: key.clone(),
+                        content: c.name,
+                        transport: theirs,
+                    });
+                }
+                _ => self.events.push_back(SessionEvent::TransportRejected {
+                    key: key.clone(),
+                    content: c.name,
+                }),
+            }
+        }
     }
 
     fn on_info(&mut self, stanza: &Element, key: SessionKey, jingle: Jingle) {
@@ -1234,6 +1521,29 @@ impl SessionManager {
     }
 }
 
+fn is_unknown_session(error: Option<&StanzaError>) -> bool {
+    error.is_some_and(|e| e.jingle == Some(JingleCondition::UnknownSession))
+}
+
+/// A `transport-replace` / `-accept` / `-reject` of one content carrying `transport`.
+fn transport_action(
+    action: Action,
+    key: &SessionKey,
+    content: &Content,
+    transport: Transport,
+) -> Jingle {
+    let mut jingle = Jingle::new(action, key.sid.clone());
+    jingle.contents.push(Content {
+        creator: content.creator,
+        name: content.name.clone(),
+        senders: content.senders,
+        disposition: None,
+        description: None,
+        transport: Some(transport),
+    });
+    jingle
+}
+
 fn content_state_local(content: Content) -> ContentState {
     let local = content.ice_credentials();
     let wrapper = content.transport.as_ref().map(wrapper_of);
@@ -1244,6 +1554,8 @@ fn content_state_local(content: Content) -> ContentState {
         remote: None,
         remote_candidates: 0,
         generation: 0,
+        replacing: None,
+        replace_offered: None,
     }
 }
 

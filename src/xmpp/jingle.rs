@@ -18,6 +18,12 @@
 //! `<security-error/>`. Offers of plain ICE-UDP (XEP-0176) are still accepted, and
 //! [`JingleIceConfig::data_channels`] turns ours off.
 //!
+//! Fallback (XEP-0234 §2, XEP-0261): when ICE finds no path before the session is established,
+//! the initiator proposes In-Band Bytestreams with `transport-replace`, the responder (which
+//! waits for it, as Conversations' does) answers `transport-accept`, the initiator opens the
+//! bytestream, and the session's bytes go through the XMPP server
+//! ([`JingleSession::ibb`]). [`JingleIceConfig::ibb_fallback`] turns it off.
+//!
 //! Simultaneous initiation (XEP-0166 §7.2.16): when our offer to a peer loses the tie-break to
 //! the peer's own offer of the same application, [`JingleIce::connect`] accepts the peer's
 //! session instead and returns it, so both sides end up in one session.
@@ -34,7 +40,9 @@ use rand::distr::Alphanumeric;
 use rand::Rng;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
+use super::ibb::{IbbChannel, IbbShared};
 use crate::channel::{Certificate, ChannelError, DtlsRole, Fingerprint, RemoteParameters};
+use crate::ibb::{IbbConfig, IbbStream, IbbTransport};
 use crate::ice::{ConnectionState, Credentials, Event as IceEvent, Role};
 use crate::jingle::{
     dtls_role, Content, DataChannelTransport, DtlsFingerprint, IceUdpCandidate, IceUdpTransport,
@@ -77,6 +85,11 @@ pub struct JingleIceConfig {
     pub data_channels: bool,
     /// Settings of the data-channel association of each session.
     pub channels: DataChannelsConfig,
+    /// Fall back to In-Band Bytestreams through the server when ICE finds no path (see the
+    /// module documentation); `false` ends such sessions with `<failed-transport/>`.
+    pub ibb_fallback: bool,
+    /// Settings of the In-Band Bytestreams of fallen-back sessions.
+    pub ibb: IbbConfig,
 }
 
 impl Default for JingleIceConfig {
@@ -89,6 +102,8 @@ impl Default for JingleIceConfig {
             connect_timeout: Duration::from_secs(30),
             data_channels: true,
             channels: DataChannelsConfig::default(),
+            ibb_fallback: true,
+            ibb: IbbConfig::default(),
         }
     }
 }
@@ -100,6 +115,7 @@ impl std::fmt::Debug for JingleIceConfig {
             .field("stun_servers", &self.stun_servers)
             .field("turn_servers", &self.turn_servers)
             .field("connect_timeout", &self.connect_timeout)
+            .field("ibb_fallback", &self.ibb_fallback)
             .finish_non_exhaustive()
     }
 }
@@ -123,6 +139,17 @@ pub enum JingleIceError {
     /// `<security-error/>` for a fingerprint mismatch).
     #[error("data channel: {0}")]
     Channel(ChannelError),
+    /// ICE found no path and the fallback to In-Band Bytestreams failed too (the session was
+    /// ended with `<failed-transport/>`).
+    #[error(
+        "no peer-to-peer path ({cause}), and the In-Band Bytestreams fallback failed: {fallback}"
+    )]
+    Fallback {
+        /// Why ICE failed.
+        cause: String,
+        /// Why the fallback failed.
+        fallback: String,
+    },
 }
 
 /// What the data-channel association of a session needs from the negotiation: the peer's
@@ -180,6 +207,19 @@ fn our_transport(
 /// A `connect` call waiting for the session that replaces its offer.
 type Waiter = oneshot::Sender<Result<JingleSession, JingleIceError>>;
 
+/// Where the In-Band Bytestreams fallback of a session stands.
+#[derive(Debug, Clone, PartialEq)]
+enum Fallback {
+    /// Nothing proposed.
+    None,
+    /// The peer proposed this transport (we answer it).
+    Offered(IbbTransport),
+    /// The peer accepted our proposal, as this transport.
+    Accepted(IbbTransport),
+    /// The peer rejected our proposal.
+    Rejected,
+}
+
 /// Per-session commands for the task that owns its ICE connection.
 enum IceCmd {
     /// The peer's credentials and candidates (offer, accept, transport-info).
@@ -215,6 +255,12 @@ struct Slot {
     claimed: bool,
     /// Data-channel parameters, once both transports are known (data-channel sessions only).
     channel: Option<ChannelParams>,
+    /// ICE connected (a later ICE failure ends the session instead of falling back).
+    established: bool,
+    /// The IBB fallback's progress.
+    fallback: watch::Sender<Fallback>,
+    /// The session's In-Band Bytestream, once it fell back.
+    ibb: Option<Arc<IbbShared>>,
 }
 
 struct State {
@@ -235,7 +281,7 @@ struct Inner {
     servers: Mutex<(Vec<SocketAddr>, Vec<TurnConfig>)>,
     outgoing: mpsc::Sender<Element>,
     incoming: mpsc::Sender<IncomingSession>,
-    wake: Notify,
+    wake: Arc<Notify>,
     dropped: AtomicU64,
 }
 
@@ -276,7 +322,7 @@ impl JingleIce {
             config,
             outgoing: out_tx,
             incoming: in_tx,
-            wake: Notify::new(),
+            wake: Arc::new(Notify::new()),
             dropped: AtomicU64::new(0),
         });
         let timer = tokio::spawn(run_timers(Arc::downgrade(&inner)));
@@ -305,9 +351,15 @@ impl JingleIce {
         let mut st = self.inner.lock();
         let taken = st.mgr.handle_stanza(stanza, Instant::now());
         self.inner.process(&mut st);
+        let streams: Vec<Arc<IbbShared>> = if taken {
+            Vec::new()
+        } else {
+            st.slots.values().filter_map(|s| s.ibb.clone()).collect()
+        };
         drop(st);
         self.inner.wake.notify_one();
-        taken
+        // In-Band Bytestream stanzas of fallen-back sessions.
+        taken || streams.iter().any(|ibb| ibb.handle_iq(stanza))
     }
 
     /// The next stanza to send on the XMPP connection; `None` once the extension is dropped.
@@ -386,7 +438,7 @@ impl JingleIce {
                 slot.ice = Some(ice_tx);
             }
         }
-        let session = JingleSession {
+        let mut session = JingleSession {
             key: key.clone(),
             conn,
             inner: self.inner.clone(),
@@ -396,16 +448,16 @@ impl JingleIce {
             established_in: Duration::ZERO,
             stanzas,
             channels: None,
+            ibb: None,
         };
         match session
             .establish(accepted_rx, self.inner.config.connect_timeout)
             .await
         {
             Ok(()) => {
-                let mut s = session;
-                s.established_in = started.elapsed();
-                s.start_channels().await?;
-                Ok(s)
+                session.established_in = started.elapsed();
+                session.start_channels().await?;
+                Ok(session)
             }
             Err(JingleIceError::Terminated(r))
                 if matches!(r.condition, ReasonCondition::AlternativeSession(_)) =>
@@ -416,7 +468,12 @@ impl JingleIce {
                     Err(_) => Err(JingleIceError::Terminated(r)),
                 }
             }
-            Err(e) => Err(e),
+            Err(e @ JingleIceError::Terminated(_)) => Err(e),
+            Err(e) => {
+                session.fall_back(true, e).await?;
+                session.established_in = started.elapsed();
+                Ok(session)
+            }
         }
     }
 
@@ -552,6 +609,38 @@ impl Inner {
                     slot.remote(t.clone(), restart);
                 }
             }
+            SessionEvent::TransportReplace {
+                key,
+                content,
+                transport,
+            } => {
+                let usable = st.slots.get(&key).and_then(|slot| {
+                    let ibb = transport.ibb()?;
+                    (self.config.ibb_fallback && !slot.established && slot.ibb.is_none())
+                        .then(|| ibb.clone())
+                });
+                match (usable, st.slots.get(&key)) {
+                    (Some(t), Some(slot)) => {
+                        slot.fallback.send_replace(Fallback::Offered(t));
+                    }
+                    _ => {
+                        let _ = st.mgr.reject_transport(&key, &content, Instant::now());
+                    }
+                }
+            }
+            SessionEvent::TransportAccepted { key, transport, .. } => {
+                if let Some(slot) = st.slots.get(&key) {
+                    slot.fallback.send_replace(match transport.ibb() {
+                        Some(t) => Fallback::Accepted(t.clone()),
+                        None => Fallback::Rejected,
+                    });
+                }
+            }
+            SessionEvent::TransportRejected { key, .. } => {
+                if let Some(slot) = st.slots.get(&key) {
+                    slot.fallback.send_replace(Fallback::Rejected);
+                }
+            }
             SessionEvent::Info { key, payload } => {
                 if let Some(slot) = st.slots.get(&key) {
                     let _ = slot.info.try_send(payload);
@@ -586,6 +675,9 @@ impl Inner {
                     if let Some(ice) = &slot.ice {
                         let _ = ice.send(IceCmd::Close);
                     }
+                    if let Some(ibb) = &slot.ibb {
+                        ibb.abort();
+                    }
                     let _ = slot.ended.send(Some(reason));
                 }
             }
@@ -616,6 +708,9 @@ impl Slot {
                 offer: Vec::new(),
                 claimed: false,
                 channel: None,
+                established: false,
+                fallback: watch::channel(Fallback::None).0,
+                ibb: None,
             },
             ended_rx,
             accepted_rx,
@@ -688,7 +783,13 @@ async fn run_timers(inner: std::sync::Weak<Inner>) {
     loop {
         let (deadline, notified) = {
             let Some(inner) = inner.upgrade() else { return };
-            let deadline = inner.lock().mgr.poll_timeout();
+            let st = inner.lock();
+            let streams = st.slots.values().filter_map(|s| s.ibb.as_ref());
+            let deadline = streams
+                .filter_map(|ibb| ibb.poll_timeout())
+                .chain(st.mgr.poll_timeout())
+                .min();
+            drop(st);
             (deadline, inner.clone())
         };
         let sleep = async {
@@ -699,9 +800,16 @@ async fn run_timers(inner: std::sync::Weak<Inner>) {
         };
         tokio::select! {
             _ = sleep => {
+                let now = Instant::now();
                 let mut st = notified.lock();
-                st.mgr.handle_timeout(Instant::now());
+                st.mgr.handle_timeout(now);
                 notified.process(&mut st);
+                let streams: Vec<Arc<IbbShared>> =
+                    st.slots.values().filter_map(|s| s.ibb.clone()).collect();
+                drop(st);
+                for ibb in streams {
+                    ibb.handle_timeout(now);
+                }
             }
             _ = notified.wake.notified() => {}
         }
@@ -770,6 +878,12 @@ fn spawn_ice_task(
                     }
                     Some(IceEvent::StateChanged(ConnectionState::Failed)) => {
                         let mut st = inner.lock();
+                        // Before the session is established, the fallback decides.
+                        let falls_back = inner.config.ibb_fallback
+                            && st.slots.get(&key).is_some_and(|s| !s.established);
+                        if falls_back {
+                            continue;
+                        }
                         let _ = st.mgr.terminate(
                             &key,
                             Reason::with_text(ReasonCondition::FailedTransport, "ICE failed"),
@@ -911,12 +1025,22 @@ impl IncomingSession {
             established_in: Duration::ZERO,
             stanzas: self.stanzas,
             channels: None,
+            ibb: None,
         };
-        session
+        match session
             .establish(self.accepted, self.inner.config.connect_timeout)
-            .await?;
-        session.established_in = started.elapsed();
-        session.start_channels().await?;
+            .await
+        {
+            Ok(()) => {
+                session.established_in = started.elapsed();
+                session.start_channels().await?;
+            }
+            Err(e @ JingleIceError::Terminated(_)) => return Err(e),
+            Err(e) => {
+                session.fall_back(false, e).await?;
+                session.established_in = started.elapsed();
+            }
+        }
         Ok(session)
     }
 }
@@ -933,6 +1057,7 @@ pub struct JingleSession {
     established_in: Duration,
     stanzas: Arc<AtomicU64>,
     channels: Option<DataChannels>,
+    ibb: Option<IbbChannel>,
 }
 
 impl std::fmt::Debug for JingleSession {
@@ -984,15 +1109,178 @@ impl JingleSession {
                 )),
             }
         };
-        tokio::select! {
+        // The peer may give up on ICE first and propose the fallback.
+        let mut fallback = self.fallback_watch();
+        let fallback_offered = async move {
+            if fallback
+                .wait_for(|f| matches!(f, Fallback::Offered(_)))
+                .await
+                .is_err()
+            {
+                std::future::pending::<()>().await;
+            }
+        };
+        let r = tokio::select! {
             biased;
             reason = ended_reason => Err(JingleIceError::Terminated(reason)),
-            r = ready => {
-                if let Err(e) = &r {
-                    self.end(Reason::with_text(ReasonCondition::FailedTransport, e.to_string()));
+            () = fallback_offered => Err(JingleIceError::Ice(
+                "the peer fell back to In-Band Bytestreams".to_owned(),
+            )),
+            r = ready => r,
+        };
+        if r.is_ok() {
+            self.mark_established();
+        }
+        r
+    }
+
+    fn fallback_watch(&self) -> watch::Receiver<Fallback> {
+        match self.inner.lock().slots.get(&self.key) {
+            Some(slot) => slot.fallback.subscribe(),
+            None => watch::channel(Fallback::None).1,
+        }
+    }
+
+    fn mark_established(&self) {
+        if let Some(slot) = self.inner.lock().slots.get_mut(&self.key) {
+            slot.established = true;
+        }
+    }
+
+    fn ended_error(&self) -> JingleIceError {
+        JingleIceError::Terminated(
+            self.end_reason()
+                .unwrap_or_else(|| Reason::new(ReasonCondition::GeneralError)),
+        )
+    }
+
+    /// ICE found no path (`cause`): falls back to In-Band Bytestreams (XEP-0261 through
+    /// XEP-0166 §7.2.15). The initiator proposes it unless the peer already did; the responder
+    /// waits for the proposal. Ends the session with `<failed-transport/>` when the fallback is
+    /// off or fails.
+    async fn fall_back(
+        &mut self,
+        initiator: bool,
+        cause: JingleIceError,
+    ) -> Result<(), JingleIceError> {
+        let fail = |this: &Self, fallback: String| {
+            let text = format!("no peer-to-peer path ({cause}); {fallback}");
+            this.end(Reason::with_text(ReasonCondition::FailedTransport, text));
+            match this.end_reason() {
+                Some(r) if r.condition != ReasonCondition::FailedTransport => {
+                    JingleIceError::Terminated(r)
                 }
-                r
+                _ => JingleIceError::Fallback {
+                    cause: cause.to_string(),
+                    fallback,
+                },
             }
+        };
+        if !self.inner.config.ibb_fallback {
+            let text = cause.to_string();
+            self.end(Reason::with_text(ReasonCondition::FailedTransport, text));
+            return Err(cause);
+        }
+        let config = self.inner.config.ibb.clone();
+        let ours = IbbTransport {
+            sid: candidate_id(),
+            block_size: config.block_size,
+        };
+        let mut rx = {
+            let mut st = self.inner.lock();
+            let Some(slot) = st.slots.get_mut(&self.key) else {
+                return Err(self.ended_error());
+            };
+            if let Some(ice) = &slot.ice {
+                let _ = ice.send(IceCmd::Close);
+            }
+            let rx = slot.fallback.subscribe();
+            if initiator && *rx.borrow() == Fallback::None {
+                let proposal = Transport::Ibb(ours.clone());
+                st.mgr
+                    .replace_transport(&self.key, CONTENT_NAME, proposal, Instant::now())?;
+                self.inner.process(&mut st);
+            }
+            rx
+        };
+        self.inner.wake.notify_one();
+        tracing::info!(key = %self.key, %cause, "no peer-to-peer path: falling back to In-Band Bytestreams");
+        let wait = self.inner.config.connect_timeout;
+        let mut ended = self.ended.clone();
+        let decided = tokio::select! {
+            r = tokio::time::timeout(wait, rx.wait_for(|f| *f != Fallback::None)) => match r {
+                Ok(Ok(f)) => f.clone(),
+                _ => Fallback::None,
+            },
+            _ = ended.wait_for(Option::is_some) => return Err(self.ended_error()),
+        };
+        let peer = self.key.peer.to_string();
+        let prefix = format!("ibb-{}", candidate_id());
+        let shared = {
+            let mut st = self.inner.lock();
+            let outgoing = self.inner.outgoing.clone();
+            let timers = self.inner.wake.clone();
+            let (stream, answer) = match decided {
+                Fallback::Offered(t) => {
+                    let block = t.block_size.min(config.block_size);
+                    let stream = IbbStream::acceptor(&peer, &t.sid, block, config, &prefix);
+                    let answer = IbbTransport {
+                        sid: t.sid,
+                        block_size: block,
+                    };
+                    (stream, Some(answer))
+                }
+                Fallback::Accepted(t) if t.sid == ours.sid => {
+                    let block = t.block_size.min(config.block_size);
+                    let stream =
+                        IbbStream::opener(&peer, &t.sid, block, config, &prefix, Instant::now());
+                    (stream, None)
+                }
+                Fallback::Accepted(_) => {
+                    drop(st);
+                    return Err(fail(self, "the peer accepted another IBB stream id".into()));
+                }
+                Fallback::Rejected => {
+                    drop(st);
+                    return Err(fail(self, "the peer rejected In-Band Bytestreams".into()));
+                }
+                Fallback::None => {
+                    drop(st);
+                    let text = format!("no In-Band Bytestreams proposal within {wait:?}");
+                    return Err(fail(self, text));
+                }
+            };
+            let Some(slot) = st.slots.get_mut(&self.key) else {
+                drop(st);
+                return Err(self.ended_error());
+            };
+            // Registered before our answer goes out: the peer's <open/> follows it.
+            let shared = IbbShared::new(stream, outgoing, timers);
+            slot.ibb = Some(shared.clone());
+            if let Some(answer) = answer {
+                let answer = Transport::Ibb(answer);
+                st.mgr
+                    .accept_transport(&self.key, CONTENT_NAME, answer, Instant::now())?;
+                self.inner.process(&mut st);
+            }
+            shared
+        };
+        self.inner.wake.notify_one();
+        let opened = tokio::select! {
+            r = tokio::time::timeout(wait, shared.opened()) => r,
+            _ = ended.wait_for(Option::is_some) => return Err(self.ended_error()),
+        };
+        match opened {
+            Ok(Ok(())) => {
+                self.mark_established();
+                self.ibb = Some(IbbChannel::new(shared));
+                Ok(())
+            }
+            Ok(Err(e)) => Err(fail(self, e.to_string())),
+            Err(_) => Err(fail(
+                self,
+                format!("the bytestream did not open within {wait:?}"),
+            )),
         }
     }
 
@@ -1057,6 +1345,12 @@ impl JingleSession {
     /// ICE pair): open channels, accept the peer's. `None` for a plain ICE-UDP session.
     pub fn data_channels(&self) -> Option<&DataChannels> {
         self.channels.as_ref()
+    }
+
+    /// The In-Band Bytestream of a session that fell back to it (ICE found no path): the
+    /// session's bytes go through the XMPP server. `None` while ICE carries the session.
+    pub fn ibb(&self) -> Option<IbbChannel> {
+        self.ibb.clone()
     }
 
     /// The session (peer full JID and sid).

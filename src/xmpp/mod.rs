@@ -13,10 +13,12 @@ pub mod client;
 pub mod connection;
 pub mod disco;
 pub mod extdisco;
+pub mod ibb;
 pub mod jingle;
 
 pub use client::{ClientError, JingleClient, JingleClientConfig};
 pub use connection::{XmppConfig, XmppConnection, XmppError, XmppSender};
+pub use ibb::IbbChannel;
 pub use jingle::{IncomingSession, JingleIce, JingleIceConfig, JingleIceError, JingleSession};
 
 use minidom::Element;
