@@ -6,58 +6,13 @@
 
 mod lab_common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use lab_common::{example_binary, Lab, LabOptions, LineProcess, Nat};
-use sha2::{Digest, Sha256};
-
-/// Bound on one bot process.
-const BOT_SECS: u64 = 600;
+use lab_common::files::{hash_file, make_file, start_receiver, start_sender, temp_dir};
+use lab_common::{Lab, LabOptions, Nat};
 
 fn lab(test: &str, a: Nat, b: Nat) -> Option<Lab> {
     Lab::up(test, LabOptions::with_servers(a, b))
-}
-
-fn s(p: &Path) -> String {
-    p.to_str().expect("utf-8 path").to_owned()
-}
-
-fn login(lab: &Lab, account: u8) -> Vec<String> {
-    vec![
-        "--jid".into(),
-        lab.get(&format!("LAB_XMPP_JID{account}")).into(),
-        "--password".into(),
-        lab.get(&format!("LAB_XMPP_PASSWORD{account}")).into(),
-        "--server".into(),
-        lab.get("LAB_XMPP_ADDR").into(),
-        "--ca".into(),
-        lab.get("LAB_CA").into(),
-    ]
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("jingle-ice-lab-files-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// A file of `size` pseudo-random bytes and its SHA-256 in hex.
-fn make_file(path: &Path, size: usize) -> String {
-    let mut data = Vec::with_capacity(size);
-    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-    while data.len() < size {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        data.extend_from_slice(&x.to_le_bytes());
-    }
-    data.truncate(size);
-    std::fs::write(path, &data).unwrap();
-    Sha256::digest(&data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// The candidate types in a `transport ... (local-type addr -> remote-type addr)` line.
@@ -78,18 +33,8 @@ fn transfer(lab: &Lab, size: usize) -> (String, String) {
     let file = src.join("lab file.bin");
     let hash = make_file(&file, size);
 
-    let mut recv_argv = vec![s(&example_binary("recv_file"))];
-    recv_argv.extend(login(lab, 2));
-    recv_argv.extend(["--dir".into(), s(&dst)]);
-    recv_argv.extend(["--from".into(), lab.get("LAB_XMPP_JID1").into()]);
-    let mut bob = LineProcess::start(lab, "LAB_NS_B", "recv_file", BOT_SECS, &recv_argv);
-    let bob_jid = bob.expect("jid ").trim_start_matches("jid ").to_owned();
-    bob.expect("ready");
-
-    let mut send_argv = vec![s(&example_binary("send_file"))];
-    send_argv.extend(login(lab, 1));
-    send_argv.extend(["--to".into(), bob_jid, s(&file)]);
-    let mut alice = LineProcess::start(lab, "LAB_NS_A", "send_file", BOT_SECS, &send_argv);
+    let (mut bob, bob_jid) = start_receiver(lab, &dst, &[]);
+    let mut alice = start_sender(lab, &bob_jid, &file, &[]);
 
     let ta = alice.expect_within("transport ", 300);
     let tb = bob.expect_within("transport ", 300);
@@ -106,13 +51,7 @@ fn transfer(lab: &Lab, size: usize) -> (String, String) {
     let entries: Vec<_> = std::fs::read_dir(&dst).unwrap().collect();
     assert_eq!(entries.len(), 1, "only the final file, no part file");
     assert_eq!(std::fs::metadata(&stored).unwrap().len(), size as u64);
-    assert_eq!(
-        Sha256::digest(std::fs::read(&stored).unwrap())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>(),
-        hash
-    );
+    assert_eq!(hash_file(&stored), hash);
     let _ = std::fs::remove_dir_all(&src);
     let _ = std::fs::remove_dir_all(&dst);
     (ta, tb)

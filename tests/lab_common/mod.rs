@@ -8,6 +8,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of it
 
+pub mod files;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -593,6 +595,44 @@ impl LineProcess {
     /// [`LineProcess::expect_within`] with 60 s per line.
     pub fn expect(&mut self, prefix: &str) -> String {
         self.expect_within(prefix, 60)
+    }
+
+    /// Sends signal `sig` (a name `kill -s` knows: `INT`, `TERM`, ...) to the process. The
+    /// process is `timeout(1)`, which passes the signal on to the program it runs.
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args(["-s", sig, &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {sig} {} failed", self.name);
+    }
+
+    /// Waits for the exit (at most `secs` seconds, then kills it and panics); returns its exit
+    /// code (`None` when a signal ended it) and every line it printed, the remaining ones
+    /// echoed.
+    pub fn finish(mut self, secs: u64) -> (Option<i32>, Vec<String>) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let status = loop {
+            match self.child.try_wait().expect("try_wait") {
+                Some(s) => break s,
+                None if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+                None => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    panic!(
+                        "{} did not exit within {secs} s; lines {:?}",
+                        self.name, self.all
+                    );
+                }
+            }
+        };
+        // The reader thread ends with the pipe; take what it still has.
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
+            eprintln!("[{}] {line}", self.name);
+            self.all.push(line);
+        }
+        eprintln!("[{}] exited: {status}", self.name);
+        (status.code(), self.all)
     }
 
     /// Waits for the exit; returns whether it succeeded, after echoing the remaining lines.
