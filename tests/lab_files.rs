@@ -1,15 +1,19 @@
 //! XEP-0234 file transfer through the lab: the `send_file` and `recv_file` bots log in to the
 //! real Prosody from two LANs behind NATs, get STUN/TURN from it (XEP-0215, coturn), and move a
 //! file peer-to-peer over a WebRTC data channel. Each run checks the hash both bots print, the
-//! stored file byte for byte, that no part file is left, and the selected pair's types. Needs
-//! root; see `tests/lab/README.md`.
+//! stored file byte for byte, that no part file is left, and the selected pair's types. The
+//! measurement test compares each bot's peak memory over a 64 MiB and a 1 GiB transfer (it must
+//! not grow with the file) and prints the file throughput against the bare data channel's in
+//! the same lab. Needs root; see `tests/lab/README.md`.
 
 mod lab_common;
 
 use std::path::PathBuf;
 
-use lab_common::files::{hash_file, make_file, start_receiver, start_sender, temp_dir};
-use lab_common::{Lab, LabOptions, Nat};
+use lab_common::files::{
+    hash_file, login, make_file, peak_rss, s, start_receiver, start_sender, temp_dir, BOT_SECS,
+};
+use lab_common::{example_binary, Lab, LabOptions, LineProcess, Nat};
 
 fn lab(test: &str, a: Nat, b: Nat) -> Option<Lab> {
     Lab::up(test, LabOptions::with_servers(a, b))
@@ -26,26 +30,65 @@ fn pair_types(line: &str) -> (String, String) {
     (words[0].to_owned(), words[3].to_owned())
 }
 
-/// Sends a file of `size` bytes from LAN A to LAN B; returns both bots' `transport` lines.
-fn transfer(lab: &Lab, size: usize) -> (String, String) {
+/// What both bots printed during one transfer.
+struct Run {
+    alice: Vec<String>,
+    bob: Vec<String>,
+}
+
+impl Run {
+    fn line(lines: &[String], prefix: &str) -> String {
+        lines
+            .iter()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} line in {lines:?}"))
+            .clone()
+    }
+
+    /// Both bots' `transport` lines.
+    fn transports(&self) -> (String, String) {
+        (
+            Run::line(&self.alice, "transport "),
+            Run::line(&self.bob, "transport "),
+        )
+    }
+
+    /// Bytes per second from a bot's `transferred N bytes in S s, ...` line.
+    fn rate(lines: &[String]) -> f64 {
+        let l = Run::line(lines, "transferred ");
+        let w: Vec<&str> = l.split_whitespace().collect();
+        let bytes: f64 = w[1].parse().expect("bytes");
+        let secs: f64 = w[4].parse().expect("seconds");
+        bytes / secs
+    }
+}
+
+/// Sends a file of `size` bytes from LAN A to LAN B and checks what arrived.
+fn transfer(lab: &Lab, size: usize) -> Run {
     let src = temp_dir(&format!("{}-src", lab.prefix()));
     let dst = temp_dir(&format!("{}-dst", lab.prefix()));
     let file = src.join("lab file.bin");
     let hash = make_file(&file, size);
 
-    let (mut bob, bob_jid) = start_receiver(lab, &dst, &[]);
-    let mut alice = start_sender(lab, &bob_jid, &file, &[]);
-
-    let ta = alice.expect_within("transport ", 300);
-    let tb = bob.expect_within("transport ", 300);
-    let sent = alice.expect_within("sha-256 ", 300);
-    let got = bob.expect_within("sha-256 ", 300);
-    assert_eq!(sent, format!("sha-256 {hash} verified"));
-    assert_eq!(got, format!("sha-256 {hash} verified"));
-    let stored = bob.expect("stored ");
-    assert!(alice.wait(), "send_file failed");
-    assert!(bob.wait(), "recv_file failed");
-
+    let (bob, bob_jid) = start_receiver(lab, &dst, &[]);
+    let alice = start_sender(lab, &bob_jid, &file, &[]);
+    let (alice_code, alice_lines) = alice.finish(BOT_SECS);
+    let (bob_code, bob_lines) = bob.finish(60);
+    assert_eq!(alice_code, Some(0), "send_file failed");
+    assert_eq!(bob_code, Some(0), "recv_file failed");
+    let run = Run {
+        alice: alice_lines,
+        bob: bob_lines,
+    };
+    assert_eq!(
+        Run::line(&run.alice, "sha-256 "),
+        format!("sha-256 {hash} verified")
+    );
+    assert_eq!(
+        Run::line(&run.bob, "sha-256 "),
+        format!("sha-256 {hash} verified")
+    );
+    let stored = Run::line(&run.bob, "stored ");
     let stored = PathBuf::from(stored.trim_start_matches("stored "));
     assert_eq!(stored, dst.join("lab file.bin"));
     let entries: Vec<_> = std::fs::read_dir(&dst).unwrap().collect();
@@ -54,7 +97,7 @@ fn transfer(lab: &Lab, size: usize) -> (String, String) {
     assert_eq!(hash_file(&stored), hash);
     let _ = std::fs::remove_dir_all(&src);
     let _ = std::fs::remove_dir_all(&dst);
-    (ta, tb)
+    run
 }
 
 #[test]
@@ -66,7 +109,7 @@ fn lab_files_256_mib_through_two_port_restricted_nats() {
     ) else {
         return;
     };
-    let (a, b) = transfer(&lab, 256 << 20);
+    let (a, b) = transfer(&lab, 256 << 20).transports();
     assert_eq!(pair_types(&a), ("srflx".into(), "srflx".into()), "{a}");
     assert_eq!(pair_types(&b), ("srflx".into(), "srflx".into()), "{b}");
 }
@@ -80,12 +123,90 @@ fn lab_files_64_mib_relayed_between_two_symmetric_nats() {
     ) else {
         return;
     };
-    let (a, b) = transfer(&lab, 64 << 20);
+    let (a, b) = transfer(&lab, 64 << 20).transports();
     // Through coturn: at least one end of the pair is a relayed candidate. Which one depends on
     // the race of checks (relay-relay, or one side's relay against the other's peer-reflexive
     // mapping of its symmetric NAT); no direct path exists between two symmetric NATs.
     for line in [&a, &b] {
         let (local, remote) = pair_types(line);
         assert!(local == "relay" || remote == "relay", "{line}");
+    }
+}
+
+/// The bare data channel of a Jingle session between the same accounts through the same lab
+/// (`examples/jingle_peer.rs`): alice writes `bytes` on a channel and bob echoes them back, so
+/// each direction carries `bytes` at once. Returns bytes per second in one direction.
+fn channel_rate(lab: &Lab, bytes: usize) -> f64 {
+    let peer = example_binary("jingle_peer");
+    let mut argv = vec![s(&peer)];
+    argv.extend(login(lab, 2));
+    argv.extend(["--accept".into(), "--timeout".into(), "300".into()]);
+    let mut bob = LineProcess::start(lab, "LAB_NS_B", "jingle_peer B", BOT_SECS, &argv);
+    let bob_jid = bob.expect("jid ").trim_start_matches("jid ").to_owned();
+    let mut argv = vec![s(&peer)];
+    argv.extend(login(lab, 1));
+    argv.extend(["--connect".into(), bob_jid, "--bytes".into(), bytes.to_string()]);
+    argv.extend(["--timeout".into(), "300".into()]);
+    let alice = LineProcess::start(lab, "LAB_NS_A", "jingle_peer A", BOT_SECS, &argv);
+    let (alice_code, alice_lines) = alice.finish(BOT_SECS);
+    let (bob_code, _) = bob.finish(60);
+    assert_eq!((alice_code, bob_code), (Some(0), Some(0)), "jingle_peer failed");
+    let data = Run::line(&alice_lines, "data ok ");
+    assert!(data.contains("channel=dtls-sctp"), "{data}");
+    let field = |key: &str| -> f64 {
+        data.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in {data}"))
+            .parse()
+            .expect("number")
+    };
+    field("bytes=") / field("secs=")
+}
+
+/// Peak resident memory may grow this much (ratio) from the small transfer to the big one...
+const RSS_RATIO: f64 = 1.25;
+/// ...plus this many bytes (allocator noise, a few more buffers in flight).
+const RSS_SLACK: f64 = 8.0 * 1024.0 * 1024.0;
+
+#[test]
+fn lab_files_peak_memory_does_not_grow_from_64_mib_to_1_gib() {
+    let Some(lab) = lab(
+        "lab_files_peak_memory_does_not_grow_from_64_mib_to_1_gib",
+        Nat::PortRestricted,
+        Nat::PortRestricted,
+    ) else {
+        return;
+    };
+    let channel = channel_rate(&lab, 64 << 20);
+    let small = transfer(&lab, 64 << 20);
+    let big = transfer(&lab, 1 << 30);
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    for (bot, s, b) in [
+        ("send_file", peak_rss(&small.alice), peak_rss(&big.alice)),
+        ("recv_file", peak_rss(&small.bob), peak_rss(&big.bob)),
+    ] {
+        eprintln!(
+            "MEASURED {bot} peak RSS: 64 MiB transfer {:.1} MiB, 1 GiB transfer {:.1} MiB (ratio {:.3})",
+            mib(s),
+            mib(b),
+            b as f64 / s as f64
+        );
+        assert!(
+            b as f64 <= s as f64 * RSS_RATIO + RSS_SLACK,
+            "{bot}: peak RSS grew from {s} to {b} bytes"
+        );
+    }
+    // Figures only: wall-clock rates on a shared machine are not asserted.
+    for (name, run) in [("64 MiB", &small), ("1 GiB", &big)] {
+        let sent = Run::rate(&run.alice);
+        let stored = Run::rate(&run.bob);
+        eprintln!(
+            "MEASURED file {name}: sender {:.1} MB/s, receiver {:.1} MB/s; bare channel {:.1} MB/s \
+             per direction (64 MiB echoed); file/channel {:.2}",
+            sent / 1e6,
+            stored / 1e6,
+            channel / 1e6,
+            sent / channel
+        );
     }
 }
