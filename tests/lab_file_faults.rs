@@ -1,7 +1,7 @@
 //! XEP-0234 file transfer failing in the lab, with the real bots through two port-restricted
 //! NATs (Prosody, coturn): the receiver's disk fills up, either side cancels mid-transfer on a
 //! signal, the offer carries a hostile file name, a sender lies about the size (more and fewer
-//! bytes than announced, `examples/lying_sender.rs`), the file being sent shrinks. Each test
+//! bytes than announced, `examples/raw_file_peer.rs`), the file being sent shrinks. Each test
 //! checks the end reason both bots report (the side that ended the session with its own
 //! message, the other with the XEP-0166 reason it received), their exit codes, and that
 //! nothing is left under the final name and no part file remains. Needs root; see
@@ -208,19 +208,19 @@ fn lab_file_fault_hostile_name_stays_in_the_directory() {
     assert!(!src.0.join("x").exists() && !Path::new("/tmp/x").exists());
 }
 
-/// `lying_sender` announces `announce` bytes and sends `send`.
+/// `raw_file_peer` announces `announce` bytes and sends `send`.
 fn size_lie(test: &str, announce: u64, send: u64) {
     let Some(lab) = lab(test) else {
         return;
     };
     let dst = Cleanup(temp_dir(&format!("{}-dst", lab.prefix())));
     let (bob, bob_jid) = start_receiver(&lab, &dst.0, &[]);
-    let mut argv = vec![s(&example_binary("lying_sender"))];
+    let mut argv = vec![s(&example_binary("raw_file_peer"))];
     argv.extend(login(&lab, 1));
     argv.extend(["--to".into(), bob_jid]);
     argv.extend(["--announce".into(), announce.to_string()]);
     argv.extend(["--send".into(), send.to_string()]);
-    let liar = LineProcess::start(&lab, "LAB_NS_A", "lying_sender", BOT_SECS, &argv);
+    let liar = LineProcess::start(&lab, "LAB_NS_A", "raw_file_peer", BOT_SECS, &argv);
     let (bob_code, bob_lines) = bob.finish(BOT_SECS);
     let (liar_code, liar_lines) = liar.finish(EXIT_SECS);
 
