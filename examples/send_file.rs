@@ -102,7 +102,7 @@ async fn run(args: Args) -> Result<(), Failure> {
         r = tokio::time::timeout(
             Duration::from_secs(args.timeout),
             send_file(client.extension(), to, &args.file, options),
-        ) => Some(r),
+        ) => r,
         s = interrupt.wait() => {
             if let Some(bar) = &bar {
                 bar.abandon();
@@ -115,12 +115,12 @@ async fn run(args: Args) -> Result<(), Failure> {
         bar.finish();
     }
     let outcome = match result {
-        Some(Ok(Ok(report))) => {
+        Ok(Ok(report)) => {
             bot::report(&report);
             Ok(())
         }
-        Some(Ok(Err(e))) => Err(format!("transfer failed: {}", bot::transfer_failed(&e)).into()),
-        _ => Err(format!("no result within {} s", args.timeout).into()),
+        Ok(Err(e)) => Err(format!("transfer failed: {}", bot::transfer_failed(&e)).into()),
+        Err(_) => Err(format!("no result within {} s", args.timeout).into()),
     };
     client.close().await;
     outcome
