@@ -2,7 +2,11 @@
 //! in, accepts offers from the allowed senders into a directory (safe names, size limit, hash
 //! verified, nothing under the final name unless complete), declines the others, shows progress
 //! and prints the transport, the selected pair, the time to connect, the throughput and the
-//! verified hash of each file. Receives one file and exits, or with `--serve` forever.
+//! verified hash of each file. Receives one file and exits, or with `--serve` forever. A failed
+//! transfer prints `transfer from JID failed: ...` (and `ended-by-peer CONDITION` when the
+//! sender ended the session). SIGINT or SIGTERM cancels a transfer under way (the sender gets
+//! `<cancel/>`, the temporary file is removed) and exits with 128 + the signal's number after
+//! `cancelled SIGNAL`. The last line is the process's peak memory (`peak-rss BYTES`).
 //!
 //! ```text
 //! recv_file --jid bob@example.test --password PW [--server HOST:PORT] [--ca ca.pem] \
@@ -14,6 +18,8 @@ mod bot;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+use bot::Failure;
 
 use clap::Parser;
 use jid::BareJid;
@@ -45,25 +51,24 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("recv_file: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    let outcome = run(args).await;
+    bot::finish("recv_file", outcome)
 }
 
-async fn run(args: Args) -> Result<(), String> {
+async fn run(args: Args) -> Result<(), Failure> {
+    let mut interrupt = bot::Interrupt::new()?;
     if !args.dir.is_dir() {
-        return Err(format!("--dir {}: not a directory", args.dir.display()));
+        return Err(format!("--dir {}: not a directory", args.dir.display()).into());
     }
     let allowed: Vec<BareJid> = args
         .from
         .iter()
         .map(|j| BareJid::new(j).map_err(|e| format!("--from {j}: {e}")))
         .collect::<Result<_, _>>()?;
-    let client = bot::login(&args.login).await?;
+    let client = tokio::select! {
+        c = bot::login(&args.login) => c?,
+        s = interrupt.wait() => return Err(Failure::Cancelled(s)),
+    };
     bot::say(format!("jid {}", client.jid()));
     bot::say("ready");
     let sink = SinkConfig {
@@ -73,11 +78,19 @@ async fn run(args: Args) -> Result<(), String> {
     };
     let mut failures = 0u32;
     loop {
-        let Some(incoming) = client.next_incoming().await else {
+        let incoming = tokio::select! {
+            i = client.next_incoming() => i,
+            s = interrupt.wait() => {
+                client.close().await;
+                return Err(Failure::Cancelled(s));
+            }
+        };
+        let Some(incoming) = incoming else {
             return Err(format!(
                 "disconnected: {}",
                 client.disconnect_reason().unwrap_or_default()
-            ));
+            )
+            .into());
         };
         let peer = incoming.key().peer.clone();
         let file = match IncomingFile::from_session(incoming) {
@@ -98,7 +111,18 @@ async fn run(args: Args) -> Result<(), String> {
             file.size()
         ));
         let (on_progress, bar) = bot::progress("receiving", file.size());
-        let result = file.accept(sink.clone(), Some(on_progress)).await;
+        // Dropping the transfer's future on a signal ends the session with <cancel/> and
+        // removes the temporary file; close() then sends the terminate before logging off.
+        let result = tokio::select! {
+            r = file.accept(sink.clone(), Some(on_progress)) => r,
+            s = interrupt.wait() => {
+                if let Some(bar) = &bar {
+                    bar.abandon();
+                }
+                client.close().await;
+                return Err(Failure::Cancelled(s));
+            }
+        };
         if let Some(bar) = bar {
             bar.finish();
         }
@@ -106,6 +130,7 @@ async fn run(args: Args) -> Result<(), String> {
             Ok(report) => bot::report(&report),
             Err(e) => {
                 failures += 1;
+                let e = bot::transfer_failed(&e);
                 bot::say(format!("transfer from {peer} failed: {e}"));
             }
         }
@@ -114,7 +139,7 @@ async fn run(args: Args) -> Result<(), String> {
             return if failures == 0 {
                 Ok(())
             } else {
-                Err("the transfer failed".into())
+                Err("the transfer failed".to_owned().into())
             };
         }
     }

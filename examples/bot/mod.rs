@@ -1,5 +1,6 @@
-//! What the file bots share: the login options, the client set up for file transfer, and the
-//! progress display (a bar on a terminal, plain lines otherwise).
+//! What the file bots share: the login options, the client set up for file transfer, the
+//! progress display (a bar on a terminal, plain lines otherwise), cancelling on SIGINT/SIGTERM,
+//! and the lines they print at the end (the lab tests read them).
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -7,9 +8,12 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use jid::Jid;
-use jingle_ice::apps::file_transfer::{enable_client, OnProgress, TransferReport};
+use jingle_ice::apps::file_transfer::{
+    enable_client, FileTransferError, OnProgress, TransferReport,
+};
 use jingle_ice::apps::transfer::Progress;
 use jingle_ice::xmpp::{JingleClient, JingleClientConfig, XmppConfig};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// How to log in.
 #[derive(clap::Args, Debug)]
@@ -117,4 +121,118 @@ pub fn report(r: &TransferReport) {
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The signals that cancel a transfer (SIGINT from a terminal's Ctrl-C, SIGTERM from a service
+/// manager or `kill`). Created before anything else, so that from then on they cancel instead
+/// of killing the process: cancelling drops the transfer's future, which ends the session with
+/// `<cancel/>` (XEP-0234 §6.3), and the bot then logs off with [`JingleClient::close`], which
+/// sends the stanzas still queued before the stream closes.
+pub struct Interrupt {
+    int: Signal,
+    term: Signal,
+}
+
+impl Interrupt {
+    /// Takes over SIGINT and SIGTERM.
+    pub fn new() -> Result<Interrupt, String> {
+        let int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
+        let term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
+        Ok(Interrupt { int, term })
+    }
+
+    /// Waits for either signal and names it.
+    pub async fn wait(&mut self) -> Signalled {
+        tokio::select! {
+            _ = self.int.recv() => Signalled::Int,
+            _ = self.term.recv() => Signalled::Term,
+        }
+    }
+}
+
+/// Which signal cancelled the bot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signalled {
+    /// SIGINT.
+    Int,
+    /// SIGTERM.
+    Term,
+}
+
+impl Signalled {
+    /// The signal's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Signalled::Int => "SIGINT",
+            Signalled::Term => "SIGTERM",
+        }
+    }
+
+    /// The shell's convention for a process ended by a signal: 128 + its number.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Signalled::Int => 128 + 2,
+            Signalled::Term => 128 + 15,
+        }
+    }
+}
+
+/// How a bot's run ended badly.
+#[derive(Debug)]
+pub enum Failure {
+    /// Something failed; the message says what.
+    Failed(String),
+    /// A signal cancelled it.
+    Cancelled(Signalled),
+}
+
+impl From<String> for Failure {
+    fn from(s: String) -> Failure {
+        Failure::Failed(s)
+    }
+}
+
+/// Prints the end of a bot's run (`failed ...` or `cancelled SIGNAL` on stdout, the message on
+/// stderr, then its peak memory) and gives its exit code.
+pub fn finish(program: &str, outcome: Result<(), Failure>) -> std::process::ExitCode {
+    let code = match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(Failure::Failed(e)) => {
+            say(format!("failed {e}"));
+            eprintln!("{program}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+        Err(Failure::Cancelled(s)) => {
+            say(format!("cancelled {}", s.name()));
+            eprintln!("{program}: cancelled ({})", s.name());
+            std::process::ExitCode::from(s.exit_code())
+        }
+    };
+    say_peak_rss();
+    code
+}
+
+/// Prints how a failed transfer ended: `ended-by-peer CONDITION` when the peer ended the
+/// session (XEP-0166 §7.4 reason), then the error. Returns the error's message.
+pub fn transfer_failed(e: &FileTransferError) -> String {
+    if let FileTransferError::PeerEnded(r) = e {
+        say(format!("ended-by-peer {}", r.condition.as_str()));
+        return format!("the peer ended the session: {r}");
+    }
+    e.to_string()
+}
+
+/// Peak resident memory of this process so far, bytes (Linux `VmHWM` in `/proc/self/status`).
+pub fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Prints `peak-rss BYTES` (the lab's memory measurement reads it).
+pub fn say_peak_rss() {
+    if let Some(b) = peak_rss() {
+        say(format!("peak-rss {b}"));
+    }
 }

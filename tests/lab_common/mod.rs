@@ -8,6 +8,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of it
 
+pub mod files;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -301,6 +303,7 @@ pub fn ice_peer() -> PathBuf {
         "--example",
         "ice_peer",
     ]);
+    without_crate_env(&mut build);
     if release {
         build.arg("--release");
     }
@@ -312,6 +315,32 @@ pub fn ice_peer() -> PathBuf {
     let path = profile_dir.join("examples").join("ice_peer");
     assert!(path.exists(), "{} not found", path.display());
     path
+}
+
+/// Removes from a nested `cargo build` the variables cargo set for this test crate
+/// (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, ...). Build scripts that watch one of them (ring's
+/// watches `CARGO_MANIFEST_DIR`) would otherwise see it change between the outer build and this
+/// one and rebuild half the dependency tree each time, about a minute on this machine.
+fn without_crate_env(build: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        let set_for_crate = key == "OUT_DIR"
+            || key.starts_with("CARGO_PKG_")
+            || matches!(
+                key,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_MANIFEST_LINKS"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "CARGO_RUSTC_CURRENT_DIR"
+            );
+        if set_for_crate {
+            build.env_remove(key);
+        }
+    }
 }
 
 /// One peer's parsed `result` line.
@@ -510,6 +539,7 @@ pub fn example_binary(name: &str) -> PathBuf {
     build
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args(["build", "--quiet", "--example", name]);
+    without_crate_env(&mut build);
     if release {
         build.arg("--release");
     }
@@ -593,6 +623,44 @@ impl LineProcess {
     /// [`LineProcess::expect_within`] with 60 s per line.
     pub fn expect(&mut self, prefix: &str) -> String {
         self.expect_within(prefix, 60)
+    }
+
+    /// Sends signal `sig` (a name `kill -s` knows: `INT`, `TERM`, ...) to the process. The
+    /// process is `timeout(1)`, which passes the signal on to the program it runs.
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args(["-s", sig, &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {sig} {} failed", self.name);
+    }
+
+    /// Waits for the exit (at most `secs` seconds, then kills it and panics); returns its exit
+    /// code (`None` when a signal ended it) and every line it printed, the remaining ones
+    /// echoed.
+    pub fn finish(mut self, secs: u64) -> (Option<i32>, Vec<String>) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let status = loop {
+            match self.child.try_wait().expect("try_wait") {
+                Some(s) => break s,
+                None if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+                None => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    panic!(
+                        "{} did not exit within {secs} s; lines {:?}",
+                        self.name, self.all
+                    );
+                }
+            }
+        };
+        // The reader thread ends with the pipe; take what it still has.
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
+            eprintln!("[{}] {line}", self.name);
+            self.all.push(line);
+        }
+        eprintln!("[{}] exited: {status}", self.name);
+        (status.code(), self.all)
     }
 
     /// Waits for the exit; returns whether it succeeded, after echoing the remaining lines.
