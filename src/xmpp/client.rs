@@ -50,6 +50,13 @@ const CLOSE_GRACE: Duration = Duration::from_millis(100);
 const DRAIN_WAIT: Duration = Duration::from_millis(20);
 /// Bound on the log-off itself (RFC 6120 §4.4), after the queue is flushed.
 const LOG_OFF_WAIT: Duration = Duration::from_secs(10);
+/// The gone grace (XEP-0166 §6.7) of a [`JingleClientConfig`]: how long after a peer's
+/// unavailable presence its sessions wait for another word from it. A server restart closes
+/// the peer's stream with unavailable presence to us (we sent it directed presence) and the
+/// peer needs the restart plus its reconnect backoff to be back: 5 s is too short for that
+/// (measured in the lab: about 5 s offline with the server down 2 s). A peer that is really
+/// gone also stops answering ICE consent checks (RFC 7675), which fails the session's path.
+pub const CLIENT_GONE_GRACE: Duration = Duration::from_secs(20);
 /// The reason recorded when the application closed the client.
 pub const LOGGED_OFF: &str = "logged off";
 /// The Jingle action whose bounce is final: the peer has no session to come back to.
@@ -73,11 +80,15 @@ pub struct JingleClientConfig {
 }
 
 impl JingleClientConfig {
-    /// Defaults: discovery on, identity `client/bot`.
+    /// Defaults: discovery on, identity `client/bot`, reconnecting on
+    /// ([`ReconnectPolicy::default`]), and a gone grace (XEP-0166 §6.7) of
+    /// [`CLIENT_GONE_GRACE`] instead of the session manager's 5 s.
     pub fn new(xmpp: XmppConfig) -> Self {
+        let mut ice = JingleIceConfig::default();
+        ice.session.gone_grace = CLIENT_GONE_GRACE;
         JingleClientConfig {
             xmpp,
-            ice: JingleIceConfig::default(),
+            ice,
             discover_services: true,
             identity: Identity::client_bot("jingle-ice"),
             extra_features: Vec::new(),
@@ -95,7 +106,8 @@ pub struct ReconnectPolicy {
     pub max_attempts: u32,
     /// Give up when no attempt succeeded this long after the loss.
     pub max_time: Duration,
-    /// Wait before the first attempt; doubled after each failed one, up to `max_delay`.
+    /// Wait before the first attempt; doubled after each failed one, up to `max_delay` (each
+    /// wait varies by ± 20 %).
     pub initial_delay: Duration,
     /// Longest wait between two attempts.
     pub max_delay: Duration,
@@ -114,14 +126,16 @@ pub struct ReconnectPolicy {
 }
 
 impl Default for ReconnectPolicy {
-    /// 20 attempts within 2 minutes, 250 ms doubling to 5 s, 1024 queued stanzas, 30 s peer
-    /// wait (the Jingle request timeout), 15 s flush on close.
+    /// 60 attempts within 2 minutes, 250 ms doubling to 2 s (± 20 % jitter), 1024 queued
+    /// stanzas, 30 s peer wait (the Jingle request timeout), 15 s flush on close. The waits are
+    /// short because Jingle sessions wait for us meanwhile: a peer ends them after its gone
+    /// grace (XEP-0166 §6.7) unless it hears from us again.
     fn default() -> Self {
         ReconnectPolicy {
-            max_attempts: 20,
+            max_attempts: 60,
             max_time: Duration::from_secs(120),
             initial_delay: Duration::from_millis(250),
-            max_delay: Duration::from_secs(5),
+            max_delay: Duration::from_secs(2),
             queue_capacity: 1024,
             peer_wait: Duration::from_secs(30),
             flush_timeout: Duration::from_secs(15),
@@ -526,6 +540,9 @@ struct Outbox {
     capacity: usize,
     dropped: u64,
     tracked: HashMap<String, Tracked>,
+    /// Directed presences we sent (RFC 6121 §4.6), by addressee, oldest first: a server keeps
+    /// them per session only, so a new session must send them again.
+    directed: Vec<(String, Element)>,
     next_seq: u64,
     peer_wait: Duration,
 }
@@ -537,6 +554,7 @@ impl Outbox {
             capacity: capacity.max(1),
             dropped: 0,
             tracked: HashMap::new(),
+            directed: Vec::new(),
             next_seq: 0,
             peer_wait,
         }
@@ -573,6 +591,10 @@ impl Outbox {
     /// [`ReconnectPolicy::peer_wait`] after it was first sent).
     fn sent(&mut self, stanza: &Element, now: Instant) {
         self.prune(now);
+        if stanza.is("presence", NS_CLIENT) {
+            self.directed_presence(stanza);
+            return;
+        }
         if !stanza.is("iq", NS_CLIENT)
             || !matches!(iq_type(stanza), Some(IqType::Get | IqType::Set))
         {
@@ -655,6 +677,31 @@ impl Outbox {
         }
         self.tracked.remove(id);
         false
+    }
+
+    /// Remembers an available directed presence, forgets one made unavailable.
+    fn directed_presence(&mut self, stanza: &Element) {
+        let Some(to) = stanza.attr("to").filter(|t| !t.is_empty()) else {
+            return;
+        };
+        self.directed.retain(|(t, _)| t != to);
+        match stanza.attr("type") {
+            None => {
+                if self.directed.len() >= MAX_TRACKED {
+                    self.directed.remove(0);
+                }
+                self.directed.push((to.to_owned(), stanza.clone()));
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// A new stream is up: our directed presences go out again first (so that the peers hear
+    /// from us at once, and their servers tell them when we go), before anything else queued.
+    fn reannounce(&mut self) {
+        for (_, p) in self.directed.iter().rev() {
+            self.queue.push_front(p.clone());
+        }
     }
 
     /// The stream died: unanswered requests (they may never have left) go back to the head of
@@ -933,7 +980,9 @@ impl Pump {
                 },
                 false,
             );
-            let wake = Instant::now() + self.policy.delay(attempt);
+            // A little jitter, so the clients of a restarted server do not all come at once.
+            let jitter = rand::random_range(0.8..1.2);
+            let wake = Instant::now() + self.policy.delay(attempt).mul_f64(jitter);
             if wake >= deadline {
                 break;
             }
@@ -982,6 +1031,7 @@ impl Pump {
                 }
             }
             *lock(&self.current) = conn.sender();
+            self.outbox.reannounce();
             self.publish(ConnectionState::Online, true);
             tracing::warn!(
                 "XMPP reconnected as {} after {attempt} attempt(s), {:.1} s offline; sending {} \
@@ -1087,8 +1137,8 @@ mod tests {
         assert_eq!(p.delay(1), Duration::from_millis(250));
         assert_eq!(p.delay(2), Duration::from_millis(500));
         assert_eq!(p.delay(3), Duration::from_secs(1));
-        assert_eq!(p.delay(6), Duration::from_secs(5));
-        assert_eq!(p.delay(u32::MAX), Duration::from_secs(5));
+        assert_eq!(p.delay(4), Duration::from_secs(2));
+        assert_eq!(p.delay(u32::MAX), Duration::from_secs(2));
         assert_eq!(ReconnectPolicy::disabled().max_attempts, 0);
     }
 
@@ -1203,6 +1253,31 @@ mod tests {
             .unwrap();
         o.sent(&disco, t0);
         assert!(!o.tracked.contains_key("s"));
+    }
+
+    #[test]
+    fn directed_presences_are_sent_again_first_on_a_new_stream() {
+        let t0 = Instant::now();
+        let mut o = Outbox::new(16, Duration::from_secs(30));
+        let to = |jid: &str, kind: Option<&str>| -> Element {
+            let kind = kind.map(|k| format!(" type='{k}'")).unwrap_or_default();
+            format!("<presence xmlns='jabber:client' to='{jid}'{kind}/>")
+                .parse()
+                .unwrap()
+        };
+        o.sent(&to(PEER, None), t0);
+        o.sent(&to("carol@example.test/x", None), t0);
+        o.sent(&to("carol@example.test/x", Some("unavailable")), t0);
+        // A broadcast presence is not directed.
+        o.sent(&"<presence xmlns='jabber:client'/>".parse().unwrap(), t0);
+        o.sent(&jingle_iq("r1", "session-info"), t0);
+        o.push(jingle_iq("q1", "session-terminate"));
+        o.lost(t0);
+        o.reannounce();
+        let first = o.pop().unwrap();
+        assert!(first.is("presence", NS_CLIENT));
+        assert_eq!(first.attr("to"), Some(PEER));
+        assert_eq!(ids(&mut o), ["r1", "q1"]);
     }
 
     #[test]
