@@ -59,6 +59,8 @@ const LOG_OFF_WAIT: Duration = Duration::from_secs(10);
 pub const CLIENT_GONE_GRACE: Duration = Duration::from_secs(20);
 /// The reason recorded when the application closed the client.
 pub const LOGGED_OFF: &str = "logged off";
+/// Prefix of the ids of our disco#info probes to session peers after a reconnect.
+const PROBE_ID_PREFIX: &str = "jingle-ice-probe-";
 /// The Jingle action whose bounce is final: the peer has no session to come back to.
 const ACTION_SESSION_INITIATE: &str = "session-initiate";
 
@@ -625,9 +627,10 @@ impl Outbox {
                 self.tracked.remove(&oldest);
             }
         }
-        let retry_bounce = stanza
-            .get_child("jingle", NS_JINGLE)
-            .is_some_and(|j| j.attr("action") != Some(ACTION_SESSION_INITIATE));
+        let retry_bounce = id.starts_with(PROBE_ID_PREFIX)
+            || stanza
+                .get_child("jingle", NS_JINGLE)
+                .is_some_and(|j| j.attr("action") != Some(ACTION_SESSION_INITIATE));
         self.tracked.insert(
             id.to_owned(),
             Tracked {
@@ -697,10 +700,22 @@ impl Outbox {
     }
 
     /// A new stream is up: our directed presences go out again first (so that the peers hear
-    /// from us at once, and their servers tell them when we go), before anything else queued.
+    /// from us at once, and their servers tell them when we go), each followed by a disco#info
+    /// probe (XEP-0030) sent until the peer answers or [`ReconnectPolicy::peer_wait`] is over
+    /// (a bounce means it is not back yet): its answer tells the Jingle sessions that the peer
+    /// is there (XEP-0166 §6.7), whichever of us came back first. Then the rest of the queue.
     fn reannounce(&mut self) {
-        for (_, p) in self.directed.iter().rev() {
-            self.queue.push_front(p.clone());
+        let mut first = Vec::with_capacity(self.directed.len() * 2);
+        for (to, p) in &self.directed {
+            first.push(p.clone());
+            if let Ok(to) = Jid::new(to) {
+                let id = format!("{PROBE_ID_PREFIX}{}", self.next_seq);
+                self.next_seq += 1;
+                first.push(disco::info_query(&id, &to, None));
+            }
+        }
+        for stanza in first.into_iter().rev() {
+            self.queue.push_front(stanza);
         }
     }
 
@@ -920,6 +935,9 @@ impl Pump {
                 self.outbox.unpop(stanza);
                 return Err(e.to_string());
             }
+            if stanza.is("presence", NS_CLIENT) {
+                tracing::debug!(to = ?stanza.attr("to"), kind = ?stanza.attr("type"), "presence sent");
+            }
             self.outbox.sent(&stanza, Instant::now());
         }
         Ok(())
@@ -929,8 +947,20 @@ impl Pump {
         if self.outbox.answer(&stanza, Instant::now()) {
             return;
         }
-        if stanza.is("presence", NS_CLIENT) && stanza.attr("type") == Some("unavailable") {
-            tracing::info!(from = ?stanza.attr("from"), "unavailable presence");
+        if stanza
+            .attr("id")
+            .is_some_and(|id| id.starts_with(PROBE_ID_PREFIX))
+        {
+            tracing::info!(from = ?stanza.attr("from"), kind = ?stanza.attr("type"), "a session peer answered after our reconnect");
+        }
+        if stanza.is("presence", NS_CLIENT) {
+            tracing::debug!(from = ?stanza.attr("from"), kind = ?stanza.attr("type"), "presence received");
+            // A presence error comes from the server, not the peer (RFC 6121 §4.6.3: a
+            // directed presence to a resource that is offline): it must not count as word from
+            // the peer for the Jingle sessions.
+            if stanza.attr("type") == Some("error") {
+                return;
+            }
         }
         if self.ext.handle_stanza(&stanza) {
             return;
@@ -1277,7 +1307,20 @@ mod tests {
         let first = o.pop().unwrap();
         assert!(first.is("presence", NS_CLIENT));
         assert_eq!(first.attr("to"), Some(PEER));
+        let probe = o.pop().unwrap();
+        assert_eq!(probe.attr("to"), Some(PEER));
+        assert_eq!(probe.attr("type"), Some("get"));
+        let probe_id = probe.attr("id").unwrap().to_owned();
+        assert!(probe_id.starts_with(PROBE_ID_PREFIX));
         assert_eq!(ids(&mut o), ["r1", "q1"]);
+        // The probe is sent until the peer answers: a bounce is retried...
+        o.sent(&probe, t0);
+        assert!(o.answer(&bounce(&probe_id, PEER), t0));
+        o.due(t0 + BOUNCE_RETRY);
+        assert_eq!(o.pop(), Some(probe.clone()));
+        o.sent(&probe, t0 + BOUNCE_RETRY);
+        // ...and the peer's answer goes on to the extension.
+        assert!(!o.answer(&result(&probe_id), t0 + BOUNCE_RETRY));
     }
 
     #[test]
