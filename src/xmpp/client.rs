@@ -688,14 +688,12 @@ impl Outbox {
             return;
         };
         self.directed.retain(|(t, _)| t != to);
-        match stanza.attr("type") {
-            None => {
-                if self.directed.len() >= MAX_TRACKED {
-                    self.directed.remove(0);
-                }
-                self.directed.push((to.to_owned(), stanza.clone()));
+        // Only an available presence (no type) is remembered.
+        if stanza.attr("type").is_none() {
+            if self.directed.len() >= MAX_TRACKED {
+                self.directed.remove(0);
             }
-            Some(_) => {}
+            self.directed.push((to.to_owned(), stanza.clone()));
         }
     }
 
@@ -950,6 +948,7 @@ impl Pump {
         if stanza
             .attr("id")
             .is_some_and(|id| id.starts_with(PROBE_ID_PREFIX))
+            && matches!(iq_type(&stanza), Some(IqType::Result | IqType::Error))
         {
             tracing::info!(from = ?stanza.attr("from"), kind = ?stanza.attr("type"), "a session peer answered after our reconnect");
         }
