@@ -120,7 +120,8 @@ pub struct ReconnectPolicy {
     /// sent again when the server bounces it because the peer is offline
     /// (`<service-unavailable/>` or `<recipient-unavailable/>`, RFC 6121 §8.5.3.2.1): after a
     /// server restart the peer reconnects too, a moment before or after us. Unanswered requests
-    /// that were on the wire when our stream died are also resent within this time.
+    /// that were on the wire when our stream died are also resent within this time, and the
+    /// disco#info probe to each session peer after a reconnect is repeated this long.
     pub peer_wait: Duration,
     /// How long [`JingleClient::close`] may wait, when offline, for a reconnect to send the
     /// stanzas still queued (for example the last `session-terminate`).
