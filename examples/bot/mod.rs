@@ -12,6 +12,7 @@ use jingle_ice::apps::file_transfer::{
     enable_client, FileTransferError, OnProgress, TransferReport,
 };
 use jingle_ice::apps::transfer::Progress;
+use jingle_ice::xmpp::client::{ConnectionState, LOGGED_OFF};
 use jingle_ice::xmpp::{JingleClient, JingleClientConfig, XmppConfig};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
@@ -32,17 +33,46 @@ pub struct Login {
     pub ca: Option<PathBuf>,
 }
 
-/// Logs in with file transfer enabled and advertised.
+/// Logs in with file transfer enabled and advertised; warnings (and the client's reconnect
+/// log) go to stderr (`RUST_LOG` overrides), and changes of the XMPP connection are printed as
+/// `xmpp ...` lines.
 pub async fn login(login: &Login) -> Result<JingleClient, String> {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("warn,jingle_ice::xmpp::client=info")
+            }),
+        )
+        .try_init();
     let jid = Jid::new(&login.jid).map_err(|e| format!("--jid: {e}"))?;
     let mut xmpp = XmppConfig::new(jid, login.password.clone());
     xmpp.server = login.server;
     xmpp.ca_file = login.ca.clone();
     let mut config = JingleClientConfig::new(xmpp);
     enable_client(&mut config);
-    JingleClient::connect(config)
+    let client = JingleClient::connect(config)
         .await
-        .map_err(|e| format!("login as {}: {e}", login.jid))
+        .map_err(|e| format!("login as {}: {e}", login.jid))?;
+    let mut status = client.watch_state();
+    tokio::spawn(async move {
+        while status.changed().await.is_ok() {
+            let now = status.borrow_and_update().clone();
+            match now.state {
+                ConnectionState::Online => {
+                    say(format!("xmpp reconnected (reconnects {})", now.reconnects))
+                }
+                ConnectionState::Reconnecting { attempt, reason } => {
+                    say(format!("xmpp reconnecting (attempt {attempt}): {reason}"))
+                }
+                ConnectionState::Closed { reason } if reason != LOGGED_OFF => {
+                    say(format!("xmpp closed: {reason}"))
+                }
+                ConnectionState::Closed { .. } => {}
+            }
+        }
+    });
+    Ok(client)
 }
 
 /// One line to stdout, flushed.

@@ -5,9 +5,24 @@
 //!
 //! Applications with their own tokio-xmpp client use [`JingleIce`] directly and do what the
 //! pump task here does: hand it every stanza, send what it emits.
+//!
+//! When the connection drops (anything but [`JingleClient::close`]), the client reconnects with
+//! backoff ([`ReconnectPolicy`]) and asks the server to bind the same resource again (RFC 6120
+//! §7.7): peers know our sessions by our full JID (XEP-0166 §7.1) and refuse session stanzas
+//! from any other, so the Jingle extension, its sessions and their peer-to-peer channels carry
+//! on as they were. It announces itself again (presence with XEP-0115 caps) and sends what the
+//! extension emitted meanwhile, in order (a bounded queue), after the requests that were on the
+//! wire when the stream died and got no answer. A Jingle request the server bounces because the
+//! peer is offline for a moment (it is probably reconnecting too) is sent again for
+//! [`ReconnectPolicy::peer_wait`]. If the server binds another resource, or reconnecting fails
+//! for good, the sessions end with `<connectivity-error/>` and the client is closed:
+//! [`JingleClient::state`], [`JingleClient::watch_state`] and
+//! [`JingleClient::disconnect_reason`] say so.
 
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
@@ -17,13 +32,37 @@ use super::connection::{XmppConfig, XmppConnection, XmppError, XmppSender};
 use super::disco::{self, Features, Identity};
 use super::extdisco::{self, IceServers};
 use super::jingle::{IncomingSession, JingleIce, JingleIceConfig, JingleIceError, JingleSession};
-use crate::jingle::stanza::{iq_error, iq_type, Condition, IqType};
-use crate::jingle::{Reason, ReasonCondition};
+use crate::jingle::stanza::{iq_error, iq_type, Condition, IqType, StanzaError, NS_CLIENT};
+use crate::jingle::{Reason, ReasonCondition, NS_JINGLE};
 
 /// Node of our XEP-0115 capabilities.
 pub const CAPS_NODE: &str = "https://github.com/jingle-ice/jingle-ice";
 /// Retry delay when fetching the external services failed.
 const SERVICES_RETRY: Duration = Duration::from_secs(60);
+/// How soon a Jingle request bounced by the server (peer offline) is sent again.
+const BOUNCE_RETRY: Duration = Duration::from_secs(1);
+/// Most unanswered requests remembered for resending after a reconnect or a bounce.
+const MAX_TRACKED: usize = 256;
+/// Pause between ending the sessions in [`JingleClient::close`] and logging off, so the
+/// extension's terminates reach the pump first.
+const CLOSE_GRACE: Duration = Duration::from_millis(100);
+/// How long the pump waits for more stanzas the extension may still emit when logging off.
+const DRAIN_WAIT: Duration = Duration::from_millis(20);
+/// Bound on the log-off itself (RFC 6120 §4.4), after the queue is flushed.
+const LOG_OFF_WAIT: Duration = Duration::from_secs(10);
+/// The gone grace (XEP-0166 §6.7) of a [`JingleClientConfig`]: how long after a peer's
+/// unavailable presence its sessions wait for another word from it. A server restart closes
+/// the peer's stream with unavailable presence to us (we sent it directed presence) and the
+/// peer needs the restart plus its reconnect backoff to be back: 5 s is too short for that
+/// (measured in the lab: about 5 s offline with the server down 2 s). A peer that is really
+/// gone also stops answering ICE consent checks (RFC 7675), which fails the session's path.
+pub const CLIENT_GONE_GRACE: Duration = Duration::from_secs(20);
+/// The reason recorded when the application closed the client.
+pub const LOGGED_OFF: &str = "logged off";
+/// Prefix of the ids of our disco#info probes to session peers after a reconnect.
+const PROBE_ID_PREFIX: &str = "jingle-ice-probe-";
+/// The Jingle action whose bounce is final: the peer has no session to come back to.
+const ACTION_SESSION_INITIATE: &str = "session-initiate";
 
 /// Settings of a [`JingleClient`].
 #[derive(Debug, Clone)]
@@ -38,19 +77,121 @@ pub struct JingleClientConfig {
     pub identity: Identity,
     /// Extra features to advertise (for example an application's namespace).
     pub extra_features: Vec<String>,
+    /// How to get the connection back after losing it.
+    pub reconnect: ReconnectPolicy,
 }
 
 impl JingleClientConfig {
-    /// Defaults: discovery on, identity `client/bot`.
+    /// Defaults: discovery on, identity `client/bot`, reconnecting on
+    /// ([`ReconnectPolicy::default`]), and a gone grace (XEP-0166 §6.7) of
+    /// [`CLIENT_GONE_GRACE`] instead of the session manager's 5 s.
     pub fn new(xmpp: XmppConfig) -> Self {
+        let mut ice = JingleIceConfig::default();
+        ice.session.gone_grace = CLIENT_GONE_GRACE;
         JingleClientConfig {
             xmpp,
-            ice: JingleIceConfig::default(),
+            ice,
             discover_services: true,
             identity: Identity::client_bot("jingle-ice"),
             extra_features: Vec::new(),
+            reconnect: ReconnectPolicy::default(),
         }
     }
+}
+
+/// How a [`JingleClient`] gets its XMPP connection back after losing it (not a stream error
+/// `<conflict/>`, RFC 6120 §4.9.3.3: another login took our resource, and reconnecting would
+/// only throw it out in turn).
+#[derive(Debug, Clone)]
+pub struct ReconnectPolicy {
+    /// Most login attempts after one loss; 0 turns reconnecting off.
+    pub max_attempts: u32,
+    /// Give up when no attempt succeeded this long after the loss.
+    pub max_time: Duration,
+    /// Wait before the first attempt; doubled after each failed one, up to `max_delay` (each
+    /// wait varies by ± 20 %).
+    pub initial_delay: Duration,
+    /// Longest wait between two attempts.
+    pub max_delay: Duration,
+    /// Most stanzas kept while offline; past it the oldest are dropped (logged, counted in
+    /// [`ConnectionStatus::dropped_stanzas`]).
+    pub queue_capacity: usize,
+    /// How long after first sending it a Jingle request (other than `session-initiate`) is
+    /// sent again when the server bounces it because the peer is offline
+    /// (`<service-unavailable/>` or `<recipient-unavailable/>`, RFC 6121 §8.5.3.2.1): after a
+    /// server restart the peer reconnects too, a moment before or after us. Unanswered requests
+    /// that were on the wire when our stream died are also resent within this time, and the
+    /// disco#info probe to each session peer after a reconnect is repeated this long.
+    pub peer_wait: Duration,
+    /// How long [`JingleClient::close`] may wait, when offline, for a reconnect to send the
+    /// stanzas still queued (for example the last `session-terminate`).
+    pub flush_timeout: Duration,
+}
+
+impl Default for ReconnectPolicy {
+    /// 60 attempts within 2 minutes, 250 ms doubling to 2 s (± 20 % jitter), 1024 queued
+    /// stanzas, 30 s peer wait (the Jingle request timeout), 15 s flush on close. The waits are
+    /// short because Jingle sessions wait for us meanwhile: a peer ends them after its gone
+    /// grace (XEP-0166 §6.7) unless it hears from us again.
+    fn default() -> Self {
+        ReconnectPolicy {
+            max_attempts: 60,
+            max_time: Duration::from_secs(120),
+            initial_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(2),
+            queue_capacity: 1024,
+            peer_wait: Duration::from_secs(30),
+            flush_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+impl ReconnectPolicy {
+    /// No reconnecting: a lost connection closes the client and ends its sessions.
+    pub fn disabled() -> Self {
+        ReconnectPolicy {
+            max_attempts: 0,
+            ..ReconnectPolicy::default()
+        }
+    }
+
+    /// The wait before attempt `attempt` (1 is the first).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let doublings = attempt.saturating_sub(1).min(31);
+        self.initial_delay
+            .saturating_mul(1u32 << doublings)
+            .min(self.max_delay)
+    }
+}
+
+/// Where a [`JingleClient`]'s XMPP connection stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// Logged in; stanzas flow.
+    Online,
+    /// The connection was lost; the sessions live on while the client logs in again.
+    Reconnecting {
+        /// The attempt under way or next (1 is the first).
+        attempt: u32,
+        /// Why the connection was lost.
+        reason: String,
+    },
+    /// For good: logged off ([`LOGGED_OFF`]), or lost and not recovered (the reason says why).
+    Closed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What [`JingleClient::watch_state`] publishes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionStatus {
+    /// The connection's state.
+    pub state: ConnectionState,
+    /// Successful reconnects so far.
+    pub reconnects: u32,
+    /// Stanzas dropped because the offline queue was full.
+    pub dropped_stanzas: u64,
 }
 
 /// Why the client failed.
@@ -90,14 +231,16 @@ pub struct DiscoveredServices {
 
 /// A logged-in bot client with Jingle ICE-UDP (see the module documentation).
 pub struct JingleClient {
-    sender: XmppSender,
+    jid: FullJid,
+    current: Arc<Mutex<XmppSender>>,
     ext: Arc<JingleIce>,
     features: Arc<Features>,
     services: Arc<Mutex<DiscoveredServices>>,
-    disconnected: watch::Receiver<Option<String>>,
+    status: watch::Receiver<ConnectionStatus>,
     pump: tokio::task::JoinHandle<()>,
     refresher: Option<tokio::task::JoinHandle<()>>,
     shutdown: Option<oneshot::Sender<()>>,
+    close_wait: Duration,
 }
 
 impl JingleClient {
@@ -107,38 +250,58 @@ impl JingleClient {
         let send_presence = config.xmpp.presence;
         config.xmpp.presence = false;
         let conn = XmppConnection::connect(config.xmpp.clone()).await?;
-        let sender = conn.sender();
-        let jid = sender.jid().clone();
+        let jid = conn.jid().clone();
         let mut features = Features::new(config.identity.clone(), CAPS_NODE);
         for f in &config.extra_features {
             features.add_feature(f);
         }
         let features = Arc::new(features);
-        let ext = Arc::new(JingleIce::new(jid.clone(), config.ice.clone()));
-        let services = Arc::new(Mutex::new(DiscoveredServices::default()));
-        let (dis_tx, dis_rx) = watch::channel(None);
-        let (shutdown, shutdown_rx) = oneshot::channel();
-        let pump = tokio::spawn(pump(
-            conn,
-            ext.clone(),
-            features.clone(),
-            dis_tx,
-            shutdown_rx,
-        ));
-        if send_presence {
-            let mut presence = Element::bare("presence", crate::jingle::stanza::NS_CLIENT);
+        let presence = send_presence.then(|| {
+            let mut presence = Element::bare("presence", NS_CLIENT);
             presence.append_child(features.caps_element());
-            sender.send(presence).await?;
+            presence
+        });
+        if let Some(p) = &presence {
+            conn.send(p.clone()).await?;
         }
+        let ext = Arc::new(JingleIce::new(jid.clone(), config.ice.clone()));
+        let current = Arc::new(Mutex::new(conn.sender()));
+        let services = Arc::new(Mutex::new(DiscoveredServices::default()));
+        let (status_tx, status_rx) = watch::channel(ConnectionStatus {
+            state: ConnectionState::Online,
+            reconnects: 0,
+            dropped_stanzas: 0,
+        });
+        let (shutdown, shutdown_rx) = oneshot::channel();
+        // Logins after a loss ask for the resource bound now (RFC 6120 §7.7).
+        let mut again = config.xmpp.clone();
+        again.jid = Jid::from(jid.clone());
+        let policy = config.reconnect.clone();
+        let pump = Pump {
+            outbox: Outbox::new(policy.queue_capacity, policy.peer_wait),
+            config: again,
+            jid: jid.clone(),
+            policy: policy.clone(),
+            presence,
+            ext: ext.clone(),
+            features: features.clone(),
+            current: current.clone(),
+            status: status_tx,
+            shutdown: shutdown_rx,
+            closing: None,
+        };
+        let pump = tokio::spawn(pump.run(conn));
         let mut client = JingleClient {
-            sender,
+            jid,
+            current,
             ext,
             features,
             services,
-            disconnected: dis_rx,
+            status: status_rx,
             pump,
             refresher: None,
             shutdown: Some(shutdown),
+            close_wait: policy.flush_timeout + LOG_OFF_WAIT,
         };
         if config.discover_services {
             let manual = (
@@ -146,13 +309,14 @@ impl JingleClient {
                 config.ice.turn_servers.clone(),
             );
             let next = client.refresh_services(&manual).await;
-            let sender = client.sender.clone();
+            let current = client.current.clone();
             let ext = client.ext.clone();
             let services = client.services.clone();
             client.refresher = Some(tokio::spawn(async move {
                 let mut next = next;
                 loop {
                     tokio::time::sleep(next).await;
+                    let sender = lock(&current).clone();
                     next = fetch_services(&sender, &ext, &services, &manual).await;
                 }
             }));
@@ -164,12 +328,12 @@ impl JingleClient {
         &self,
         manual: &(Vec<std::net::SocketAddr>, Vec<crate::turn::TurnConfig>),
     ) -> Duration {
-        fetch_services(&self.sender, &self.ext, &self.services, manual).await
+        fetch_services(&self.sender(), &self.ext, &self.services, manual).await
     }
 
-    /// Our full JID.
+    /// Our full JID: the same across reconnects.
     pub fn jid(&self) -> &FullJid {
-        self.sender.jid()
+        &self.jid
     }
 
     /// The Jingle extension.
@@ -177,9 +341,11 @@ impl JingleClient {
         &self.ext
     }
 
-    /// A handle to send raw stanzas and iq requests on the connection.
-    pub fn sender(&self) -> &XmppSender {
-        &self.sender
+    /// A handle to send raw stanzas and iq requests on the current connection (after a
+    /// reconnect, ask again: a handle of a lost connection fails with
+    /// [`XmppError::Disconnected`]).
+    pub fn sender(&self) -> XmppSender {
+        lock(&self.current).clone()
     }
 
     /// The features we advertise.
@@ -189,21 +355,41 @@ impl JingleClient {
 
     /// What the last XEP-0215 query gave.
     pub fn discovered_services(&self) -> DiscoveredServices {
-        self.services
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        lock(&self.services).clone()
     }
 
-    /// Why the XMPP connection ended, once it has.
+    /// Where the XMPP connection stands.
+    pub fn state(&self) -> ConnectionState {
+        self.status.borrow().state.clone()
+    }
+
+    /// How many times the connection was lost and logged in again.
+    pub fn reconnects(&self) -> u32 {
+        self.status.borrow().reconnects
+    }
+
+    /// A receiver of every change of the connection's state (and its counters), for a bot's
+    /// log or a test.
+    pub fn watch_state(&self) -> watch::Receiver<ConnectionStatus> {
+        self.status.clone()
+    }
+
+    /// Why the XMPP connection is down: the loss being recovered from while reconnecting,
+    /// the final reason once closed ([`LOGGED_OFF`] after [`close`](Self::close)), `None`
+    /// while online.
     pub fn disconnect_reason(&self) -> Option<String> {
-        self.disconnected.borrow().clone()
+        match &self.status.borrow().state {
+            ConnectionState::Online => None,
+            ConnectionState::Reconnecting { reason, .. } | ConnectionState::Closed { reason } => {
+                Some(reason.clone())
+            }
+        }
     }
 
     /// Asks the peer's disco#info (XEP-0030) whether it supports Jingle ICE-UDP.
     pub async fn peer_supports(&self, peer: &FullJid) -> Result<bool, ClientError> {
         let to = Jid::from(peer.clone());
-        let reply = self.sender.iq(disco::info_query("", &to, None)).await?;
+        let reply = self.sender().iq(disco::info_query("", &to, None)).await?;
         let info = disco::parse_info_result(&reply).map_err(|e| ClientError::Disco {
             peer: peer.clone(),
             reason: e.to_string(),
@@ -224,24 +410,32 @@ impl JingleClient {
         Ok(self.ext.connect(peer, description).await?)
     }
 
-    /// The next session offered to us.
+    /// The next session offered to us; `None` once the client is closed for good (then
+    /// [`disconnect_reason`](Self::disconnect_reason) says why).
     pub async fn next_incoming(&self) -> Option<IncomingSession> {
-        self.ext.next_incoming().await
+        let mut status = self.status.clone();
+        tokio::select! {
+            biased;
+            offer = self.ext.next_incoming() => offer,
+            _ = status.wait_for(|s| matches!(s.state, ConnectionState::Closed { .. })) => None,
+        }
     }
 
     /// Ends every session with `<gone/>` and logs off (unavailable presence, stream close).
+    /// Stanzas still queued go out first; when offline, a reconnect is awaited for them for
+    /// at most [`ReconnectPolicy::flush_timeout`].
     pub async fn close(mut self) {
         self.ext
             .terminate_all(Reason::with_text(ReasonCondition::Gone, "logging off"));
-        // Give the pump a moment to send the terminates before the stream closes.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Give the pump a moment to take the terminates before it logs off.
+        tokio::time::sleep(CLOSE_GRACE).await;
         if let Some(r) = &self.refresher {
             r.abort();
         }
         if let Some(s) = self.shutdown.take() {
             let _ = s.send(());
         }
-        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.pump).await;
+        let _ = tokio::time::timeout(self.close_wait, &mut self.pump).await;
     }
 
     /// Drops the XMPP connection abruptly, without ending sessions (to test how peers cope).
@@ -259,6 +453,11 @@ impl Drop for JingleClient {
             r.abort();
         }
     }
+}
+
+/// Locks a mutex, also a poisoned one (the data is replaced whole, never left half-written).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Queries XEP-0215, installs the servers, and says when to query again.
@@ -310,57 +509,829 @@ async fn fetch_services(
     next.max(Duration::from_secs(5))
 }
 
-/// Moves stanzas between the connection and the extension, answers disco#info and refuses
-/// other requests with `<service-unavailable/>` (RFC 6120 §8.4).
-async fn pump(
-    mut conn: XmppConnection,
+// ---- the outgoing queue across reconnects (sans-IO) ------------------------------------------
+
+/// What happened to a tracked request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Track {
+    /// Sent; no answer yet.
+    Waiting,
+    /// Bounced (peer offline): send again at this time.
+    RetryAt(Instant),
+    /// Back in the queue (after a loss or a bounce), not sent since.
+    Queued,
+}
+
+/// An iq request of ours to a full JID, remembered until answered.
+#[derive(Debug)]
+struct Tracked {
+    stanza: Element,
+    /// Order of first sending.
+    seq: u64,
+    first_sent: Instant,
+    /// A Jingle request other than `session-initiate`: a bounce is retried.
+    retry_bounce: bool,
+    state: Track,
+}
+
+/// The stanzas waiting for a connection, and the requests sent but not answered: what the
+/// pump sends after a reconnect, and what it sends again when the server bounces a Jingle
+/// request because the peer is offline. No I/O and no clock inside.
+#[derive(Debug)]
+struct Outbox {
+    queue: VecDeque<Element>,
+    capacity: usize,
+    dropped: u64,
+    tracked: HashMap<String, Tracked>,
+    /// Directed presences we sent (RFC 6121 §4.6), by addressee, oldest first: a server keeps
+    /// them per session only, so a new session must send them again.
+    directed: Vec<(String, Element)>,
+    next_seq: u64,
+    peer_wait: Duration,
+}
+
+impl Outbox {
+    fn new(capacity: usize, peer_wait: Duration) -> Self {
+        Outbox {
+            queue: VecDeque::new(),
+            capacity: capacity.max(1),
+            dropped: 0,
+            tracked: HashMap::new(),
+            directed: Vec::new(),
+            next_seq: 0,
+            peer_wait,
+        }
+    }
+
+    /// Queues a stanza to send; past the capacity the oldest queued one is dropped (returns
+    /// false then).
+    fn push(&mut self, stanza: Element) -> bool {
+        let mut kept_all = true;
+        while self.queue.len() >= self.capacity {
+            self.queue.pop_front();
+            self.dropped += 1;
+            kept_all = false;
+        }
+        self.queue.push_back(stanza);
+        kept_all
+    }
+
+    /// The next stanza to send.
+    fn pop(&mut self) -> Option<Element> {
+        self.queue.pop_front()
+    }
+
+    /// Puts back a stanza whose sending failed, first in line.
+    fn unpop(&mut self, stanza: Element) {
+        self.queue.push_front(stanza);
+    }
+
+    fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Records a sent stanza: an iq request to a full JID is remembered until answered (or
+    /// [`ReconnectPolicy::peer_wait`] after it was first sent).
+    fn sent(&mut self, stanza: &Element, now: Instant) {
+        self.prune(now);
+        if stanza.is("presence", NS_CLIENT) {
+            self.directed_presence(stanza);
+            return;
+        }
+        if !stanza.is("iq", NS_CLIENT)
+            || !matches!(iq_type(stanza), Some(IqType::Get | IqType::Set))
+        {
+            return;
+        }
+        let Some(id) = stanza.attr("id").filter(|id| !id.is_empty()) else {
+            return;
+        };
+        if stanza
+            .attr("to")
+            .and_then(|to| FullJid::new(to).ok())
+            .is_none()
+        {
+            return;
+        }
+        if let Some(t) = self.tracked.get_mut(id) {
+            // Sent again (after a bounce or a loss): the wait still counts from the first time.
+            t.state = Track::Waiting;
+            return;
+        }
+        if self.tracked.len() >= MAX_TRACKED {
+            if let Some(oldest) = self
+                .tracked
+                .iter()
+                .min_by_key(|(_, t)| t.seq)
+                .map(|(id, _)| id.clone())
+            {
+                self.tracked.remove(&oldest);
+            }
+        }
+        let retry_bounce = id.starts_with(PROBE_ID_PREFIX)
+            || stanza
+                .get_child("jingle", NS_JINGLE)
+                .is_some_and(|j| j.attr("action") != Some(ACTION_SESSION_INITIATE));
+        self.tracked.insert(
+            id.to_owned(),
+            Tracked {
+                stanza: stanza.clone(),
+                seq: self.next_seq,
+                first_sent: now,
+                retry_bounce,
+                state: Track::Waiting,
+            },
+        );
+        self.next_seq += 1;
+    }
+
+    /// Looks at a received stanza: an answer to a tracked request ends its tracking, except a
+    /// bounce of a Jingle request while the peer may still come back, which is swallowed (the
+    /// request goes out again after [`BOUNCE_RETRY`]). Returns whether it was swallowed.
+    fn answer(&mut self, stanza: &Element, now: Instant) -> bool {
+        if !stanza.is("iq", NS_CLIENT)
+            || !matches!(iq_type(stanza), Some(IqType::Result | IqType::Error))
+        {
+            return false;
+        }
+        let Some(id) = stanza.attr("id") else {
+            return false;
+        };
+        let Some(t) = self.tracked.get_mut(id) else {
+            return false;
+        };
+        let to = t.stanza.attr("to").and_then(|to| FullJid::new(to).ok());
+        let from_addressee = match (stanza.attr("from").filter(|f| !f.is_empty()), &to) {
+            (None, _) => true,
+            (Some(from), Some(to)) => Jid::new(from).is_ok_and(|f| {
+                f == *to || f == to.to_bare() || f == BareJid::from_parts(None, to.domain())
+            }),
+            (Some(_), None) => false,
+        };
+        if !from_addressee {
+            return false;
+        }
+        if t.retry_bounce && now < t.first_sent + self.peer_wait && is_bounce(stanza) {
+            tracing::debug!(
+                id,
+                "a Jingle request bounced (peer offline): sending it again soon"
+            );
+            t.state = Track::RetryAt(now + BOUNCE_RETRY);
+            return true;
+        }
+        self.tracked.remove(id);
+        false
+    }
+
+    /// Remembers an available directed presence, forgets one made unavailable.
+    fn directed_presence(&mut self, stanza: &Element) {
+        let Some(to) = stanza.attr("to").filter(|t| !t.is_empty()) else {
+            return;
+        };
+        self.directed.retain(|(t, _)| t != to);
+        // Only an available presence (no type) is remembered.
+        if stanza.attr("type").is_none() {
+            if self.directed.len() >= MAX_TRACKED {
+                self.directed.remove(0);
+            }
+            self.directed.push((to.to_owned(), stanza.clone()));
+        }
+    }
+
+    /// A new stream is up: our directed presences go out again first (so that the peers hear
+    /// from us at once, and their servers tell them when we go), each followed by a disco#info
+    /// probe (XEP-0030) sent until the peer answers or [`ReconnectPolicy::peer_wait`] is over
+    /// (a bounce means it is not back yet): its answer tells the Jingle sessions that the peer
+    /// is there (XEP-0166 §6.7), whichever of us came back first. Then the rest of the queue.
+    fn reannounce(&mut self) {
+        let mut first = Vec::with_capacity(self.directed.len() * 2);
+        for (to, p) in &self.directed {
+            first.push(p.clone());
+            if let Ok(to) = Jid::new(to) {
+                let id = format!("{PROBE_ID_PREFIX}{}", self.next_seq);
+                self.next_seq += 1;
+                first.push(disco::info_query(&id, &to, None));
+            }
+        }
+        for stanza in first.into_iter().rev() {
+            self.queue.push_front(stanza);
+        }
+    }
+
+    /// The stream died: unanswered requests (they may never have left) go back to the head of
+    /// the queue, in the order they were first sent, before what was already queued.
+    fn lost(&mut self, now: Instant) {
+        self.prune(now);
+        let mut again: Vec<&mut Tracked> = self
+            .tracked
+            .values_mut()
+            .filter(|t| t.state != Track::Queued)
+            .collect();
+        again.sort_by_key(|t| std::cmp::Reverse(t.seq));
+        for t in again {
+            t.state = Track::Queued;
+            self.queue.push_front(t.stanza.clone());
+        }
+        while self.queue.len() > self.capacity {
+            self.queue.pop_back();
+            self.dropped += 1;
+        }
+    }
+
+    /// Queues the bounced requests whose retry time has come (in their first-sent order).
+    fn due(&mut self, now: Instant) {
+        self.prune(now);
+        let mut ready: Vec<&mut Tracked> = self
+            .tracked
+            .values_mut()
+            .filter(|t| matches!(t.state, Track::RetryAt(at) if at <= now))
+            .collect();
+        ready.sort_by_key(|t| t.seq);
+        let stanzas: Vec<Element> = ready
+            .into_iter()
+            .map(|t| {
+                t.state = Track::Queued;
+                t.stanza.clone()
+            })
+            .collect();
+        for s in stanzas {
+            self.push(s);
+        }
+    }
+
+    /// When [`due`](Self::due) has something to do next.
+    fn next_retry(&self) -> Option<Instant> {
+        self.tracked
+            .values()
+            .filter_map(|t| match t.state {
+                Track::RetryAt(at) => Some(at),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Forgets requests first sent more than `peer_wait` ago: their answer, if any, goes to
+    /// the extension as is, and they are not sent again.
+    fn prune(&mut self, now: Instant) {
+        let wait = self.peer_wait;
+        self.tracked
+            .retain(|_, t| now.saturating_duration_since(t.first_sent) < wait);
+    }
+}
+
+/// Whether an iq error says the addressee is not online: `<service-unavailable/>` (what a
+/// server answers for an iq to an unavailable full JID, RFC 6121 §8.5.3.2.1) or
+/// `<recipient-unavailable/>`, without a Jingle condition (which only the peer itself adds).
+fn is_bounce(stanza: &Element) -> bool {
+    StanzaError::from_stanza(stanza).is_some_and(|e| {
+        e.jingle.is_none()
+            && matches!(
+                e.condition,
+                Condition::ServiceUnavailable | Condition::RecipientUnavailable
+            )
+    })
+}
+
+// ---- the pump --------------------------------------------------------------------------------
+
+/// Why serving or reconnecting stopped.
+enum Stop {
+    /// The application closed the client (the queue is flushed, or could not be).
+    LoggedOff,
+    /// The connection is gone for good.
+    Failed(String),
+}
+
+/// The task that owns the connection: moves stanzas between it and the extension, answers
+/// disco#info, refuses other requests with `<service-unavailable/>` (RFC 6120 §8.4), and
+/// reconnects after a loss.
+struct Pump {
+    config: XmppConfig,
+    jid: FullJid,
+    policy: ReconnectPolicy,
+    presence: Option<Element>,
     ext: Arc<JingleIce>,
     features: Arc<Features>,
-    disconnected: watch::Sender<Option<String>>,
-    mut shutdown: oneshot::Receiver<()>,
-) {
-    let sender = conn.sender();
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => {
-                drop(sender);
-                let _ = conn.close().await;
-                let _ = disconnected.send(Some("logged off".to_owned()));
-                return;
-            }
-            stanza = conn.next_stanza() => {
-                let Some(stanza) = stanza else {
-                    let why = conn
-                        .disconnect_reason()
-                        .map_or_else(|| "closed".to_owned(), |e| e.to_string());
-                    let _ = disconnected.send(Some(why));
+    current: Arc<Mutex<XmppSender>>,
+    status: watch::Sender<ConnectionStatus>,
+    shutdown: oneshot::Receiver<()>,
+    /// Set when the application asked to log off: the deadline for flushing the queue.
+    closing: Option<Instant>,
+    outbox: Outbox,
+}
+
+impl Pump {
+    async fn run(mut self, mut conn: XmppConnection) {
+        loop {
+            let lost = match self.serve(&mut conn).await {
+                Ok(()) => {
+                    if tokio::time::timeout(LOG_OFF_WAIT, conn.close())
+                        .await
+                        .is_err()
+                    {
+                        tracing::debug!("the log-off did not finish in time");
+                    }
+                    self.closed(LOGGED_OFF.to_owned());
                     return;
-                };
-                if ext.handle_stanza(&stanza) {
-                    continue;
                 }
-                let reply = disco::answer_info_query(&stanza, &features)
-                    .or_else(|| extdisco::push_ack(&stanza))
-                    .or_else(|| match iq_type(&stanza) {
-                        Some(IqType::Get | IqType::Set) => Some(iq_error(
-                            &stanza,
-                            Condition::ServiceUnavailable,
-                            None,
-                            None,
-                        )),
-                        _ => None,
-                    });
-                if let Some(r) = reply {
-                    let _ = sender.send(r).await;
+                Err(reason) => reason,
+            };
+            self.outbox.lost(Instant::now());
+            match self.reconnect(lost).await {
+                Ok(c) => conn = c,
+                Err(Stop::LoggedOff) => {
+                    self.closed(LOGGED_OFF.to_owned());
+                    return;
                 }
-            }
-            out = ext.next_outgoing() => {
-                let Some(out) = out else { return };
-                if sender.send(out).await.is_err() {
-                    let _ = disconnected.send(Some("send failed".to_owned()));
+                Err(Stop::Failed(reason)) => {
+                    tracing::error!("XMPP connection closed for good: {reason}");
+                    if self.closing.is_none() {
+                        self.ext.terminate_all(Reason::with_text(
+                            ReasonCondition::ConnectivityError,
+                            "the XMPP connection is lost",
+                        ));
+                    }
+                    self.closed(reason);
                     return;
                 }
             }
         }
+    }
+
+    fn publish(&self, state: ConnectionState, reconnected: bool) {
+        let dropped = self.outbox.dropped;
+        self.status.send_modify(|s| {
+            s.state = state;
+            s.dropped_stanzas = dropped;
+            if reconnected {
+                s.reconnects += 1;
+            }
+        });
+    }
+
+    fn closed(&self, reason: String) {
+        self.publish(ConnectionState::Closed { reason }, false);
+    }
+
+    /// Serves one connection. `Ok` once the application logged off and the queue is flushed;
+    /// `Err` with the reason when the connection was lost.
+    async fn serve(&mut self, conn: &mut XmppConnection) -> Result<(), String> {
+        let sender = conn.sender();
+        self.flush(&sender).await?;
+        if self.closing.is_some() {
+            return Ok(());
+        }
+        loop {
+            let retry_at = self.outbox.next_retry();
+            tokio::select! {
+                _ = &mut self.shutdown, if self.closing.is_none() => {
+                    self.closing = Some(Instant::now() + self.policy.flush_timeout);
+                    self.drain_ready().await;
+                    return self.flush(&sender).await;
+                }
+                stanza = conn.next_stanza() => {
+                    let Some(stanza) = stanza else {
+                        return Err(conn
+                            .disconnect_reason()
+                            .map_or_else(|| "the stream ended".to_owned(), |e| e.to_string()));
+                    };
+                    self.received(&sender, stanza).await;
+                }
+                out = self.ext.next_outgoing() => {
+                    // The extension lives as long as this task holds it.
+                    let Some(out) = out else { return Ok(()) };
+                    self.queue(out);
+                    self.flush(&sender).await?;
+                }
+                _ = sleep_until(retry_at), if retry_at.is_some() => {
+                    self.outbox.due(Instant::now());
+                    self.flush(&sender).await?;
+                }
+            }
+        }
+    }
+
+    fn queue(&mut self, stanza: Element) {
+        if !self.outbox.push(stanza) {
+            tracing::warn!(
+                dropped = self.outbox.dropped,
+                "the offline queue is full: the oldest stanza was dropped"
+            );
+        }
+    }
+
+    /// Takes what the extension already emitted (the terminates of a log-off).
+    async fn drain_ready(&mut self) {
+        while let Ok(Some(out)) = tokio::time::timeout(DRAIN_WAIT, self.ext.next_outgoing()).await {
+            self.queue(out);
+        }
+    }
+
+    /// Sends the queue in order; on failure the stanza goes back and the reason is returned.
+    async fn flush(&mut self, sender: &XmppSender) -> Result<(), String> {
+        while let Some(stanza) = self.outbox.pop() {
+            if let Err(e) = sender.send(stanza.clone()).await {
+                self.outbox.unpop(stanza);
+                return Err(e.to_string());
+            }
+            if stanza.is("presence", NS_CLIENT) {
+                tracing::debug!(to = ?stanza.attr("to"), kind = ?stanza.attr("type"), "presence sent");
+            }
+            self.outbox.sent(&stanza, Instant::now());
+        }
+        Ok(())
+    }
+
+    async fn received(&mut self, sender: &XmppSender, stanza: Element) {
+        if self.outbox.answer(&stanza, Instant::now()) {
+            return;
+        }
+        if stanza
+            .attr("id")
+            .is_some_and(|id| id.starts_with(PROBE_ID_PREFIX))
+            && matches!(iq_type(&stanza), Some(IqType::Result | IqType::Error))
+        {
+            tracing::info!(from = ?stanza.attr("from"), kind = ?stanza.attr("type"), "a session peer answered after our reconnect");
+        }
+        if stanza.is("presence", NS_CLIENT) {
+            tracing::debug!(from = ?stanza.attr("from"), kind = ?stanza.attr("type"), "presence received");
+            // A presence error comes from the server, not the peer (RFC 6121 §4.6.3: a
+            // directed presence to a resource that is offline): it must not count as word from
+            // the peer for the Jingle sessions.
+            if stanza.attr("type") == Some("error") {
+                return;
+            }
+        }
+        if self.ext.handle_stanza(&stanza) {
+            return;
+        }
+        let reply = disco::answer_info_query(&stanza, &self.features)
+            .or_else(|| extdisco::push_ack(&stanza))
+            .or_else(|| match iq_type(&stanza) {
+                Some(IqType::Get | IqType::Set) => {
+                    Some(iq_error(&stanza, Condition::ServiceUnavailable, None, None))
+                }
+                _ => None,
+            });
+        if let Some(r) = reply {
+            let _ = sender.send(r).await;
+        }
+    }
+
+    /// Logs in again after a loss, with backoff, as the same full JID.
+    async fn reconnect(&mut self, reason: String) -> Result<XmppConnection, Stop> {
+        let lost_at = Instant::now();
+        if self.closing.is_some() && self.outbox.queued() == 0 {
+            return Err(Stop::LoggedOff);
+        }
+        if reason.contains("conflict") {
+            return Err(Stop::Failed(format!(
+                "{reason}: another login took our resource, not reconnecting"
+            )));
+        }
+        if self.policy.max_attempts == 0 {
+            return Err(Stop::Failed(format!(
+                "{reason} (reconnecting is turned off)"
+            )));
+        }
+        tracing::warn!(
+            "XMPP connection lost ({reason}); reconnecting as {} ({} stanza(s) waiting)",
+            self.jid,
+            self.outbox.queued()
+        );
+        let deadline = lost_at + self.policy.max_time;
+        let mut last = reason.clone();
+        let mut attempts = 0;
+        for attempt in 1..=self.policy.max_attempts {
+            self.publish(
+                ConnectionState::Reconnecting {
+                    attempt,
+                    reason: reason.clone(),
+                },
+                false,
+            );
+            // A little jitter, so the clients of a restarted server do not all come at once.
+            let jitter = rand::random_range(0.8..1.2);
+            let wake = Instant::now() + self.policy.delay(attempt).mul_f64(jitter);
+            if wake >= deadline {
+                break;
+            }
+            self.offline(tokio::time::sleep_until(wake.into())).await?;
+            attempts = attempt;
+            tracing::info!(
+                "XMPP reconnect attempt {attempt}/{} as {}",
+                self.policy.max_attempts,
+                self.jid
+            );
+            let left = deadline.saturating_duration_since(Instant::now());
+            let login = tokio::time::timeout(left, XmppConnection::connect(self.config.clone()));
+            let conn = match self.offline(login).await? {
+                Err(_) => {
+                    last = "the login did not finish before the reconnect deadline".into();
+                    break;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!("XMPP reconnect attempt {attempt} failed: {e}");
+                    let fatal = matches!(
+                        e,
+                        XmppError::Auth(_) | XmppError::Config(_) | XmppError::CaFile { .. }
+                    );
+                    last = e.to_string();
+                    if fatal {
+                        break;
+                    }
+                    continue;
+                }
+                Ok(Ok(conn)) => conn,
+            };
+            if conn.jid() != &self.jid {
+                let msg = format!(
+                    "the server bound {} instead of {} on reconnect: peers know our Jingle \
+                     sessions by our full JID (XEP-0166 §7.1), so they cannot continue",
+                    conn.jid(),
+                    self.jid
+                );
+                let _ = tokio::time::timeout(LOG_OFF_WAIT, conn.close()).await;
+                return Err(Stop::Failed(msg));
+            }
+            if let Some(p) = &self.presence {
+                if let Err(e) = conn.send(p.clone()).await {
+                    last = e.to_string();
+                    continue;
+                }
+            }
+            *lock(&self.current) = conn.sender();
+            self.outbox.reannounce();
+            self.publish(ConnectionState::Online, true);
+            tracing::warn!(
+                "XMPP reconnected as {} after {attempt} attempt(s), {:.1} s offline; sending {} \
+                 waiting stanza(s)",
+                self.jid,
+                lost_at.elapsed().as_secs_f64(),
+                self.outbox.queued()
+            );
+            return Ok(conn);
+        }
+        Err(Stop::Failed(format!(
+            "gave up reconnecting after {attempts} attempt(s) in {:.0} s (lost: {reason}; last \
+             failure: {last})",
+            lost_at.elapsed().as_secs_f64()
+        )))
+    }
+
+    /// Runs `fut` while offline: what the extension emits is queued, and a log-off request
+    /// bounds the wait (or ends it at once when nothing is queued).
+    async fn offline<F: Future>(&mut self, fut: F) -> Result<F::Output, Stop> {
+        tokio::pin!(fut);
+        loop {
+            let closing = self.closing;
+            tokio::select! {
+                out = &mut fut => return Ok(out),
+                _ = &mut self.shutdown, if self.closing.is_none() => {
+                    self.drain_ready().await;
+                    if self.outbox.queued() == 0 {
+                        return Err(Stop::LoggedOff);
+                    }
+                    tracing::info!(
+                        "logging off while offline: waiting up to {:?} to send {} stanza(s)",
+                        self.policy.flush_timeout,
+                        self.outbox.queued()
+                    );
+                    self.closing = Some(Instant::now() + self.policy.flush_timeout);
+                }
+                out = self.ext.next_outgoing() => {
+                    if let Some(out) = out {
+                        self.queue(out);
+                    }
+                }
+                _ = sleep_until(closing), if closing.is_some() => {
+                    tracing::warn!(
+                        "logged off without sending {} queued stanza(s): still offline",
+                        self.outbox.queued()
+                    );
+                    return Err(Stop::LoggedOff);
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps until `at`, or forever without one (for a disabled `select!` branch).
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PEER: &str = "bob@example.test/phone";
+
+    fn jingle_iq(id: &str, action: &str) -> Element {
+        format!(
+            "<iq xmlns='jabber:client' type='set' id='{id}' to='{PEER}'>\
+             <jingle xmlns='urn:xmpp:jingle:1' action='{action}' sid='s1'/></iq>"
+        )
+        .parse()
+        .unwrap()
+    }
+
+    fn bounce(id: &str, from: &str) -> Element {
+        format!(
+            "<iq xmlns='jabber:client' type='error' id='{id}' from='{from}'>\
+             <error type='cancel'><service-unavailable \
+             xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+        )
+        .parse()
+        .unwrap()
+    }
+
+    fn result(id: &str) -> Element {
+        format!("<iq xmlns='jabber:client' type='result' id='{id}' from='{PEER}'/>")
+            .parse()
+            .unwrap()
+    }
+
+    fn ids(outbox: &mut Outbox) -> Vec<String> {
+        std::iter::from_fn(|| outbox.pop())
+            .map(|s| s.attr("id").unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let p = ReconnectPolicy::default();
+        assert_eq!(p.delay(1), Duration::from_millis(250));
+        assert_eq!(p.delay(2), Duration::from_millis(500));
+        assert_eq!(p.delay(3), Duration::from_secs(1));
+        assert_eq!(p.delay(4), Duration::from_secs(2));
+        assert_eq!(p.delay(u32::MAX), Duration::from_secs(2));
+        assert_eq!(ReconnectPolicy::disabled().max_attempts, 0);
+    }
+
+    #[test]
+    fn the_offline_queue_is_bounded_and_keeps_the_newest_in_order() {
+        let mut o = Outbox::new(3, Duration::from_secs(30));
+        for i in 0..3 {
+            assert!(o.push(jingle_iq(&format!("q{i}"), "session-info")));
+        }
+        assert!(!o.push(jingle_iq("q3", "session-info")));
+        assert_eq!(o.dropped, 1);
+        assert_eq!(ids(&mut o), ["q1", "q2", "q3"]);
+    }
+
+    #[test]
+    fn unanswered_requests_go_out_again_first_after_a_loss() {
+        let t0 = Instant::now();
+        let mut o = Outbox::new(16, Duration::from_secs(30));
+        for id in ["a", "b", "c"] {
+            o.sent(&jingle_iq(id, "session-info"), t0);
+        }
+        // b was answered; d was emitted while the stream was dying and never sent.
+        assert!(!o.answer(&result("b"), t0));
+        o.push(jingle_iq("d", "session-terminate"));
+        o.lost(t0 + Duration::from_secs(1));
+        assert_eq!(ids(&mut o), ["a", "c", "d"]);
+        // A second loss before they were sent again does not duplicate them.
+        o.push(jingle_iq("e", "session-info"));
+        o.lost(t0 + Duration::from_secs(2));
+        assert_eq!(ids(&mut o), ["e"]);
+    }
+
+    #[test]
+    fn requests_older_than_the_peer_wait_are_not_resent() {
+        let t0 = Instant::now();
+        let mut o = Outbox::new(16, Duration::from_secs(30));
+        o.sent(&jingle_iq("old", "session-info"), t0);
+        o.sent(
+            &jingle_iq("new", "session-info"),
+            t0 + Duration::from_secs(20),
+        );
+        o.lost(t0 + Duration::from_secs(31));
+        assert_eq!(ids(&mut o), ["new"]);
+    }
+
+    #[test]
+    fn a_bounced_jingle_request_is_retried_until_the_peer_answers() {
+        let t0 = Instant::now();
+        let mut o = Outbox::new(16, Duration::from_secs(30));
+        let req = jingle_iq("r1", "session-info");
+        o.sent(&req, t0);
+        // Prosody answers for an offline resource from the addressed full JID.
+        assert!(o.answer(&bounce("r1", PEER), t0));
+        assert_eq!(o.next_retry(), Some(t0 + BOUNCE_RETRY));
+        o.due(t0);
+        assert_eq!(o.queued(), 0, "not before its time");
+        o.due(t0 + BOUNCE_RETRY);
+        assert_eq!(o.pop(), Some(req.clone()));
+        o.sent(&req, t0 + BOUNCE_RETRY);
+        // A bounce from the bare JID or the domain counts too.
+        assert!(o.answer(&bounce("r1", "bob@example.test"), t0 + BOUNCE_RETRY));
+        o.due(t0 + BOUNCE_RETRY * 2);
+        let again = o.pop().unwrap();
+        o.sent(&again, t0 + BOUNCE_RETRY * 2);
+        // The peer is back: its answer goes to the extension and the tracking ends.
+        assert!(!o.answer(&result("r1"), t0 + BOUNCE_RETRY * 3));
+        assert!(o.tracked.is_empty());
+        assert_eq!(o.next_retry(), None);
+    }
+
+    #[test]
+    fn bounces_reach_the_extension_after_the_peer_wait() {
+        let t0 = Instant::now();
+        let mut o = Outbox::new(16, Duration::from_secs(5));
+        o.sent(&jingle_iq("r1", "transport-info"), t0);
+        assert!(!o.answer(&bounce("r1", PEER), t0 + Duration::from_secs(6)));
+    }
+
+    #[test]
+    fn other_answers_are_never_swallowed() {
+        let t0 = Instant::now();
+        let mut o = Outbox::new(16, Duration::from_secs(30));
+        // A session-initiate to an offline peer fails at once: it has no session to resume.
+        o.sent(&jingle_iq("init", "session-initiate"), t0);
+        assert!(!o.answer(&bounce("init", PEER), t0));
+        // An error with a Jingle condition comes from the peer itself.
+        o.sent(&jingle_iq("j", "session-info"), t0);
+        let unknown: Element = format!(
+            "<iq xmlns='jabber:client' type='error' id='j' from='{PEER}'><error type='cancel'>\
+             <service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>\
+             <unknown-session xmlns='urn:xmpp:jingle:errors:1'/></error></iq>"
+        )
+        .parse()
+        .unwrap();
+        assert!(!o.answer(&unknown, t0));
+        // A bounce claimed by a third party is not ours to act on.
+        o.sent(&jingle_iq("k", "session-info"), t0);
+        assert!(!o.answer(&bounce("k", "mallory@example.test/x"), t0));
+        assert!(o.tracked.contains_key("k"));
+        // Requests that are not Jingle are tracked for resending but not retried on a bounce.
+        let ping: Element = format!(
+            "<iq xmlns='jabber:client' type='get' id='p' to='{PEER}'>\
+             <ping xmlns='urn:xmpp:ping'/></iq>"
+        )
+        .parse()
+        .unwrap();
+        o.sent(&ping, t0);
+        assert!(!o.answer(&bounce("p", PEER), t0));
+        // Requests to our server (no full JID) are not tracked at all.
+        let disco: Element = "<iq xmlns='jabber:client' type='get' id='s' to='example.test'/>"
+            .parse()
+            .unwrap();
+        o.sent(&disco, t0);
+        assert!(!o.tracked.contains_key("s"));
+    }
+
+    #[test]
+    fn directed_presences_are_sent_again_first_on_a_new_stream() {
+        let t0 = Instant::now();
+        let mut o = Outbox::new(16, Duration::from_secs(30));
+        let to = |jid: &str, kind: Option<&str>| -> Element {
+            let kind = kind.map(|k| format!(" type='{k}'")).unwrap_or_default();
+            format!("<presence xmlns='jabber:client' to='{jid}'{kind}/>")
+                .parse()
+                .unwrap()
+        };
+        o.sent(&to(PEER, None), t0);
+        o.sent(&to("carol@example.test/x", None), t0);
+        o.sent(&to("carol@example.test/x", Some("unavailable")), t0);
+        // A broadcast presence is not directed.
+        o.sent(&"<presence xmlns='jabber:client'/>".parse().unwrap(), t0);
+        o.sent(&jingle_iq("r1", "session-info"), t0);
+        o.push(jingle_iq("q1", "session-terminate"));
+        o.lost(t0);
+        o.reannounce();
+        let first = o.pop().unwrap();
+        assert!(first.is("presence", NS_CLIENT));
+        assert_eq!(first.attr("to"), Some(PEER));
+        let probe = o.pop().unwrap();
+        assert_eq!(probe.attr("to"), Some(PEER));
+        assert_eq!(probe.attr("type"), Some("get"));
+        let probe_id = probe.attr("id").unwrap().to_owned();
+        assert!(probe_id.starts_with(PROBE_ID_PREFIX));
+        assert_eq!(ids(&mut o), ["r1", "q1"]);
+        // The probe is sent until the peer answers: a bounce is retried...
+        o.sent(&probe, t0);
+        assert!(o.answer(&bounce(&probe_id, PEER), t0));
+        o.due(t0 + BOUNCE_RETRY);
+        assert_eq!(o.pop(), Some(probe.clone()));
+        o.sent(&probe, t0 + BOUNCE_RETRY);
+        // ...and the peer's answer goes on to the extension.
+        assert!(!o.answer(&result(&probe_id), t0 + BOUNCE_RETRY));
+    }
+
+    #[test]
+    fn tracking_is_bounded() {
+        let t0 = Instant::now();
+        let mut o = Outbox::new(16, Duration::from_secs(30));
+        for i in 0..MAX_TRACKED + 10 {
+            o.sent(&jingle_iq(&format!("r{i}"), "session-info"), t0);
+        }
+        assert_eq!(o.tracked.len(), MAX_TRACKED);
+        assert!(!o.tracked.contains_key("r0"));
+        assert!(o.tracked.contains_key(&format!("r{}", MAX_TRACKED + 9)));
     }
 }

@@ -5,6 +5,8 @@
 #   lab.sh down --prefix P
 #   lab.sh stop-turn --prefix P     (kill the main coturn: its allocations are gone)
 #   lab.sh start-turn --prefix P    (start it again with the same settings)
+#   lab.sh restart-xmpp --prefix P [--down SECS]
+#                                   (stop Prosody cleanly, keep it down SECS, start it again)
 #
 # TYPE is none | full-cone | port-restricted | symmetric | udp-blocked.
 # See tests/lab/README.md for the topology and the NAT rules. Needs root. Every name (namespaces,
@@ -478,7 +480,7 @@ lab_up() {
 [[ $# -ge 1 ]] || usage
 CMD=$1
 shift
-PREFIX="" NAT_A="" NAT_B="" SAME_LAN=0 USE_TURN=0 USE_XMPP=0 ENV_FILE=""
+PREFIX="" NAT_A="" NAT_B="" SAME_LAN=0 USE_TURN=0 USE_XMPP=0 ENV_FILE="" DOWN_SECS=0
 while [[ $# -gt 0 ]]; do
     case $1 in
     --prefix) PREFIX=${2:?}; shift 2 ;;
@@ -488,6 +490,7 @@ while [[ $# -gt 0 ]]; do
     --turn) USE_TURN=1; shift ;;
     --xmpp) USE_XMPP=1; shift ;;
     --env) ENV_FILE=${2:?}; shift 2 ;;
+    --down) DOWN_SECS=${2:?}; shift 2 ;;
     -h | --help) usage ;;
     *) die "unknown argument $1" ;;
     esac
@@ -519,6 +522,33 @@ start-turn)
     ip=$(sed -n 's/.*--listening-ip=\([^ ]*\).*/\1/p' "$d/turnserver.cmd")
     wait_port "$ns" udp "$ip" "$STUN_PORT" "$(cat "$d/turnserver.bgpid")" "$d/turnserver.log.restart"
     log "start-turn: coturn of $PREFIX running again"
+    ;;
+restart-xmpp)
+    # Stops Prosody with SIGTERM (it ends every client stream with <system-shutdown/>, as a
+    # real server restart does), waits for it to exit (bounded, then SIGKILL), keeps it down
+    # --down SECS, and starts it again with the same configuration, data and accounts.
+    [[ $DOWN_SECS =~ ^[0-9]+([.][0-9]+)?$ ]] || die "--down takes seconds"
+    d=$(workdir_of "$PREFIX")/prosody
+    [[ -f $d/prosody.cfg.lua && -f $d/prosody.bgpid ]] || die "no Prosody in lab $PREFIX"
+    bg=$(cat "$d/prosody.bgpid")
+    pid=$(cat "$d/prosody.pid" 2>/dev/null || echo "$bg")
+    kill -TERM "$pid" 2>/dev/null || true
+    deadline=$((SECONDS + WAIT_SECS))
+    while { kill -0 "$pid" || kill -0 "$bg"; } 2>/dev/null && ((SECONDS < deadline)); do
+        sleep 0.05
+    done
+    if { kill -0 "$pid" || kill -0 "$bg"; } 2>/dev/null; then
+        log "restart-xmpp: Prosody did not stop within ${WAIT_SECS}s: killing it"
+        kill -KILL "$pid" "$bg" 2>/dev/null || true
+    fi
+    log "restart-xmpp: Prosody of $PREFIX stopped"
+    sleep "$DOWN_SECS"
+    ns=$PREFIX-xmpp
+    # The log of the first run is kept (the shutdown is at its end).
+    start_bg "$ns" "$d/prosody.log.restart" "$d/prosody.bgpid" \
+        runuser -u prosody -- prosody --config "$d/prosody.cfg.lua" -F
+    wait_port "$ns" tcp "$XMPP_IP" "$XMPP_C2S_PORT" "$(cat "$d/prosody.bgpid")" "$d/prosody.log.restart"
+    log "restart-xmpp: Prosody of $PREFIX running again"
     ;;
 *) usage ;;
 esac

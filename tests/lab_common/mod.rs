@@ -672,3 +672,35 @@ impl LineProcess {
         status.success()
     }
 }
+
+// ---- server faults -----------------------------------------------------------------------------
+
+impl Lab {
+    /// The lab's work directory (configs, logs), removed by `down` (`LAB_TMP` or `/tmp`, as
+    /// `lab.sh` picks it).
+    pub fn work_dir(&self) -> PathBuf {
+        let base = std::env::var_os("LAB_TMP").unwrap_or_else(|| "/tmp".into());
+        PathBuf::from(base).join(format!("jingle-ice-lab.{}", self.prefix))
+    }
+
+    /// Restarts the lab's Prosody (`lab.sh restart-xmpp`): SIGTERM, so every client stream
+    /// ends with `<system-shutdown/>`, `down` with no server, then the same server again.
+    /// Returns how long the server was unreachable; panics when the script fails.
+    pub fn restart_xmpp(&self, down: Duration) -> Duration {
+        let started = Instant::now();
+        let out = Command::new("bash")
+            .arg(script())
+            .args(["restart-xmpp", "--prefix", &self.prefix])
+            .args(["--down", &format!("{:.3}", down.as_secs_f64())])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run tests/lab/lab.sh restart-xmpp");
+        assert!(
+            out.status.success(),
+            "lab.sh restart-xmpp failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        started.elapsed()
+    }
+}
