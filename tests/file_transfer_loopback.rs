@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use jingle_ice::apps::file_sink::SinkConfig;
+use jingle_ice::apps::file_sink::{FileSink, SinkConfig};
 use jingle_ice::apps::file_transfer::{
     enable, send_file, FileTransferError, IncomingFile, SendOptions,
 };
@@ -492,4 +492,75 @@ async fn with_the_fallback_off_a_session_without_a_path_fails_the_transfer() {
     assert!(sent.is_err(), "{sent:?}");
     assert!(receiver.await.unwrap().is_err());
     assert!(listing(&dst).is_empty());
+}
+
+/// Leaves a part file as a receiver killed after `kept` bytes would (no cleanup runs).
+async fn leave_part_file(dir: &Path, name: &str, data: &[u8], kept: usize, corrupt: bool) {
+    let hash: [u8; 32] = Sha256::digest(data).into();
+    let mut sink = FileSink::resume(sink(dir), name, data.len() as u64, Some(hash))
+        .await
+        .unwrap();
+    let mut part = data[..kept].to_vec();
+    if corrupt {
+        part[kept / 2] ^= 0xff;
+    }
+    sink.write(&part).await.unwrap();
+    std::mem::forget(sink);
+}
+
+async fn resumed_transfer(tag: &str, corrupt: bool) {
+    let src = temp_dir(&format!("{tag}-src"));
+    let dst = temp_dir(&format!("{tag}-dst"));
+    let data = pattern((3 << 20) + 777);
+    let kept = (1 << 20) + 5;
+    let path = src.join("big.iso");
+    std::fs::write(&path, &data).unwrap();
+    leave_part_file(&dst, "big.iso", &data, kept, corrupt).await;
+    assert_eq!(listing(&dst).len(), 1, "a part file is left");
+    let (a, b) = pair_with(|s| s);
+    let bob = b.clone();
+    let dst2 = dst.to_path_buf();
+    let receiver = tokio::spawn(async move {
+        let incoming = bob.next_incoming().await.unwrap();
+        let file = IncomingFile::from_session(incoming).unwrap();
+        assert!(file.offer().range.is_some(), "the offer announces ranges");
+        file.accept(sink(&dst2), None).await
+    });
+    let sent = tokio::time::timeout(
+        Duration::from_secs(60),
+        send_file(&a, b.local_jid(), &path, SendOptions::default()),
+    )
+    .await
+    .unwrap();
+    let got = receiver.await.unwrap();
+    if corrupt {
+        assert!(
+            matches!(&got, Err(FileTransferError::Transfer(_))),
+            "{got:?}"
+        );
+        assert!(sent.is_err(), "{sent:?}");
+        assert!(listing(&dst).is_empty(), "{:?}", listing(&dst));
+        return;
+    }
+    let (sent, got) = (sent.unwrap(), got.unwrap());
+    assert_eq!(sent.resumed_from, kept as u64);
+    assert_eq!(got.resumed_from, kept as u64);
+    assert_eq!(
+        sent.transferred(),
+        (data.len() - kept) as u64,
+        "only the rest"
+    );
+    assert!(sent.verified && got.verified);
+    assert_eq!(std::fs::read(dst.join("big.iso")).unwrap(), data);
+    assert_eq!(listing(&dst), vec!["big.iso"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_transfer_resumes_where_the_kept_part_ends() {
+    resumed_transfer("resume", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_part_that_does_not_match_fails_the_hash_and_is_removed() {
+    resumed_transfer("resume-bad", true).await;
 }

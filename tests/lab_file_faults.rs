@@ -305,3 +305,68 @@ fn lab_file_fault_file_shrinks_while_sent() {
     no_line(&bob_lines, "stored ");
     assert_eq!(tree(&dst.0), Vec::<String>::new(), "no file, no part file");
 }
+
+/// Waits until the bot's `progress` lines report at least `bytes`.
+fn wait_for_at_least(bot: &mut LineProcess, bytes: u64) {
+    loop {
+        let p = bot.expect_within("progress ", 120);
+        let n: u64 = p
+            .split_whitespace()
+            .nth(1)
+            .and_then(|b| b.parse().ok())
+            .unwrap_or_else(|| panic!("progress line {p:?}"));
+        if n >= bytes {
+            return;
+        }
+    }
+}
+
+#[test]
+fn lab_file_fault_receiver_killed_then_resumed_sends_only_the_rest() {
+    let Some(lab) = lab("lab_file_fault_receiver_killed_then_resumed_sends_only_the_rest") else {
+        return;
+    };
+    let src = Cleanup(temp_dir(&format!("{}-src", lab.prefix())));
+    let dst = Cleanup(temp_dir(&format!("{}-dst", lab.prefix())));
+    let file = src.0.join("long.bin");
+    let size: u64 = 128 << 20;
+    let hash = make_file(&file, size as usize);
+
+    // First attempt: the receiver dies without any cleanup (SIGKILL) part of the way in.
+    let (mut bob, bob_jid) = start_receiver(&lab, &dst.0, &[]);
+    let alice = start_sender(&lab, &bob_jid, &file, &[]);
+    wait_for_at_least(&mut bob, 16 << 20);
+    bob.signal("KILL");
+    let (bob_code, _) = bob.finish(EXIT_SECS);
+    assert_eq!(bob_code, None, "killed by a signal");
+    let (alice_code, alice_lines) = alice.finish(EXIT_SECS + 60);
+    assert_eq!(alice_code, Some(1), "the sender fails: {alice_lines:?}");
+    let left = tree(&dst.0);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(
+        left[0].starts_with(".long.bin.") && left[0].ends_with(".part"),
+        "{left:?}"
+    );
+    let kept = std::fs::metadata(dst.0.join(&left[0])).unwrap().len();
+    assert!(kept > 0 && kept < size, "kept {kept}");
+
+    // Second attempt: the same offer; the receiver asks for the rest only.
+    let (bob, bob_jid) = start_receiver(&lab, &dst.0, &[]);
+    let alice = start_sender(&lab, &bob_jid, &file, &[]);
+    let (alice_code, alice_lines) = alice.finish(BOT_SECS);
+    let (bob_code, bob_lines) = bob.finish(EXIT_SECS);
+    assert_eq!((alice_code, bob_code), (Some(0), Some(0)));
+    for lines in [&alice_lines, &bob_lines] {
+        assert_eq!(
+            line(lines, "resumed at byte "),
+            format!("resumed at byte {kept} of {size} (kept from an interrupted attempt)")
+        );
+        assert!(
+            line(lines, "transferred ").starts_with(&format!("transferred {} bytes", size - kept)),
+            "{lines:?}"
+        );
+        assert_eq!(line(lines, "sha-256 "), format!("sha-256 {hash} verified"));
+    }
+    assert_eq!(tree(&dst.0), vec!["long.bin".to_owned()]);
+    assert_eq!(hash_file(&dst.0.join("long.bin")), hash);
+}

@@ -228,3 +228,30 @@ fn lab_files_peak_memory_does_not_grow_from_64_mib_to_1_gib() {
         );
     }
 }
+
+#[test]
+fn lab_files_over_in_band_bytestreams_when_udp_is_blocked_and_there_is_no_turn() {
+    // No peer-to-peer path and no relay: both LANs drop outgoing UDP, and coturn runs
+    // STUN only (which the blocked UDP cannot reach either). The session falls back to IBB
+    // through Prosody.
+    let options = LabOptions {
+        turn: false,
+        ..LabOptions::with_servers(Nat::UdpBlocked, Nat::UdpBlocked)
+    };
+    let Some(lab) = Lab::up(
+        "lab_files_over_in_band_bytestreams_when_udp_is_blocked_and_there_is_no_turn",
+        options,
+    ) else {
+        return;
+    };
+    let run = transfer(&lab, 16 << 20);
+    let (a, b) = run.transports();
+    for line in [&a, &b] {
+        assert!(line.contains("In-Band Bytestreams"), "{line}");
+    }
+    println!(
+        "MEASURED IBB through Prosody: {:.2} MB/s (sender), {:.2} MB/s (receiver)",
+        Run::rate(&run.alice) / 1e6,
+        Run::rate(&run.bob) / 1e6
+    );
+}

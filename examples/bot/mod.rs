@@ -129,9 +129,15 @@ pub fn report(r: &TransferReport) {
         "connect time {:.0} ms",
         r.connect_time.as_secs_f64() * 1e3
     ));
+    if r.resumed_from > 0 {
+        say(format!(
+            "resumed at byte {} of {} (kept from an interrupted attempt)",
+            r.resumed_from, r.size
+        ));
+    }
     say(format!(
         "transferred {} bytes in {:.2} s, {:.1} MB/s",
-        r.size,
+        r.transferred(),
         r.transfer_time.as_secs_f64(),
         r.throughput() / 1e6
     ));

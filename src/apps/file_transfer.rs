@@ -17,7 +17,7 @@ use jid::FullJid;
 use tokio::io::AsyncSeekExt;
 
 use super::file_description::{
-    Checksum, File, FileDescription, FileDescriptionError, FileInfo, Hash, Received,
+    Checksum, File, FileDescription, FileDescriptionError, FileInfo, Hash, Range, Received,
     NS_FILE_TRANSFER,
 };
 use super::file_sink::{FileSink, SinkConfig, SinkError};
@@ -138,12 +138,20 @@ pub struct TransferReport {
     pub connect_time: Duration,
     /// From the first byte to the last acknowledged / stored.
     pub transfer_time: Duration,
+    /// Where this transfer started in the file: 0, or the bytes an interrupted earlier
+    /// attempt had stored, which the receiver asked to skip (XEP-0234 §7.1 `<range/>`).
+    pub resumed_from: u64,
 }
 
 impl TransferReport {
+    /// Bytes that travelled in this transfer (the file less what was resumed).
+    pub fn transferred(&self) -> u64 {
+        self.size.saturating_sub(self.resumed_from)
+    }
+
     /// Bytes per second over [`TransferReport::transfer_time`].
     pub fn throughput(&self) -> f64 {
-        self.size as f64 / self.transfer_time.as_secs_f64().max(1e-9)
+        self.transferred() as f64 / self.transfer_time.as_secs_f64().max(1e-9)
     }
 }
 
@@ -179,6 +187,9 @@ pub enum FileTransferError {
         /// What went wrong.
         source: std::io::Error,
     },
+    /// The receiver asked for a range the file does not have.
+    #[error("range: {0}")]
+    BadRange(String),
     /// The peer did not confirm in time.
     #[error("no confirmation from the peer within {0:?}")]
     NoConfirmation(Duration),
@@ -229,6 +240,9 @@ pub async fn send_file(
         date: meta.modified().ok().map(format_datetime),
         desc: options.desc.take(),
         hashes: vec![Hash::sha256(sha256)],
+        // Announces ranged transfers (XEP-0234 §4): a receiver that kept part of the file from
+        // an interrupted attempt asks for the rest in its session-accept.
+        range: Some(Range::default()),
         ..File::default()
     };
     let session = jingle
@@ -238,6 +252,26 @@ pub async fn send_file(
     let transport = TransportUsed::of(&session);
     let connect_time = session.established_in();
     let local_candidates = candidates_of(&session);
+    // The receiver's range, if it asked for one (XEP-0234 §7.1: the sender SHOULD honour it).
+    let offset = session
+        .peer_description()
+        .and_then(|d| FileDescription::from_element(&d).ok())
+        .and_then(|d| d.file.range)
+        .map_or(0, |r| r.offset);
+    if offset > size {
+        let text = format!("the receiver asked for offset {offset} of a {size}-byte file");
+        session.end(Reason::with_text(
+            ReasonCondition::FailedApplication,
+            text.clone(),
+        ));
+        return Err(FileTransferError::BadRange(text));
+    }
+    if offset > 0 {
+        source
+            .seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(file_err)?;
+    }
     let mut channel: Box<dyn tokio::io::AsyncWrite + Send + Unpin> = match session.ibb() {
         Some(ibb) => Box::new(ibb),
         None => {
@@ -261,14 +295,14 @@ pub async fn send_file(
         }
     };
     let started = Instant::now();
-    let mut meter = ProgressMeter::new(size, 0);
+    let mut meter = ProgressMeter::new(size, offset);
     let mut noop = |_: &Progress| {};
     let on_progress: &mut (dyn FnMut(&Progress) + Send) = match options.on_progress.as_mut() {
         Some(f) => f.as_mut(),
         None => &mut noop,
     };
     let sent = tokio::select! {
-        r = send_bytes(&mut source, &mut channel, size, &mut meter, on_progress) => r,
+        r = send_bytes(&mut source, &mut channel, size - offset, &mut meter, on_progress) => r,
         reason = session.closed() => {
             // The receiver may verify the last bytes (against the offer's hash) and end the
             // session with <success/> before their acknowledgement reaches us.
@@ -283,6 +317,7 @@ pub async fn send_file(
                     local_candidates,
                     connect_time,
                     transfer_time: started.elapsed(),
+                    resumed_from: offset,
                 });
             }
             return Err(FileTransferError::PeerEnded(reason));
@@ -298,7 +333,10 @@ pub async fn send_file(
             return Err(e.into());
         }
     };
-    let checksum = Checksum::new(Creator::Initiator, CONTENT, vec![Hash::sha256(sent_hash)]);
+    // The hash of the whole file: of what was sent, unless only the rest was sent (then the
+    // offer's, which the receiver checks over the part it kept and the rest).
+    let whole = if offset == 0 { sent_hash } else { sha256 };
+    let checksum = Checksum::new(Creator::Initiator, CONTENT, vec![Hash::sha256(whole)]);
     let _ = session.send_info(FileInfo::Checksum(Box::new(checksum)).to_element());
     // The receiver confirms with <received/> and ends the session with <success/>.
     let confirmed = tokio::time::timeout(END_WAIT, async {
@@ -325,12 +363,13 @@ pub async fn send_file(
             name,
             path: None,
             size,
-            sha256: sent_hash,
-            verified: sent_hash == sha256,
+            sha256: whole,
+            verified: whole == sha256,
             transport,
             local_candidates,
             connect_time,
             transfer_time,
+            resumed_from: offset,
         }),
         Ok(r) => Err(FileTransferError::PeerEnded(r)),
         Err(_) => Err(FileTransferError::NoConfirmation(END_WAIT)),
@@ -421,20 +460,33 @@ impl IncomingFile {
     ) -> Result<TransferReport, FileTransferError> {
         let size = self.size();
         let offered_name = self.offer.name.clone().unwrap_or_default();
-        let mut sink =
-            match FileSink::create(sink_config, &offered_name, size, self.offer.sha256()).await {
-                Ok(s) => s,
-                Err(e) => {
-                    let condition = match e {
-                        SinkError::TooLarge { .. } => ReasonCondition::Decline,
-                        _ => ReasonCondition::FailedApplication,
-                    };
-                    self.session
-                        .decline(Reason::with_text(condition, e.to_string()));
-                    return Err(TransferError::Sink(e).into());
-                }
-            };
-        let description = FileDescription::new(self.offer.clone()).to_element();
+        // A sender that announced ranged transfers, with a hash to check the kept part against:
+        // continue a part file an interrupted attempt at this offer left behind.
+        let resumable = self.offer.range.is_some() && self.offer.sha256().is_some();
+        let opened = if resumable {
+            FileSink::resume(sink_config, &offered_name, size, self.offer.sha256()).await
+        } else {
+            FileSink::create(sink_config, &offered_name, size, self.offer.sha256()).await
+        };
+        let mut sink = match opened {
+            Ok(s) => s,
+            Err(e) => {
+                let condition = match e {
+                    SinkError::TooLarge { .. } => ReasonCondition::Decline,
+                    _ => ReasonCondition::FailedApplication,
+                };
+                self.session
+                    .decline(Reason::with_text(condition, e.to_string()));
+                return Err(TransferError::Sink(e).into());
+            }
+        };
+        let mut answer = self.offer.clone();
+        answer.range = resumable.then(|| Range {
+            offset: sink.written(),
+            ..Range::default()
+        });
+        let resumed_from = sink.written();
+        let description = FileDescription::new(answer).to_element();
         let session = self.session.accept(description).await?;
         let _cancel = CancelOnDrop(&session);
         let transport = TransportUsed::of(&session);
@@ -463,6 +515,7 @@ impl IncomingFile {
                             local_candidates,
                             connect_time,
                             transfer_time,
+                            resumed_from,
                         })
                     }
                     Err(e) => {

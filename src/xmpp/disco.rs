@@ -38,15 +38,18 @@ pub const NS_DATA_FORMS: &str = "jabber:x:data";
 const NS_XML: &str = "http://www.w3.org/XML/1998/namespace";
 
 /// The features this crate implements and advertises by default: disco, caps, Jingle with
-/// ICE-UDP (XEP-0176), Conversations' `webrtc-datachannel:1` transport and XEP-0320 DTLS
-/// fingerprints.
-pub const OUR_FEATURES: [&str; 6] = [
+/// ICE-UDP (XEP-0176), Conversations' `webrtc-datachannel:1` transport, XEP-0320 DTLS
+/// fingerprints, and the In-Band Bytestreams fallback (XEP-0261 §5 and XEP-0047 §4 ask for
+/// both namespaces).
+pub const OUR_FEATURES: [&str; 8] = [
     NS_DISCO_INFO,
     NS_CAPS,
     NS_JINGLE,
     NS_JINGLE_ICE_UDP,
     NS_WEBRTC_DATACHANNEL,
     NS_DTLS,
+    crate::ibb::NS_JINGLE_IBB,
+    crate::ibb::NS_IBB,
 ];
 /// The WebRTC data-channel transport Conversations uses (see `xep/webrtc-datachannel.md`).
 pub const NS_WEBRTC_DATACHANNEL: &str = crate::jingle::datachannel::NS_WEBRTC_DATACHANNEL;

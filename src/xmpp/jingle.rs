@@ -259,6 +259,8 @@ struct Slot {
     established: bool,
     /// The IBB fallback's progress.
     fallback: watch::Sender<Fallback>,
+    /// The application description of the peer's `session-accept` (initiator side).
+    answer: Option<Element>,
     /// The session's In-Band Bytestream, once it fell back.
     ibb: Option<Arc<IbbShared>>,
 }
@@ -596,6 +598,7 @@ impl Inner {
                     if let Some(t) = content.and_then(Content::ice_udp) {
                         slot.remote(t.clone(), false);
                     }
+                    slot.answer = content.and_then(|c| c.description.clone());
                     let _ = slot.accepted.send(true);
                 }
             }
@@ -710,6 +713,7 @@ impl Slot {
                 channel: None,
                 established: false,
                 fallback: watch::channel(Fallback::None).0,
+                answer: None,
                 ibb: None,
             },
             ended_rx,
@@ -1351,6 +1355,17 @@ impl JingleSession {
     /// session's bytes go through the XMPP server. `None` while ICE carries the session.
     pub fn ibb(&self) -> Option<IbbChannel> {
         self.ibb.clone()
+    }
+
+    /// The application description the peer sent: the one in its `session-accept` when we
+    /// initiated (XEP-0234: where a receiver asks for a range), the one in its offer when we
+    /// accepted. `None` once the session has ended.
+    pub fn peer_description(&self) -> Option<Element> {
+        let st = self.inner.lock();
+        let slot = st.slots.get(&self.key)?;
+        slot.answer
+            .clone()
+            .or_else(|| our_content(&slot.offer).and_then(|c| c.description.clone()))
     }
 
     /// The session (peer full JID and sid).
