@@ -30,12 +30,21 @@ pub struct Login {
 
 /// Logs in with file transfer enabled and advertised.
 pub async fn login(login: &Login) -> Result<JingleClient, String> {
+    login_with(login, |_| {}).await
+}
+
+/// [`login`], after `setup` adjusts the client's settings (the tube bot adds its feature).
+pub async fn login_with(
+    login: &Login,
+    setup: impl FnOnce(&mut JingleClientConfig),
+) -> Result<JingleClient, String> {
     let jid = Jid::new(&login.jid).map_err(|e| format!("--jid: {e}"))?;
     let mut xmpp = XmppConfig::new(jid, login.password.clone());
     xmpp.server = login.server;
     xmpp.ca_file = login.ca.clone();
     let mut config = JingleClientConfig::new(xmpp);
     enable_client(&mut config);
+    setup(&mut config);
     JingleClient::connect(config)
         .await
         .map_err(|e| format!("login as {}: {e}", login.jid))
