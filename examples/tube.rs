@@ -100,18 +100,7 @@ async fn main() -> ExitCode {
             desc,
             max_connections,
             timeout,
-        } => {
-            run_share(
-                &login,
-                service,
-                peer,
-                name,
-                desc,
-                max_connections,
-                timeout,
-            )
-            .await
-        }
+        } => run_share(&login, service, peer, name, desc, max_connections, timeout).await,
         Command::Connect {
             login,
             listen,
@@ -314,10 +303,7 @@ async fn serve(tube: &Tube, connections: Option<u64>, timeout: Option<u64>) -> R
         _ => Err(format!(
             "the tube ended: {}{}",
             reason.condition.as_str(),
-            reason
-                .text
-                .map(|t| format!(" ({t})"))
-                .unwrap_or_default()
+            reason.text.map(|t| format!(" ({t})")).unwrap_or_default()
         )),
     }
 }

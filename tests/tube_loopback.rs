@@ -215,13 +215,19 @@ async fn tube_connection_whose_reader_stalls_does_not_starve_the_others() {
             "moving connection: {MOVING} bytes in {took:?} while the other is stalled; \
              {sent} bytes of the stalled one sent"
         );
-        assert!(sent < (STALLED / 2) as u64, "{sent} bytes of the stalled one sent");
+        assert!(
+            sent < (STALLED / 2) as u64,
+            "{sent} bytes of the stalled one sent"
+        );
 
         // The stalled reader reads again: its connection completes.
         let mut got = Vec::new();
         stalled.read_to_end(&mut got).await.unwrap();
         assert_eq!(got.len(), STALLED);
-        assert!(got == pattern(STALLED, 1), "stalled connection: bytes differ");
+        assert!(
+            got == pattern(STALLED, 1),
+            "stalled connection: bytes differ"
+        );
         assert_eq!(t.connecting.stats().failed, 0);
     })
     .await

@@ -141,7 +141,12 @@ pub async fn share(
     config: TubeConfig,
 ) -> Result<Tube, TubeError> {
     let session = jingle.connect(peer, description.to_element()).await?;
-    Tube::new(session, description, Side::Share(service_addr.into()), config)
+    Tube::new(
+        session,
+        description,
+        Side::Share(service_addr.into()),
+        config,
+    )
 }
 
 /// A tube offered by a peer, waiting for the application's decision.
@@ -201,7 +206,11 @@ impl IncomingTube {
 
     /// Accepts: connections to `listener` will be carried to the peer's service once
     /// [`Tube::run`] runs.
-    pub async fn accept(self, listener: TcpListener, config: TubeConfig) -> Result<Tube, TubeError> {
+    pub async fn accept(
+        self,
+        listener: TcpListener,
+        config: TubeConfig,
+    ) -> Result<Tube, TubeError> {
         let session = self.session.accept(self.description.to_element()).await?;
         Tube::new(session, self.description, Side::Connect(listener), config)
     }

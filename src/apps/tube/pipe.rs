@@ -73,9 +73,7 @@ impl Control {
                 .filter(|n| *n > 0)
                 .map(Control::Credit),
             "fin" if rest.is_empty() => Some(Control::Fin),
-            "error" => Some(Control::Error(
-                rest.chars().take(ERROR_TEXT_MAX).collect(),
-            )),
+            "error" => Some(Control::Error(rest.chars().take(ERROR_TEXT_MAX).collect())),
             _ => None,
         }
     }
@@ -257,7 +255,10 @@ where
             if window > INITIAL_CREDIT {
                 granted.fetch_add(window - INITIAL_CREDIT, Ordering::AcqRel);
                 if ch
-                    .send(Control::Credit(window - INITIAL_CREDIT).encode().as_bytes(), false)
+                    .send(
+                        Control::Credit(window - INITIAL_CREDIT).encode().as_bytes(),
+                        false,
+                    )
                     .await
                     .is_err()
                 {
@@ -321,7 +322,11 @@ where
                 };
                 match read {
                     Ok(0) => {
-                        if ch.send(Control::Fin.encode().as_bytes(), false).await.is_err() {
+                        if ch
+                            .send(Control::Fin.encode().as_bytes(), false)
+                            .await
+                            .is_err()
+                        {
                             fail("the channel closed".into());
                         }
                         fin_sent.send_replace(true);
@@ -392,7 +397,15 @@ mod tests {
 
     #[test]
     fn control_messages_refused_or_ignored() {
-        for bad in ["credit 0", "credit -1", "credit", "credit 1x", "fin now", "hello", ""] {
+        for bad in [
+            "credit 0",
+            "credit -1",
+            "credit",
+            "credit 1x",
+            "fin now",
+            "hello",
+            "",
+        ] {
             assert_eq!(Control::parse(bad), None, "{bad:?}");
         }
         let e = Control::Error("a\nb".repeat(300)).encode();
