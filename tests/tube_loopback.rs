@@ -323,3 +323,95 @@ async fn tube_refuses_connections_over_the_limit() {
     .await
     .expect("in time");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tube_ending_mid_transfer_resets_the_open_connections() {
+    tokio::time::timeout(LIMIT, async {
+        let service = source_service().await;
+        let t = tubes(service, TubeConfig::default(), TubeConfig::default()).await;
+        let mut s = TcpStream::connect(t.addr).await.unwrap();
+        request(&mut s, 64 << 20, 3).await;
+        let mut first = vec![0u8; 1 << 20];
+        s.read_exact(&mut first).await.unwrap();
+        assert!(first == pattern(64 << 20, 3)[..1 << 20]);
+        // The sharing side stops the tube: the client's connection must not end like a
+        // complete stream.
+        t.sharing.close();
+        let mut rest = Vec::new();
+        let r = s.read_to_end(&mut rest).await;
+        assert!(r.is_err(), "clean EOF after {} more bytes", rest.len());
+        for r in t.runs {
+            assert_eq!(r.await.unwrap().condition, ReasonCondition::Success);
+        }
+        assert_eq!(t.connecting.stats().active, 0);
+    })
+    .await
+    .expect("in time");
+}
+
+/// Not a proof, a figure: 32 MiB through one tube connection and through a bare data channel
+/// of the same kind of session, in the same run (`--release` for meaningful numbers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tube_one_connection_throughput_against_the_bare_channel() {
+    const SIZE: usize = 32 << 20;
+    tokio::time::timeout(LIMIT, async {
+        let service = source_service().await;
+        let t = tubes(service, TubeConfig::default(), TubeConfig::default()).await;
+        let mut s = TcpStream::connect(t.addr).await.unwrap();
+        let started = Instant::now();
+        request(&mut s, SIZE, 4).await;
+        let mut got = Vec::with_capacity(SIZE);
+        s.read_to_end(&mut got).await.unwrap();
+        let tube_secs = started.elapsed().as_secs_f64();
+        assert!(got == pattern(SIZE, 4));
+
+        // The bare channel: a session of its own between two fresh extensions.
+        let (a, b) = unwired(dc_config());
+        wire(a.clone(), b.clone());
+        let bob = b.local_jid();
+        let (sa, sb) = tokio::join!(
+            async {
+                a.connect(bob, TubeDescription::new("bare").to_element())
+                    .await
+                    .unwrap()
+            },
+            async {
+                let inc = b.next_incoming().await.unwrap();
+                inc.accept(TubeDescription::new("bare").to_element())
+                    .await
+                    .unwrap()
+            }
+        );
+        let data = pattern(SIZE, 5);
+        let mut tx = sa
+            .data_channels()
+            .unwrap()
+            .open(jingle_ice::channel::ChannelOptions::reliable(
+                "bare", "bare",
+            ))
+            .unwrap();
+        let started = Instant::now();
+        let sender = async {
+            tx.write_all(&data).await.unwrap();
+            tx.shutdown().await.unwrap();
+        };
+        let receiver = async {
+            let mut rx = sb.data_channels().unwrap().accept().await.unwrap();
+            let mut got = Vec::with_capacity(SIZE);
+            rx.read_to_end(&mut got).await.unwrap();
+            got
+        };
+        let ((), got) = tokio::join!(sender, receiver);
+        let bare_secs = started.elapsed().as_secs_f64();
+        assert!(got == data);
+        let mb = SIZE as f64 / 1e6;
+        eprintln!(
+            "one tube connection: {:.1} MB/s; bare data channel: {:.1} MB/s; ratio {:.2}",
+            mb / tube_secs,
+            mb / bare_secs,
+            bare_secs / tube_secs
+        );
+    })
+    .await
+    .expect("in time");
+}

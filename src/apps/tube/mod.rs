@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use jid::FullJid;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 pub use description::{TubeDescription, TubeDescriptionError, NS_TUBE};
@@ -35,6 +36,10 @@ use pipe::{pipe, ActiveGuard, Counters, PipeConfig};
 pub const CHANNEL_LABEL: &str = "tube";
 /// Sub-protocol of every tube connection's channel (`xep/tube.md` §3): the namespace.
 pub const CHANNEL_PROTOCOL: &str = NS_TUBE;
+
+/// How long [`Tube::run`] lets its connections reset their TCP connections once the tube has
+/// ended.
+const STOP_WAIT: Duration = Duration::from_secs(2);
 
 /// Advertises tubes in disco#info (XEP-0030 §3.1, `xep/tube.md` §5) so that peers can find
 /// who takes them. Tubes use no `session-info` payload.
@@ -282,8 +287,9 @@ impl Tube {
         }
     }
 
-    /// Carries connections until the session ends, and says why it ended. Dropping the
-    /// future stops every connection (their TCP connections are closed).
+    /// Carries connections until the session ends, and says why it ended; connections still
+    /// open then are reset. Call it once per tube. Dropping the future stops every connection
+    /// at once (their TCP connections are closed).
     pub async fn run(&self) -> Reason {
         let Some(channels) = self.session.data_channels() else {
             self.close();
@@ -294,7 +300,10 @@ impl Tube {
             chunk: self.config.chunk,
         };
         let mut tasks = JoinSet::new();
-        loop {
+        // Turned true when the tube ends: open connections are then reset, not closed
+        // cleanly, so that no client takes a cut stream for a complete one.
+        let (stop, stopped) = watch::channel(false);
+        let reason = loop {
             let local = async {
                 match &self.side {
                     Side::Connect(l) => l.accept().await,
@@ -302,29 +311,25 @@ impl Tube {
                 }
             };
             tokio::select! {
-                reason = self.session.closed() => {
-                    tasks.shutdown().await;
-                    return reason;
-                }
+                reason = self.session.closed() => break reason,
                 channel = channels.accept() => match channel {
-                    Some(c) => self.peer_channel(c, pipe_config, &mut tasks),
+                    Some(c) => self.peer_channel(c, pipe_config, &mut tasks, &stopped),
                     None => {
+                        if let Some(r) = self.session.end_reason() {
+                            break r;
+                        }
                         let why = channels
                             .closed_reason()
                             .map(|e| e.to_string())
                             .unwrap_or_else(|| "the association closed".into());
-                        tasks.shutdown().await;
-                        if let Some(r) = self.session.end_reason() {
-                            return r;
-                        }
                         let reason = Reason::with_text(ReasonCondition::ConnectivityError, why);
                         self.session.end(reason.clone());
-                        return reason;
+                        break reason;
                     }
                 },
                 accepted = local => match accepted {
                     Ok((stream, from)) => {
-                        self.local_connection(stream, from, pipe_config, &mut tasks)
+                        self.local_connection(stream, from, pipe_config, &mut tasks, &stopped)
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "tube: accepting a local connection failed");
@@ -334,7 +339,14 @@ impl Tube {
                 },
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             }
-        }
+        };
+        stop.send_replace(true);
+        let _ = tokio::time::timeout(STOP_WAIT, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        tasks.shutdown().await;
+        reason
     }
 
     fn at_limit(&self) -> bool {
@@ -342,7 +354,13 @@ impl Tube {
     }
 
     /// A channel the peer opened: a connection to the service (sharing side), or refused.
-    fn peer_channel(&self, mut channel: DataChannel, config: PipeConfig, tasks: &mut JoinSet<()>) {
+    fn peer_channel(
+        &self,
+        mut channel: DataChannel,
+        config: PipeConfig,
+        tasks: &mut JoinSet<()>,
+        stopped: &watch::Receiver<bool>,
+    ) {
         let service = match &self.side {
             Side::Share(s) if channel.protocol() == CHANNEL_PROTOCOL => s.clone(),
             _ => {
@@ -378,6 +396,7 @@ impl Tube {
         }
         let counters = self.counters.clone();
         let timeout = self.config.service_connect_timeout;
+        let stopped = stopped.clone();
         tasks.spawn(async move {
             let _active = ActiveGuard::new(counters.clone());
             let connect = async move {
@@ -389,7 +408,7 @@ impl Tube {
                     )),
                 }
             };
-            let end = pipe(channel, connect, config, counters).await;
+            let end = pipe(channel, connect, config, counters, stopped).await;
             if let PipeEnd::Failed(why) = end {
                 tracing::info!(%why, "tube connection failed");
             }
@@ -403,6 +422,7 @@ impl Tube {
         from: SocketAddr,
         config: PipeConfig,
         tasks: &mut JoinSet<()>,
+        stopped: &watch::Receiver<bool>,
     ) {
         if self.at_limit() {
             self.counters.refused.fetch_add(1, Ordering::Relaxed);
@@ -430,9 +450,10 @@ impl Tube {
             }
         };
         let counters = self.counters.clone();
+        let stopped = stopped.clone();
         tasks.spawn(async move {
             let _active = ActiveGuard::new(counters.clone());
-            let end = pipe(channel, async { Ok(stream) }, config, counters).await;
+            let end = pipe(channel, async { Ok(stream) }, config, counters, stopped).await;
             if let PipeEnd::Failed(why) = end {
                 tracing::info!(%from, %why, "tube connection failed");
             }

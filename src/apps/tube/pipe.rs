@@ -134,14 +134,16 @@ pub enum PipeEnd {
 }
 
 /// Pipes the TCP stream `connect` yields and `channel` both ways until both directions end or
-/// one fails. The channel is read from the start, while `connect` is still under way. On
-/// failure the TCP connection is reset (so its user sees the failure) and the peer gets an
-/// `error` message; the channel is closed in every case.
+/// one fails, or `stop` turns true (the tube ended: a failure for a connection still open).
+/// The channel is read from the start, while `connect` is still under way. On failure the TCP
+/// connection is reset (so its user sees the failure) and the peer gets an `error` message;
+/// the channel is closed in every case.
 pub async fn pipe<F>(
     mut channel: DataChannel,
     connect: F,
     config: PipeConfig,
     counters: Arc<Counters>,
+    mut stop: watch::Receiver<bool>,
 ) -> PipeEnd
 where
     F: Future<Output = io::Result<TcpStream>>,
@@ -189,6 +191,10 @@ where
                 m = ch.recv() => m,
                 _ = failed(&failure_rx) => return,
                 _ = fin_sent_rx.changed() => continue,
+                _ = stop.wait_for(|s| *s) => {
+                    fail("the tube ended".into());
+                    return;
+                }
             };
             let Some(m) = m else {
                 if queue_tx.is_some() {
@@ -362,7 +368,10 @@ where
         Some(why) => {
             counters.failed.fetch_add(1, Ordering::Relaxed);
             // Tell the peer (best effort: the close below ends the channel anyway).
-            if !why.starts_with("the peer") && !why.starts_with("the channel") {
+            if !why.starts_with("the peer")
+                && !why.starts_with("the channel")
+                && !why.starts_with("the tube")
+            {
                 let msg = Control::Error(why.clone()).encode();
                 let _ = tokio::time::timeout(ERROR_SEND_WAIT, channel.send(msg.as_bytes(), false))
                     .await;
