@@ -40,6 +40,9 @@ pub const CHANNEL_PROTOCOL: &str = NS_TUBE;
 /// How long [`Tube::run`] lets its connections reset their TCP connections once the tube has
 /// ended.
 const STOP_WAIT: Duration = Duration::from_secs(2);
+/// How long [`Tube::run`] waits for the peer's `session-terminate` after the association
+/// closed, before ending the session itself with `<connectivity-error/>`.
+const PEER_END_WAIT: Duration = Duration::from_secs(2);
 
 /// Advertises tubes in disco#info (XEP-0030 §3.1, `xep/tube.md` §5) so that peers can find
 /// who takes them. Tubes use no `session-info` payload.
@@ -315,7 +318,10 @@ impl Tube {
                 channel = channels.accept() => match channel {
                     Some(c) => self.peer_channel(c, pipe_config, &mut tasks, &stopped),
                     None => {
-                        if let Some(r) = self.session.end_reason() {
+                        // The peer's session-terminate may trail its association's close.
+                        if let Ok(r) =
+                            tokio::time::timeout(PEER_END_WAIT, self.session.closed()).await
+                        {
                             break r;
                         }
                         let why = channels
@@ -397,8 +403,10 @@ impl Tube {
         let counters = self.counters.clone();
         let timeout = self.config.service_connect_timeout;
         let stopped = stopped.clone();
+        // Counted before the task runs, so that a burst of connections sees the limit.
+        let active = ActiveGuard::new(counters.clone());
         tasks.spawn(async move {
-            let _active = ActiveGuard::new(counters.clone());
+            let _active = active;
             let connect = async move {
                 match tokio::time::timeout(timeout, TcpStream::connect(service.as_str())).await {
                     Ok(r) => r,
@@ -451,8 +459,9 @@ impl Tube {
         };
         let counters = self.counters.clone();
         let stopped = stopped.clone();
+        let active = ActiveGuard::new(counters.clone());
         tasks.spawn(async move {
-            let _active = ActiveGuard::new(counters.clone());
+            let _active = active;
             let end = pipe(channel, async { Ok(stream) }, config, counters, stopped).await;
             if let PipeEnd::Failed(why) = end {
                 tracing::info!(%from, %why, "tube connection failed");

@@ -177,6 +177,18 @@ where
         }
     };
 
+    // Sends a control message unless the connection fails meanwhile; whether it was queued.
+    let control = |c: Control| {
+        let failure_rx = failure_rx.clone();
+        async move {
+            let text = c.encode();
+            tokio::select! {
+                r = ch.send(text.as_bytes(), false) => r.is_ok(),
+                _ = failed(&failure_rx) => false,
+            }
+        }
+    };
+
     // Channel → queue, control messages.
     let reader = async {
         let mut queue_tx = Some(queue_tx);
@@ -260,14 +272,7 @@ where
         let writer = async {
             if window > INITIAL_CREDIT {
                 granted.fetch_add(window - INITIAL_CREDIT, Ordering::AcqRel);
-                if ch
-                    .send(
-                        Control::Credit(window - INITIAL_CREDIT).encode().as_bytes(),
-                        false,
-                    )
-                    .await
-                    .is_err()
-                {
+                if !control(Control::Credit(window - INITIAL_CREDIT)).await {
                     fail("the channel closed".into());
                     return;
                 }
@@ -300,10 +305,10 @@ where
                 pending += data.len() as u64;
                 if pending >= threshold {
                     granted.fetch_add(pending, Ordering::AcqRel);
-                    let msg = Control::Credit(pending).encode();
+                    let grant = Control::Credit(pending);
                     pending = 0;
                     // After our own fin and the channel's close the grant may not go: harmless.
-                    let _ = ch.send(msg.as_bytes(), false).await;
+                    let _ = control(grant).await;
                 }
             }
         };
@@ -328,11 +333,7 @@ where
                 };
                 match read {
                     Ok(0) => {
-                        if ch
-                            .send(Control::Fin.encode().as_bytes(), false)
-                            .await
-                            .is_err()
-                        {
+                        if !control(Control::Fin).await {
                             fail("the channel closed".into());
                         }
                         fin_sent.send_replace(true);
