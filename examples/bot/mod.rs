@@ -37,6 +37,14 @@ pub struct Login {
 /// log) go to stderr (`RUST_LOG` overrides), and changes of the XMPP connection are printed as
 /// `xmpp ...` lines.
 pub async fn login(login: &Login) -> Result<JingleClient, String> {
+    login_with(login, |_| {}).await
+}
+
+/// [`login`], after `setup` adjusts the client's settings (the tube bot adds its feature).
+pub async fn login_with(
+    login: &Login,
+    setup: impl FnOnce(&mut JingleClientConfig),
+) -> Result<JingleClient, String> {
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -51,6 +59,7 @@ pub async fn login(login: &Login) -> Result<JingleClient, String> {
     xmpp.ca_file = login.ca.clone();
     let mut config = JingleClientConfig::new(xmpp);
     enable_client(&mut config);
+    setup(&mut config);
     let client = JingleClient::connect(config)
         .await
         .map_err(|e| format!("login as {}: {e}", login.jid))?;

@@ -12,6 +12,7 @@ pub mod file_name;
 pub mod file_sink;
 pub mod file_transfer;
 pub mod transfer;
+pub mod tube;
 
 pub use file_description::{
     Checksum, File, FileDescription, FileDescriptionError, FileInfo, Hash, HashAlgo, HashUsed,
