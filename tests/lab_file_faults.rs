@@ -336,7 +336,7 @@ fn lab_file_fault_receiver_killed_then_resumed_sends_only_the_rest() {
     let (mut bob, bob_jid) = start_receiver(&lab, &dst.0, &[]);
     let alice = start_sender(&lab, &bob_jid, &file, &[]);
     wait_for_at_least(&mut bob, 16 << 20);
-    bob.signal("KILL");
+    bob.kill_hard();
     let (bob_code, _) = bob.finish(EXIT_SECS);
     assert_eq!(bob_code, None, "killed by a signal");
     let (alice_code, alice_lines) = alice.finish(EXIT_SECS + 60);

@@ -635,6 +635,22 @@ impl LineProcess {
         assert!(status.success(), "kill -s {sig} {} failed", self.name);
     }
 
+    /// Kills the program and the `timeout` around it at once, as a crash would (no cleanup
+    /// runs): SIGKILL to the process group `timeout` made for itself and the program.
+    #[allow(dead_code)]
+    pub fn kill_hard(&self) {
+        let group = format!("-{}", self.child.id());
+        let status = Command::new("kill")
+            .args(["-s", "KILL", "--", &group])
+            .status()
+            .expect("run kill");
+        assert!(
+            status.success(),
+            "kill -s KILL -- {group} ({}) failed",
+            self.name
+        );
+    }
+
     /// Waits for the exit (at most `secs` seconds, then kills it and panics); returns its exit
     /// code (`None` when a signal ended it) and every line it printed, the remaining ones
     /// echoed.
