@@ -9,6 +9,12 @@
 //! [`FileSink`] (temporary file, size and hash verified, final name only when complete), then
 //! sends `<received/>` and ends the session with `<success/>`; any failure ends it with the
 //! reason that fits and leaves no file under the final name.
+//!
+//! The bytes go over the session's data channel, or, when ICE found no path, over its
+//! In-Band Bytestream (XEP-0261, [`JingleSession::ibb`]); [`TransferReport::transport`] says
+//! which. Offers announce ranged transfers (XEP-0234 §7.1): a receiver that kept part of the
+//! file from an interrupted attempt (a killed process leaves its part file) asks for the rest in
+//! its `session-accept`, and only the rest is sent.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
