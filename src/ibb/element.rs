@@ -277,4 +277,49 @@ mod tests {
                 .unwrap();
         assert!(IbbTransport::from_element(&bad).is_err());
     }
+
+    #[test]
+    fn fixtures_read_as_conversations_and_we_send_them() {
+        use crate::jingle::{Action, Jingle, Transport, TransportLimits};
+        let sid = "c2f0a7e4-5b19-4d36-9e0b-2a7c1f3d8e55";
+        for (xml, action, block_size) in [
+            (include_str!("../../xep/fixtures/ibb-transport-replace.xml"), Action::TransportReplace, 8192),
+            (include_str!("../../xep/fixtures/ibb-transport-accept.xml"), Action::TransportAccept, 4096),
+        ] {
+            let iq: Element = xml.parse().unwrap();
+            let jingle = iq.get_child("jingle", crate::jingle::NS_JINGLE).unwrap();
+            let j = Jingle::from_element(jingle, TransportLimits::default()).unwrap();
+            assert_eq!(j.action, action);
+            assert_eq!(j.contents[0].name, "0");
+            assert_eq!(
+                j.contents[0].transport,
+                Some(Transport::Ibb(IbbTransport {
+                    sid: sid.into(),
+                    block_size
+                }))
+            );
+        }
+        let all: Element = include_str!("../../xep/fixtures/ibb-open-data-close.xml")
+            .parse()
+            .unwrap();
+        let packets: Vec<IbbPacket> = all
+            .children()
+            .map(|iq| IbbPacket::from_iq(iq, 4096).unwrap().unwrap())
+            .collect();
+        assert_eq!(
+            packets,
+            vec![
+                IbbPacket::Open {
+                    sid: sid.into(),
+                    block_size: 4096
+                },
+                IbbPacket::Data {
+                    sid: sid.into(),
+                    seq: 0,
+                    bytes: b"hello through the server".to_vec()
+                },
+                IbbPacket::Close { sid: sid.into() },
+            ]
+        );
+    }
 }
