@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use jingle_ice::apps::file_description::{File, Hash};
 use jingle_ice::apps::file_sink::{FileSink, SinkConfig};
 use jingle_ice::apps::file_transfer::{
-    enable, send_file, FileTransferError, IncomingFile, SendOptions,
+    enable, incoming, request_file, send_file, FileTransferError, IncomingFile, IncomingTransfer,
+    SendOptions,
 };
 use jingle_ice::apps::transfer::TransferError;
 use jingle_ice::jingle::ReasonCondition;
@@ -563,4 +565,80 @@ async fn an_interrupted_transfer_resumes_where_the_kept_part_ends() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kept_part_that_does_not_match_fails_the_hash_and_is_removed() {
     resumed_transfer("resume-bad", true).await;
+}
+
+/// Bob holds `data` as `held.bin` and serves requests; alice asks for `want`.
+async fn request(
+    tag: &str,
+    data: &[u8],
+    want: File,
+) -> (
+    Result<jingle_ice::apps::file_transfer::TransferReport, FileTransferError>,
+    Result<jingle_ice::apps::file_transfer::TransferReport, FileTransferError>,
+    TempDir,
+) {
+    let src = temp_dir(&format!("{tag}-src"));
+    let dst = temp_dir(&format!("{tag}-dst"));
+    let path = src.join("held.bin");
+    std::fs::write(&path, data).unwrap();
+    let (a, b) = pair_with(|s| s);
+    let bob = b.clone();
+    let server = tokio::spawn(async move {
+        let session = bob.next_incoming().await.unwrap();
+        match incoming(session).unwrap() {
+            IncomingTransfer::Request(r) => {
+                assert_eq!(r.peer().to_string(), "alice@example.test/a");
+                r.serve(&path, SendOptions::default()).await
+            }
+            IncomingTransfer::Offer(_) => panic!("a request was read as an offer"),
+        }
+    });
+    let got = tokio::time::timeout(
+        Duration::from_secs(60),
+        request_file(&a, b.local_jid(), want, sink(&dst), None),
+    )
+    .await
+    .unwrap();
+    let served = server.await.unwrap();
+    drop(src);
+    (got, served, dst)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requested_file_is_sent_by_the_peer_that_holds_it() {
+    let data = pattern((2 << 20) + 3);
+    let hash: [u8; 32] = Sha256::digest(&data).into();
+    let want = File {
+        name: Some("held.bin".into()),
+        hashes: vec![Hash::sha256(hash)],
+        ..File::default()
+    };
+    let (got, served, dst) = request("request", &data, want).await;
+    let (got, served) = (got.unwrap(), served.unwrap());
+    assert!(got.verified && served.verified);
+    assert_eq!((got.sha256, served.sha256), (hash, hash));
+    assert_eq!(std::fs::read(dst.join("held.bin")).unwrap(), data);
+    assert_eq!(listing(&dst), vec!["held.bin"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_for_another_file_is_refused_and_nothing_is_stored() {
+    let data = pattern(4096);
+    let want = File {
+        name: Some("held.bin".into()),
+        hashes: vec![Hash::sha256([7; 32])],
+        ..File::default()
+    };
+    let (got, served, dst) = request("request-other", &data, want).await;
+    assert!(
+        matches!(served, Err(FileTransferError::NotRequested(_))),
+        "{served:?}"
+    );
+    match got {
+        Err(FileTransferError::Session(e)) => {
+            assert!(e.to_string().contains("failed-application"), "{e}")
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(listing(&dst).is_empty());
 }

@@ -9,11 +9,11 @@
 
 mod lab_common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use lab_common::files::{hash_file, login, make_file, s, temp_dir};
 use lab_common::{example_binary, Lab, LabOptions, LineProcess, Nat};
-use sha2::{Digest, Sha256};
 
 /// Bound on one bot process.
 const BOT_SECS: u64 = 600;
@@ -21,52 +21,6 @@ const BOT_SECS: u64 = 600;
 const FILE_SIZE: usize = 256 << 20;
 /// How long the server stays down: the clients' first reconnect attempts fail.
 const SERVER_DOWN: Duration = Duration::from_secs(2);
-
-fn s(p: &Path) -> String {
-    p.to_str().expect("utf-8 path").to_owned()
-}
-
-fn login(lab: &Lab, account: u8) -> Vec<String> {
-    vec![
-        "--jid".into(),
-        lab.get(&format!("LAB_XMPP_JID{account}")).into(),
-        "--password".into(),
-        lab.get(&format!("LAB_XMPP_PASSWORD{account}")).into(),
-        "--server".into(),
-        lab.get("LAB_XMPP_ADDR").into(),
-        "--ca".into(),
-        lab.get("LAB_CA").into(),
-    ]
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "jingle-ice-lab-restart-{tag}-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// A file of `size` pseudo-random bytes; returns its SHA-256 in hex.
-fn make_file(path: &Path, size: usize) -> String {
-    let mut data = Vec::with_capacity(size);
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    while data.len() < size {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        data.extend_from_slice(&x.to_le_bytes());
-    }
-    data.truncate(size);
-    std::fs::write(path, &data).unwrap();
-    hex(&Sha256::digest(&data))
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
 
 /// The byte count of a `progress B / T bytes, ...` line.
 fn progress_bytes(line: &str) -> u64 {
@@ -161,7 +115,7 @@ fn lab_server_restart_mid_transfer_the_file_still_arrives() {
     let entries: Vec<_> = std::fs::read_dir(&dst).unwrap().collect();
     assert_eq!(entries.len(), 1, "only the final file, no part file");
     assert_eq!(std::fs::metadata(&stored).unwrap().len(), FILE_SIZE as u64);
-    assert_eq!(hex(&Sha256::digest(std::fs::read(&stored).unwrap())), hash);
+    assert_eq!(hash_file(&stored), hash);
 
     // What the server logged about its shutdown (for the record).
     let log =

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use lab_common::files::{hex, login, s};
 use lab_common::{example_binary, Lab, LabOptions, LineProcess, Nat};
 use sha2::{Digest, Sha256};
 
@@ -45,27 +46,6 @@ for r in results: print(r)
 print("elapsed %.3f" % took)
 sys.exit(0 if all(r.startswith("ok ") for r in results) else 1)
 "#;
-
-fn s(p: &Path) -> String {
-    p.to_str().expect("utf-8 path").to_owned()
-}
-
-fn login(lab: &Lab, account: u8) -> Vec<String> {
-    vec![
-        "--jid".into(),
-        lab.get(&format!("LAB_XMPP_JID{account}")).into(),
-        "--password".into(),
-        lab.get(&format!("LAB_XMPP_PASSWORD{account}")).into(),
-        "--server".into(),
-        lab.get("LAB_XMPP_ADDR").into(),
-        "--ca".into(),
-        lab.get("LAB_CA").into(),
-    ]
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
 
 /// Files of pseudo-random bytes, 1 byte to a little over 3 MiB; their names and SHA-256s.
 fn make_site(dir: &Path) -> Vec<(String, usize, String)> {

@@ -31,7 +31,7 @@ use super::transfer::{
     receive_bytes, send_bytes, sha256_of, Progress, ProgressMeter, TransferError,
 };
 use crate::channel::ChannelOptions;
-use crate::jingle::{Creator, Reason, ReasonCondition};
+use crate::jingle::{Creator, Reason, ReasonCondition, Senders};
 use crate::net::{DataChannel, SelectedPair};
 use crate::xmpp::extdisco::format_datetime;
 use crate::xmpp::{
@@ -193,6 +193,9 @@ pub enum FileTransferError {
         /// What went wrong.
         source: std::io::Error,
     },
+    /// The file here is not the one the peer asked for.
+    #[error("{0}")]
+    NotRequested(&'static str),
     /// The receiver asked for a range the file does not have.
     #[error("range: {0}")]
     BadRange(String),
@@ -221,49 +224,92 @@ pub async fn send_file(
     path: &Path,
     mut options: SendOptions,
 ) -> Result<TransferReport, FileTransferError> {
-    let file_err = |source| FileTransferError::File {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut source = tokio::fs::File::open(path).await.map_err(file_err)?;
-    let meta = source.metadata().await.map_err(file_err)?;
-    let size = meta.len();
-    // The hash is part of the offer (XEP-0234 §4), so the receiver checks what it stores.
-    let sha256 = sha256_of(&mut source, size).await?;
-    source
-        .seek(std::io::SeekFrom::Start(0))
-        .await
-        .map_err(file_err)?;
-    let name = options.name.take().unwrap_or_else(|| {
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "file".into())
-    });
-    let offer = File {
-        name: Some(name.clone()),
-        size: Some(size),
-        media_type: options.media_type.take(),
-        date: meta.modified().ok().map(format_datetime),
-        desc: options.desc.take(),
-        hashes: vec![Hash::sha256(sha256)],
-        // Announces ranged transfers (XEP-0234 §4): a receiver that kept part of the file from
-        // an interrupted attempt asks for the rest in its session-accept.
-        range: Some(Range::default()),
-        ..File::default()
-    };
+    let mut local = LocalFile::open(path, &mut options).await?;
     let session = jingle
-        .connect(peer, FileDescription::new(offer).to_element())
+        .connect(peer, FileDescription::new(local.offer.clone()).to_element())
         .await?;
     let _cancel = CancelOnDrop(&session);
-    let transport = TransportUsed::of(&session);
-    let connect_time = session.established_in();
-    let local_candidates = candidates_of(&session);
     // The receiver's range, if it asked for one (XEP-0234 §7.1: the sender SHOULD honour it).
     let offset = session
         .peer_description()
         .and_then(|d| FileDescription::from_element(&d).ok())
         .and_then(|d| d.file.range)
         .map_or(0, |r| r.offset);
+    send_over(&session, &mut local, offset, options.on_progress.as_mut()).await
+}
+
+/// A local file to send: open, hashed, described.
+struct LocalFile {
+    path: PathBuf,
+    source: tokio::fs::File,
+    /// The description offered (name, size, media type, date, desc, SHA-256, `<range/>`).
+    offer: File,
+    name: String,
+    size: u64,
+    sha256: [u8; 32],
+}
+
+impl LocalFile {
+    /// Opens and hashes `path`; `options` give the name and the other offered fields.
+    async fn open(path: &Path, options: &mut SendOptions) -> Result<LocalFile, FileTransferError> {
+        let file_err = |source| FileTransferError::File {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut source = tokio::fs::File::open(path).await.map_err(file_err)?;
+        let meta = source.metadata().await.map_err(file_err)?;
+        let size = meta.len();
+        // The hash is part of the offer (XEP-0234 §4), so the receiver checks what it stores.
+        let sha256 = sha256_of(&mut source, size).await?;
+        source
+            .seek(std::io::SeekFrom::Start(0))
+            .await
+            .map_err(file_err)?;
+        let name = options.name.take().unwrap_or_else(|| {
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "file".into())
+        });
+        let offer = File {
+            name: Some(name.clone()),
+            size: Some(size),
+            media_type: options.media_type.take(),
+            date: meta.modified().ok().map(format_datetime),
+            desc: options.desc.take(),
+            hashes: vec![Hash::sha256(sha256)],
+            // Announces ranged transfers (XEP-0234 §4): a receiver that kept part of the file
+            // from an interrupted attempt asks for the rest.
+            range: Some(Range::default()),
+            ..File::default()
+        };
+        Ok(LocalFile {
+            path: path.to_path_buf(),
+            source,
+            offer,
+            name,
+            size,
+            sha256,
+        })
+    }
+}
+
+/// Sends `local` from `offset` over an established session and waits for the receiver's
+/// confirmation (the sending half of an offer and of a served request).
+async fn send_over(
+    session: &JingleSession,
+    local: &mut LocalFile,
+    offset: u64,
+    on_progress: Option<&mut OnProgress>,
+) -> Result<TransferReport, FileTransferError> {
+    let file_err = |source| FileTransferError::File {
+        path: local.path.clone(),
+        source,
+    };
+    let (name, size, sha256) = (local.name.clone(), local.size, local.sha256);
+    let source = &mut local.source;
+    let transport = TransportUsed::of(session);
+    let connect_time = session.established_in();
+    let local_candidates = candidates_of(session);
     if offset > size {
         let text = format!("the receiver asked for offset {offset} of a {size}-byte file");
         session.end(Reason::with_text(
@@ -303,12 +349,12 @@ pub async fn send_file(
     let started = Instant::now();
     let mut meter = ProgressMeter::new(size, offset);
     let mut noop = |_: &Progress| {};
-    let on_progress: &mut (dyn FnMut(&Progress) + Send) = match options.on_progress.as_mut() {
+    let on_progress: &mut (dyn FnMut(&Progress) + Send) = match on_progress {
         Some(f) => f.as_mut(),
         None => &mut noop,
     };
     let sent = tokio::select! {
-        r = send_bytes(&mut source, &mut channel, size - offset, &mut meter, on_progress) => r,
+        r = send_bytes(source, &mut channel, size - offset, &mut meter, on_progress) => r,
         reason = session.closed() => {
             // The receiver may verify the last bytes (against the offer's hash) and end the
             // session with <success/> before their acknowledgement reaches us.
@@ -332,7 +378,7 @@ pub async fn send_file(
     let sent_hash = match sent {
         Ok(h) => h,
         Err(e) => {
-            if let Some(reason) = ended_by_peer(&session, &e).await {
+            if let Some(reason) = ended_by_peer(session, &e).await {
                 return Err(FileTransferError::PeerEnded(reason));
             }
             session.end(Reason::with_text(fail_condition(&e), e.to_string()));
@@ -402,37 +448,16 @@ impl IncomingFile {
     /// (`<unsupported-applications/>` or `<failed-application/>` with the reason) and the error
     /// returned.
     pub fn from_session(session: IncomingSession) -> Result<IncomingFile, FileTransferError> {
-        let Some(description) = session.description() else {
-            session.decline(Reason::with_text(
-                ReasonCondition::UnsupportedApplications,
-                "no application description",
-            ));
-            return Err(FileTransferError::OfferIncomplete("no description"));
-        };
-        let parsed = FileDescription::from_element(description);
-        match parsed {
-            Ok(d) if d.file.size.is_some() => Ok(IncomingFile {
-                session,
-                offer: d.file,
-            }),
-            Ok(_) => {
-                session.decline(Reason::with_text(
-                    ReasonCondition::FailedApplication,
-                    "the offer has no size",
+        match incoming(session)? {
+            IncomingTransfer::Offer(f) => Ok(f),
+            IncomingTransfer::Request(r) => {
+                r.session.decline(Reason::with_text(
+                    ReasonCondition::Decline,
+                    "files are not served here",
                 ));
-                Err(FileTransferError::OfferIncomplete("no size"))
-            }
-            Err(e) => {
-                let condition = if session
-                    .description()
-                    .is_some_and(|d| d.ns() != NS_FILE_TRANSFER)
-                {
-                    ReasonCondition::UnsupportedApplications
-                } else {
-                    ReasonCondition::FailedApplication
-                };
-                session.decline(Reason::with_text(condition, e.to_string()));
-                Err(e.into())
+                Err(FileTransferError::OfferIncomplete(
+                    "a file request, not an offer",
+                ))
             }
         }
     }
@@ -447,7 +472,180 @@ impl IncomingFile {
     pub fn offer(&self) -> &File {
         &self.offer
     }
+}
 
+/// A file-transfer session offered by a peer: a file it offers, or a file it asks us for.
+#[derive(Debug)]
+pub enum IncomingTransfer {
+    /// The peer offers a file (XEP-0234 §4.1).
+    Offer(IncomingFile),
+    /// The peer asks us for a file (XEP-0234 §4.2, `senders='responder'`).
+    Request(FileRequest),
+}
+
+/// Reads a file-transfer session offered by a peer. A session that is not a well-formed offer
+/// or request is declined here (`<unsupported-applications/>` or `<failed-application/>` with
+/// the reason) and the error returned.
+pub fn incoming(session: IncomingSession) -> Result<IncomingTransfer, FileTransferError> {
+    let request = session
+        .contents()
+        .iter()
+        .find(|c| c.description.is_some())
+        .is_some_and(|c| c.senders == Senders::Responder);
+    let Some(description) = session.description() else {
+        session.decline(Reason::with_text(
+            ReasonCondition::UnsupportedApplications,
+            "no application description",
+        ));
+        return Err(FileTransferError::OfferIncomplete("no description"));
+    };
+    let parsed = FileDescription::from_element(description);
+    match parsed {
+        Ok(d) if request => Ok(IncomingTransfer::Request(FileRequest {
+            session,
+            want: d.file,
+        })),
+        Ok(d) if d.file.size.is_some() => Ok(IncomingTransfer::Offer(IncomingFile {
+            session,
+            offer: d.file,
+        })),
+        Ok(_) => {
+            session.decline(Reason::with_text(
+                ReasonCondition::FailedApplication,
+                "the offer has no size",
+            ));
+            Err(FileTransferError::OfferIncomplete("no size"))
+        }
+        Err(e) => {
+            let condition = if session
+                .description()
+                .is_some_and(|d| d.ns() != NS_FILE_TRANSFER)
+            {
+                ReasonCondition::UnsupportedApplications
+            } else {
+                ReasonCondition::FailedApplication
+            };
+            session.decline(Reason::with_text(condition, e.to_string()));
+            Err(e.into())
+        }
+    }
+}
+
+/// A file a peer asks us for (XEP-0234 §4.2), waiting for the application's decision.
+pub struct FileRequest {
+    session: IncomingSession,
+    want: File,
+}
+
+impl std::fmt::Debug for FileRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileRequest")
+            .field("peer", &self.session.key().peer)
+            .field("want", &self.want)
+            .finish()
+    }
+}
+
+impl FileRequest {
+    /// Who asks.
+    pub fn peer(&self) -> &FullJid {
+        &self.session.key().peer
+    }
+
+    /// What it asks for (a name, a hash, maybe a range), as sent: the application decides
+    /// which local file that is, if any.
+    pub fn wanted(&self) -> &File {
+        &self.want
+    }
+
+    /// Declines (`<decline/>`).
+    pub fn decline(self) {
+        self.session.decline(Reason::new(ReasonCondition::Decline));
+    }
+
+    /// Sends the file at `path`: accepts with its full description (size, date, SHA-256) and
+    /// sends it from the requested range's offset. A file whose SHA-256 differs from the one
+    /// asked for is refused (`<failed-application/>`, [`FileTransferError::NotRequested`]).
+    pub async fn serve(
+        self,
+        path: &Path,
+        mut options: SendOptions,
+    ) -> Result<TransferReport, FileTransferError> {
+        let mut local = match LocalFile::open(path, &mut options).await {
+            Ok(l) => l,
+            Err(e) => {
+                self.session.decline(Reason::with_text(
+                    ReasonCondition::FailedApplication,
+                    e.to_string(),
+                ));
+                return Err(e);
+            }
+        };
+        if self.want.sha256().is_some_and(|h| h != local.sha256) {
+            let text = "the file here is not the one asked for (SHA-256 differs)";
+            self.session
+                .decline(Reason::with_text(ReasonCondition::FailedApplication, text));
+            return Err(FileTransferError::NotRequested(text));
+        }
+        let offset = self.want.range.as_ref().map_or(0, |r| r.offset);
+        let session = self
+            .session
+            .accept(FileDescription::new(local.offer.clone()).to_element())
+            .await?;
+        let _cancel = CancelOnDrop(&session);
+        send_over(&session, &mut local, offset, options.on_progress.as_mut()).await
+    }
+}
+
+/// Asks `peer` for a file (XEP-0234 §4.2: a `session-initiate` with `senders='responder'`):
+/// `want` identifies it (a name, a SHA-256 when known). The peer answers with the file's full
+/// description and sends it; it is stored through `sink_config` like an accepted offer, and a
+/// file whose SHA-256 differs from the one asked for is refused.
+pub async fn request_file(
+    jingle: &JingleIce,
+    peer: FullJid,
+    want: File,
+    sink_config: SinkConfig,
+    on_progress: Option<OnProgress>,
+) -> Result<TransferReport, FileTransferError> {
+    let description = FileDescription::new(want.clone()).to_element();
+    let session = jingle
+        .connect_with_senders(peer, description, Senders::Responder)
+        .await?;
+    let _cancel = CancelOnDrop(&session);
+    let fail = |text: &'static str| {
+        session.end(Reason::with_text(ReasonCondition::FailedApplication, text));
+        FileTransferError::OfferIncomplete(text)
+    };
+    let Some(answer) = session
+        .peer_description()
+        .and_then(|d| FileDescription::from_element(&d).ok())
+    else {
+        return Err(fail("the answer carries no file description"));
+    };
+    let Some(size) = answer.file.size else {
+        return Err(fail("the answer has no size"));
+    };
+    let sha256 = match (want.sha256(), answer.file.sha256()) {
+        (Some(a), Some(b)) if a != b => return Err(fail("the peer offers another file")),
+        (a, b) => a.or(b),
+    };
+    let name = answer.file.name.clone().or(want.name).unwrap_or_default();
+    let sink = match FileSink::create(sink_config, &name, size, sha256).await {
+        Ok(s) => s,
+        Err(e) => {
+            let condition = match e {
+                SinkError::TooLarge { .. } => ReasonCondition::Decline,
+                _ => ReasonCondition::FailedApplication,
+            };
+            session.end(Reason::with_text(condition, e.to_string()));
+            return Err(TransferError::Sink(e).into());
+        }
+    };
+    receive_over(&session, sink, on_progress, 0).await
+}
+
+impl IncomingFile {
     /// Size announced.
     pub fn size(&self) -> u64 {
         self.offer.size.unwrap_or(0)
@@ -462,7 +660,7 @@ impl IncomingFile {
     pub async fn accept(
         self,
         sink_config: SinkConfig,
-        mut on_progress: Option<OnProgress>,
+        on_progress: Option<OnProgress>,
     ) -> Result<TransferReport, FileTransferError> {
         let size = self.size();
         let offered_name = self.offer.name.clone().unwrap_or_default();
@@ -474,7 +672,7 @@ impl IncomingFile {
         } else {
             FileSink::create(sink_config, &offered_name, size, self.offer.sha256()).await
         };
-        let mut sink = match opened {
+        let sink = match opened {
             Ok(s) => s,
             Err(e) => {
                 let condition = match e {
@@ -495,57 +693,69 @@ impl IncomingFile {
         let description = FileDescription::new(answer).to_element();
         let session = self.session.accept(description).await?;
         let _cancel = CancelOnDrop(&session);
-        let transport = TransportUsed::of(&session);
-        let connect_time = session.established_in();
-        let local_candidates = candidates_of(&session);
-        let result = receive(&session, &mut sink, &mut on_progress).await;
-        match result {
-            Ok(started) => {
-                let transfer_time = started.elapsed();
-                match sink.finish().await {
-                    Ok(stored) => {
-                        let received = Received::new(Creator::Initiator, CONTENT);
-                        let _ = session.send_info(FileInfo::Received(received).to_element());
-                        session.end(Reason::new(ReasonCondition::Success));
-                        Ok(TransferReport {
-                            name: stored
-                                .path
-                                .file_name()
-                                .map(|n| n.to_string_lossy().into_owned())
-                                .unwrap_or_default(),
-                            path: Some(stored.path),
-                            size: stored.size,
-                            sha256: stored.sha256,
-                            verified: stored.verified,
-                            transport,
-                            local_candidates,
-                            connect_time,
-                            transfer_time,
-                            resumed_from,
-                        })
-                    }
-                    Err(e) => {
-                        let e = TransferError::Sink(e);
-                        session.end(Reason::with_text(fail_condition(&e), e.to_string()));
-                        Err(e.into())
-                    }
+        receive_over(&session, sink, on_progress, resumed_from).await
+    }
+}
+
+/// Receives into `sink` over an established session, checks and stores the file, confirms
+/// (`<received/>`, `<success/>`) or ends the session with the failure's reason (the receiving
+/// half of an accepted offer and of a request).
+async fn receive_over(
+    session: &JingleSession,
+    mut sink: FileSink,
+    mut on_progress: Option<OnProgress>,
+    resumed_from: u64,
+) -> Result<TransferReport, FileTransferError> {
+    let transport = TransportUsed::of(session);
+    let connect_time = session.established_in();
+    let local_candidates = candidates_of(session);
+    let result = receive(session, &mut sink, &mut on_progress).await;
+    match result {
+        Ok(started) => {
+            let transfer_time = started.elapsed();
+            match sink.finish().await {
+                Ok(stored) => {
+                    let received = Received::new(Creator::Initiator, CONTENT);
+                    let _ = session.send_info(FileInfo::Received(received).to_element());
+                    session.end(Reason::new(ReasonCondition::Success));
+                    Ok(TransferReport {
+                        name: stored
+                            .path
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default(),
+                        path: Some(stored.path),
+                        size: stored.size,
+                        sha256: stored.sha256,
+                        verified: stored.verified,
+                        transport,
+                        local_candidates,
+                        connect_time,
+                        transfer_time,
+                        resumed_from,
+                    })
+                }
+                Err(e) => {
+                    let e = TransferError::Sink(e);
+                    session.end(Reason::with_text(fail_condition(&e), e.to_string()));
+                    Err(e.into())
                 }
             }
-            Err(e) => {
-                sink.discard().await;
-                if let FileTransferError::Transfer(t) = &e {
-                    if let Some(reason) = ended_by_peer(&session, t).await {
-                        return Err(FileTransferError::PeerEnded(reason));
-                    }
-                    session.end(Reason::with_text(fail_condition(t), t.to_string()));
-                } else if !matches!(e, FileTransferError::PeerEnded(_)) {
-                    session.end(Reason::with_text(
-                        ReasonCondition::FailedTransport,
-                        e.to_string(),
-                    ));
+        }
+        Err(e) => {
+            sink.discard().await;
+            if let FileTransferError::Transfer(t) = &e {
+                if let Some(reason) = ended_by_peer(session, t).await {
+                    return Err(FileTransferError::PeerEnded(reason));
                 }
-                Err(e)
+                session.end(Reason::with_text(fail_condition(t), t.to_string()));
+            } else if !matches!(e, FileTransferError::PeerEnded(_)) {
+                session.end(Reason::with_text(
+                    ReasonCondition::FailedTransport,
+                    e.to_string(),
+                ));
             }
+            Err(e)
         }
     }
 }

@@ -283,8 +283,16 @@ mod tests {
         use crate::jingle::{Action, Jingle, Transport, TransportLimits};
         let sid = "c2f0a7e4-5b19-4d36-9e0b-2a7c1f3d8e55";
         for (xml, action, block_size) in [
-            (include_str!("../../xep/fixtures/ibb-transport-replace.xml"), Action::TransportReplace, 8192),
-            (include_str!("../../xep/fixtures/ibb-transport-accept.xml"), Action::TransportAccept, 4096),
+            (
+                include_str!("../../xep/fixtures/ibb-transport-replace.xml"),
+                Action::TransportReplace,
+                8192,
+            ),
+            (
+                include_str!("../../xep/fixtures/ibb-transport-accept.xml"),
+                Action::TransportAccept,
+                4096,
+            ),
         ] {
             let iq: Element = xml.parse().unwrap();
             let jingle = iq.get_child("jingle", crate::jingle::NS_JINGLE).unwrap();

@@ -507,7 +507,9 @@ mod tests {
         f.remove_feature(NS_JINGLE)
             .remove_feature(NS_JINGLE_ICE_UDP)
             .remove_feature(NS_WEBRTC_DATACHANNEL)
-            .remove_feature(NS_DTLS);
+            .remove_feature(NS_DTLS)
+            .remove_feature(crate::ibb::NS_JINGLE_IBB)
+            .remove_feature(crate::ibb::NS_IBB);
         f.add_feature("http://jabber.org/protocol/disco#items")
             .add_feature("http://jabber.org/protocol/muc");
         f

@@ -46,8 +46,8 @@ use crate::ibb::{IbbConfig, IbbStream, IbbTransport};
 use crate::ice::{ConnectionState, Credentials, Event as IceEvent, Role};
 use crate::jingle::{
     dtls_role, Content, DataChannelTransport, DtlsFingerprint, IceUdpCandidate, IceUdpTransport,
-    Reason, ReasonCondition, SessionConfig, SessionError, SessionEvent, SessionKey, SessionManager,
-    Setup, Transport,
+    Reason, ReasonCondition, Senders, SessionConfig, SessionError, SessionEvent, SessionKey,
+    SessionManager, Setup, Transport,
 };
 use crate::net::{
     DataChannels, DataChannelsConfig, IceConnection, IceConnectionBuilder, SelectedPair,
@@ -399,6 +399,18 @@ impl JingleIce {
         peer: FullJid,
         description: Element,
     ) -> Result<JingleSession, JingleIceError> {
+        self.connect_with_senders(peer, description, Senders::Both)
+            .await
+    }
+
+    /// [`JingleIce::connect`] with the content's `senders` (XEP-0166 §7.3): `Responder` asks
+    /// the peer for data, as a XEP-0234 file request does.
+    pub async fn connect_with_senders(
+        &self,
+        peer: FullJid,
+        description: Element,
+        senders: Senders,
+    ) -> Result<JingleSession, JingleIceError> {
         let started = Instant::now();
         let conn = Arc::new(self.inner.start_ice(Role::Controlling).await?);
         let creds = conn.local_credentials();
@@ -408,7 +420,7 @@ impl JingleIce {
             let mut sent = HashSet::new();
             let cands = signal_candidates(&conn, &mut sent);
             let setup = self.inner.config.data_channels.then_some(Setup::Actpass);
-            let content = Content::new(
+            let mut content = Content::new(
                 CONTENT_NAME,
                 description.clone(),
                 our_transport(
@@ -419,6 +431,7 @@ impl JingleIce {
                     self.inner.config.channels.association.max_message_size,
                 ),
             );
+            content.senders = senders;
             self.inner.directed_presence(&peer);
             let key = st.mgr.initiate(peer, vec![content], Instant::now())?;
             let (slot, ended_rx, accepted_rx) = Slot::new(Some(description), sent);
