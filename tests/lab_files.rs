@@ -115,15 +115,15 @@ fn lab_files_256_mib_through_two_port_restricted_nats() {
 }
 
 #[test]
-fn lab_files_64_mib_relayed_between_two_symmetric_nats() {
+fn lab_files_256_mib_relayed_between_two_symmetric_nats() {
     let Some(lab) = lab(
-        "lab_files_64_mib_relayed_between_two_symmetric_nats",
+        "lab_files_256_mib_relayed_between_two_symmetric_nats",
         Nat::Symmetric,
         Nat::Symmetric,
     ) else {
         return;
     };
-    let (a, b) = transfer(&lab, 64 << 20).transports();
+    let (a, b) = transfer(&lab, 256 << 20).transports();
     // Through coturn: at least one end of the pair is a relayed candidate. Which one depends on
     // the race of checks (relay-relay, or one side's relay against the other's peer-reflexive
     // mapping of its symmetric NAT); no direct path exists between two symmetric NATs.
@@ -244,7 +244,7 @@ fn lab_files_over_in_band_bytestreams_when_udp_is_blocked_and_there_is_no_turn()
     ) else {
         return;
     };
-    let run = transfer(&lab, 16 << 20);
+    let run = transfer(&lab, 256 << 20);
     let (a, b) = run.transports();
     for line in [&a, &b] {
         assert!(line.contains("In-Band Bytestreams"), "{line}");
