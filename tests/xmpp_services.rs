@@ -486,6 +486,8 @@ fn disco_info_query_is_answered_with_our_features() {
             NS_JINGLE_ICE_UDP,
             "urn:xmpp:jingle:transports:webrtc-datachannel:1",
             "urn:xmpp:jingle:apps:dtls:0",
+            "urn:xmpp:jingle:transports:ibb:1",
+            "http://jabber.org/protocol/ibb",
         ]
         .into_iter()
         .collect::<std::collections::BTreeSet<_>>()
@@ -507,7 +509,7 @@ fn features_are_extensible_and_change_the_caps() {
     f.add_feature("urn:xmpp:jingle:apps:file-transfer:5");
     f.add_feature("urn:xmpp:jingle:apps:file-transfer:5");
     assert!(f.contains("urn:xmpp:jingle:apps:file-transfer:5"));
-    assert_eq!(f.features().count(), 7);
+    assert_eq!(f.features().count(), 9);
     assert_ne!(f.caps_ver(), before);
     let reply = answer_info_query(&disco_get(None), &f).unwrap();
     let peer = parse_info_result(&reply).unwrap();
@@ -620,7 +622,9 @@ fn xep_0115_simple_example_vector() {
     f.remove_feature(NS_JINGLE)
         .remove_feature(NS_JINGLE_ICE_UDP)
         .remove_feature("urn:xmpp:jingle:transports:webrtc-datachannel:1")
-        .remove_feature("urn:xmpp:jingle:apps:dtls:0");
+        .remove_feature("urn:xmpp:jingle:apps:dtls:0")
+        .remove_feature("urn:xmpp:jingle:transports:ibb:1")
+        .remove_feature("http://jabber.org/protocol/ibb");
     f.add_feature("http://jabber.org/protocol/disco#items")
         .add_feature("http://jabber.org/protocol/muc");
     assert_eq!(f.caps_ver(), "QgayPKawpkPSDYmwT/WM94uAlu0=");
