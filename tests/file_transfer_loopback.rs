@@ -436,20 +436,12 @@ async fn without_a_peer_to_peer_path_the_file_goes_through_in_band_bytestreams()
     config.connect_timeout = Duration::from_secs(2);
     let (a, b) = unwired(config);
     wire_with(a.clone(), b.clone(), strip_candidates);
-    let bob = b.clone();
-    let dst2 = dst.to_path_buf();
-    let receiver = tokio::spawn(async move {
-        let incoming = bob.next_incoming().await.unwrap();
-        let file = IncomingFile::from_session(incoming).unwrap();
-        file.accept(sink(&dst2), None).await
-    });
-    let sent = tokio::time::timeout(
-        Duration::from_secs(60),
-        send_file(&a, b.local_jid(), &path, SendOptions::default()),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let (receiver, _progress) = spawn_receiver(&b, &dst);
+    let sent = tokio::time::timeout(Duration::from_secs(60), spawn_sender(&a, &b, &path))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     let got = receiver.await.unwrap().unwrap();
     let expected: [u8; 32] = Sha256::digest(&data).into();
     assert_eq!((sent.sha256, got.sha256), (expected, expected));
@@ -478,19 +470,11 @@ async fn with_the_fallback_off_a_session_without_a_path_fails_the_transfer() {
     config.ibb_fallback = false;
     let (a, b) = unwired(config);
     wire_with(a.clone(), b.clone(), strip_candidates);
-    let bob = b.clone();
-    let dst2 = dst.to_path_buf();
-    let receiver = tokio::spawn(async move {
-        let incoming = bob.next_incoming().await.unwrap();
-        let file = IncomingFile::from_session(incoming).unwrap();
-        file.accept(sink(&dst2), None).await
-    });
-    let sent = tokio::time::timeout(
-        Duration::from_secs(30),
-        send_file(&a, b.local_jid(), &path, SendOptions::default()),
-    )
-    .await
-    .unwrap();
+    let (receiver, _progress) = spawn_receiver(&b, &dst);
+    let sent = tokio::time::timeout(Duration::from_secs(30), spawn_sender(&a, &b, &path))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(sent.is_err(), "{sent:?}");
     assert!(receiver.await.unwrap().is_err());
     assert!(listing(&dst).is_empty());
