@@ -306,6 +306,15 @@ impl Session {
         self.contents.iter_mut().find(|c| c.content.name == name)
     }
 
+    /// Whether `contents` is non-empty and names only contents of this session (what every
+    /// action about existing contents must satisfy).
+    fn has_all(&self, contents: &[Content]) -> bool {
+        !contents.is_empty()
+            && contents
+                .iter()
+                .all(|c| self.contents.iter().any(|s| s.content.name == c.name))
+    }
+
     fn description_namespaces(&self) -> Vec<String> {
         let mut v: Vec<String> = self
             .contents
@@ -1096,12 +1105,7 @@ impl SessionManager {
             self.reply(jingle_error(stanza, JingleCondition::OutOfOrder));
             return;
         }
-        if jingle.contents.is_empty()
-            || jingle
-                .contents
-                .iter()
-                .any(|c| session.content_mut(&c.name).is_none())
-        {
+        if !session.has_all(&jingle.contents) {
             self.reply(iq_error(
                 stanza,
                 Condition::BadRequest,
@@ -1177,12 +1181,7 @@ impl SessionManager {
             self.reply(jingle_error(stanza, JingleCondition::UnknownSession));
             return;
         };
-        if jingle.contents.is_empty()
-            || jingle
-                .contents
-                .iter()
-                .any(|c| session.content_mut(&c.name).is_none())
-        {
+        if !session.has_all(&jingle.contents) {
             self.reply(iq_error(
                 stanza,
                 Condition::BadRequest,
