@@ -472,6 +472,56 @@ impl IncomingFile {
     pub fn offer(&self) -> &File {
         &self.offer
     }
+
+    /// Size announced.
+    pub fn size(&self) -> u64 {
+        self.offer.size.unwrap_or(0)
+    }
+
+    /// Declines (`<decline/>`).
+    pub fn decline(self) {
+        self.session.decline(Reason::new(ReasonCondition::Decline));
+    }
+
+    /// Accepts and receives the file into `sink` settings' directory.
+    pub async fn accept(
+        self,
+        sink_config: SinkConfig,
+        on_progress: Option<OnProgress>,
+    ) -> Result<TransferReport, FileTransferError> {
+        let size = self.size();
+        let offered_name = self.offer.name.clone().unwrap_or_default();
+        // A sender that announced ranged transfers, with a hash to check the kept part against:
+        // continue a part file an interrupted attempt at this offer left behind.
+        let resumable = self.offer.range.is_some() && self.offer.sha256().is_some();
+        let opened = if resumable {
+            FileSink::resume(sink_config, &offered_name, size, self.offer.sha256()).await
+        } else {
+            FileSink::create(sink_config, &offered_name, size, self.offer.sha256()).await
+        };
+        let sink = match opened {
+            Ok(s) => s,
+            Err(e) => {
+                let condition = match e {
+                    SinkError::TooLarge { .. } => ReasonCondition::Decline,
+                    _ => ReasonCondition::FailedApplication,
+                };
+                self.session
+                    .decline(Reason::with_text(condition, e.to_string()));
+                return Err(TransferError::Sink(e).into());
+            }
+        };
+        let mut answer = self.offer.clone();
+        answer.range = resumable.then(|| Range {
+            offset: sink.written(),
+            ..Range::default()
+        });
+        let resumed_from = sink.written();
+        let description = FileDescription::new(answer).to_element();
+        let session = self.session.accept(description).await?;
+        let _cancel = CancelOnDrop(&session);
+        receive_over(&session, sink, on_progress, resumed_from).await
+    }
 }
 
 /// A file-transfer session offered by a peer: a file it offers, or a file it asks us for.
@@ -643,58 +693,6 @@ pub async fn request_file(
         }
     };
     receive_over(&session, sink, on_progress, 0).await
-}
-
-impl IncomingFile {
-    /// Size announced.
-    pub fn size(&self) -> u64 {
-        self.offer.size.unwrap_or(0)
-    }
-
-    /// Declines (`<decline/>`).
-    pub fn decline(self) {
-        self.session.decline(Reason::new(ReasonCondition::Decline));
-    }
-
-    /// Accepts and receives the file into `sink` settings' directory.
-    pub async fn accept(
-        self,
-        sink_config: SinkConfig,
-        on_progress: Option<OnProgress>,
-    ) -> Result<TransferReport, FileTransferError> {
-        let size = self.size();
-        let offered_name = self.offer.name.clone().unwrap_or_default();
-        // A sender that announced ranged transfers, with a hash to check the kept part against:
-        // continue a part file an interrupted attempt at this offer left behind.
-        let resumable = self.offer.range.is_some() && self.offer.sha256().is_some();
-        let opened = if resumable {
-            FileSink::resume(sink_config, &offered_name, size, self.offer.sha256()).await
-        } else {
-            FileSink::create(sink_config, &offered_name, size, self.offer.sha256()).await
-        };
-        let sink = match opened {
-            Ok(s) => s,
-            Err(e) => {
-                let condition = match e {
-                    SinkError::TooLarge { .. } => ReasonCondition::Decline,
-                    _ => ReasonCondition::FailedApplication,
-                };
-                self.session
-                    .decline(Reason::with_text(condition, e.to_string()));
-                return Err(TransferError::Sink(e).into());
-            }
-        };
-        let mut answer = self.offer.clone();
-        answer.range = resumable.then(|| Range {
-            offset: sink.written(),
-            ..Range::default()
-        });
-        let resumed_from = sink.written();
-        let description = FileDescription::new(answer).to_element();
-        let session = self.session.accept(description).await?;
-        let _cancel = CancelOnDrop(&session);
-        receive_over(&session, sink, on_progress, resumed_from).await
-    }
 }
 
 /// Receives into `sink` over an established session, checks and stores the file, confirms
