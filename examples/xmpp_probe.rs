@@ -13,6 +13,11 @@
 //! - `--serve SECS`: prints `ready <our full JID>`, answers pings (and every other iq get/set
 //!   with `<service-unavailable/>`, RFC 6120 §8.4) until stdin closes or SECS pass, then logs
 //!   off and prints `served <n>` (the number of pings answered).
+//! - `--hostile JID [--depth N]`: sends JID a Jingle `session-initiate` (a file offer) whose
+//!   description holds an unknown child nested N levels deep (default 10,000: about 70 KB) and
+//!   prints `reply <type> <condition>` (`reply result -` for a result). A receiver that copies
+//!   or drops such an element recursively overflows its stack; ours answers
+//!   `<policy-violation/>`.
 //!
 //! `--server` skips the SRV lookup; `--ca` trusts that PEM CA for the server certificate in
 //! addition to the system roots (only it with `--no-system-roots`). `--timeout` bounds the
@@ -37,6 +42,18 @@ const NS_CLIENT: &str = "jabber:client";
 const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
 /// External service discovery (XEP-0215 §2, namespace version 2).
 const NS_EXTDISCO: &str = "urn:xmpp:extdisco:2";
+/// Jingle (XEP-0166 §7.1), its ICE-UDP transport (XEP-0176 §5) and the file-transfer
+/// description (XEP-0234 §5), for the hostile offer.
+const NS_JINGLE: &str = "urn:xmpp:jingle:1";
+const NS_ICE_UDP: &str = "urn:xmpp:jingle:transports:ice-udp:1";
+const NS_FILE_TRANSFER: &str = "urn:xmpp:jingle:apps:file-transfer:5";
+/// The namespace of the hostile offer's unknown child.
+const NS_HOSTILE: &str = "urn:jingle-ice:test:hostile";
+/// Default nesting of `--hostile`: the depth that overflowed a 2 MiB stack.
+const DEFAULT_HOSTILE_DEPTH: usize = 10_000;
+/// Stack of the runtime's threads: building, sending and dropping the hostile element recurse
+/// once per level in minidom (about 0.5 KiB each in a debug build).
+const STACK_BYTES: usize = 64 << 20;
 /// XMPP ping (XEP-0199 §3).
 const NS_PING: &str = "urn:xmpp:ping";
 /// Stanza error conditions (RFC 6120 §8.3.3).
@@ -46,6 +63,7 @@ enum Mode {
     Probe,
     Ping(String),
     Serve(Duration),
+    Hostile { to: String, depth: usize },
 }
 
 struct Options {
@@ -62,6 +80,7 @@ fn parse_args() -> Result<Options, String> {
     let mut system_roots = true;
     let mut mode = Mode::Probe;
     let mut timeout = Duration::from_secs(30);
+    let mut depth = DEFAULT_HOSTILE_DEPTH;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -80,6 +99,16 @@ fn parse_args() -> Result<Options, String> {
                 let secs: u64 = v.parse().map_err(|e| format!("--serve {v}: {e}"))?;
                 mode = Mode::Serve(Duration::from_secs(secs));
             }
+            "--hostile" => {
+                mode = Mode::Hostile {
+                    to: value("--hostile")?,
+                    depth: 0,
+                }
+            }
+            "--depth" => {
+                let v = value("--depth")?;
+                depth = v.parse().map_err(|e| format!("--depth {v}: {e}"))?;
+            }
             "--timeout" => {
                 let v = value("--timeout")?;
                 let secs: u64 = v.parse().map_err(|e| format!("--timeout {v}: {e}"))?;
@@ -87,6 +116,9 @@ fn parse_args() -> Result<Options, String> {
             }
             other => return Err(format!("unknown argument {other}")),
         }
+    }
+    if let Mode::Hostile { depth: d, .. } = &mut mode {
+        *d = depth;
     }
     let jid = jid.ok_or("--jid is required")?;
     let jid = jid::Jid::new(&jid).map_err(|e| format!("--jid {jid}: {e}"))?;
@@ -141,6 +173,47 @@ async fn ping(conn: &XmppConnection, to: &str) -> Result<(), BoxError> {
         .await
         .map_err(|e| format!("ping {to}: {e}"))?;
     println!("pong {to} {}", started.elapsed().as_millis());
+    Ok(())
+}
+
+/// Sends `to` a file offer whose description nests an unknown child `depth` levels deep, and
+/// prints the type and condition of the answer.
+async fn hostile(conn: &XmppConnection, to: &str, depth: usize) -> Result<(), BoxError> {
+    let mut nested = Element::bare("x", NS_HOSTILE);
+    for _ in 1..depth {
+        nested = Element::builder("x", NS_HOSTILE).append(nested).build();
+    }
+    let name = Element::builder("name", NS_FILE_TRANSFER)
+        .append("hostile.txt")
+        .build();
+    let file = Element::builder("file", NS_FILE_TRANSFER)
+        .append(name)
+        .build();
+    let description = Element::builder("description", NS_FILE_TRANSFER)
+        .append(file)
+        .append(nested)
+        .build();
+    let transport = with_attr(
+        with_attr(Element::bare("transport", NS_ICE_UDP), "ufrag", "hstl")?,
+        "pwd",
+        "hostilehostilehostile0",
+    )?;
+    let content = Element::builder("content", NS_JINGLE)
+        .append(description)
+        .append(transport)
+        .build();
+    let content = with_attr(with_attr(content, "creator", "initiator")?, "name", "0")?;
+    let jingle = Element::builder("jingle", NS_JINGLE)
+        .append(content)
+        .build();
+    let jingle = with_attr(jingle, "action", "session-initiate")?;
+    let jingle = with_attr(jingle, "sid", "hostile-depth")?;
+    let jingle = with_attr(jingle, "initiator", conn.jid().as_str())?;
+    let reply = match conn.iq(iq("set", to, jingle)?).await {
+        Ok(_) => "result -".to_owned(),
+        Err(e) => format!("error {}", e),
+    };
+    println!("reply {reply}");
     Ok(())
 }
 
@@ -233,6 +306,12 @@ async fn run(options: Options) -> Result<(), BoxError> {
                 .await
                 .map_err(|_| "the ping timed out")??;
         }
+        Mode::Hostile { to, depth } => {
+            println!("jid {}", conn.jid());
+            tokio::time::timeout(timeout, hostile(&conn, &to, depth))
+                .await
+                .map_err(|_| "no answer to the hostile offer")??;
+        }
         Mode::Serve(limit) => {
             let served = serve(&mut conn, limit).await?;
             println!("served {served}");
@@ -243,8 +322,22 @@ async fn run(options: Options) -> Result<(), BoxError> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(STACK_BYTES)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("xmpp_probe: FAILED: no runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(main_async())
+}
+
+async fn main_async() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(

@@ -24,7 +24,7 @@ use base64::Engine as _;
 use minidom::Element;
 
 use crate::jingle::element::{Creator, CONTENT_NAME_MAX_LEN};
-use crate::jingle::stanza::set_attr;
+use crate::jingle::stanza::{set_attr, LimitExceeded, StanzaLimits};
 
 /// Namespace of Jingle File Transfer, version 5 (XEP-0234 §5, §14.1).
 pub const NS_FILE_TRANSFER: &str = "urn:xmpp:jingle:apps:file-transfer:5";
@@ -173,6 +173,9 @@ pub enum FileDescriptionError {
     /// A `<checksum/>` whose `<file/>` has no hash value (XEP-0234 §8.2: at least one).
     #[error("<checksum/> carries no hash")]
     NoHash,
+    /// The element breaks [`StanzaLimits::DEFAULT`] and was not read.
+    #[error("{0}")]
+    Limits(LimitExceeded),
 }
 
 type Result<T> = std::result::Result<T, FileDescriptionError>;
@@ -828,9 +831,13 @@ fn single_file(el: &Element) -> Result<File> {
     File::from_element(first)
 }
 
+/// Checks that `el` is `<name xmlns=ns/>` within [`StanzaLimits::DEFAULT`]: the first step
+/// of every reader here.
 fn check_element(el: &Element, name: &'static str, ns: &'static str) -> Result<()> {
     if el.is(name, ns) {
-        Ok(())
+        StanzaLimits::DEFAULT
+            .check(el)
+            .map_err(FileDescriptionError::Limits)
     } else {
         Err(FileDescriptionError::WrongElement {
             expected: name,

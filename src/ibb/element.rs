@@ -5,7 +5,7 @@ use base64::Engine;
 use minidom::Element;
 
 use super::{MAX_SID_LEN, NS_IBB, NS_JINGLE_IBB};
-use crate::jingle::stanza::set_attr;
+use crate::jingle::stanza::{set_attr, LimitExceeded, StanzaLimits};
 
 /// Why an IBB element could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,6 +27,9 @@ pub enum IbbElementError {
         /// The negotiated block size.
         block_size: u16,
     },
+    /// The element breaks [`StanzaLimits::DEFAULT`].
+    #[error("{0}")]
+    Limits(LimitExceeded),
 }
 
 /// The Jingle IBB transport (XEP-0261 §2): the IBB session id and the block size the party
@@ -50,6 +53,9 @@ impl IbbTransport {
 
     /// Reads the transport element.
     pub fn from_element(el: &Element) -> Result<Self, IbbElementError> {
+        StanzaLimits::DEFAULT
+            .check(el)
+            .map_err(IbbElementError::Limits)?;
         Ok(IbbTransport {
             sid: read_sid(el)?,
             block_size: read_block_size(el)?,
@@ -96,6 +102,9 @@ impl IbbPacket {
     /// Reads the IBB child of an iq, if it has one (`Ok(None)` when it has none). A data block
     /// larger than `max_block` is refused (§2.2: the recipient is not obliged to take it).
     pub fn from_iq(iq: &Element, max_block: u16) -> Result<Option<Self>, IbbElementError> {
+        StanzaLimits::DEFAULT
+            .check(iq)
+            .map_err(IbbElementError::Limits)?;
         let Some(el) = iq.children().find(|c| c.ns() == NS_IBB) else {
             return Ok(None);
         };

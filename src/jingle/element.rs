@@ -11,7 +11,7 @@ use minidom::Element;
 
 use super::datachannel::{DataChannelError, DataChannelTransport, NS_WEBRTC_DATACHANNEL};
 use super::ice_udp::{IceUdpTransport, TransportError, TransportLimits, NS_ICE_UDP};
-use super::stanza::set_attr;
+use super::stanza::{set_attr, LimitExceeded, StanzaLimits};
 
 /// Namespace of Jingle (XEP-0166 §7.1).
 pub const NS_JINGLE: &str = "urn:xmpp:jingle:1";
@@ -244,6 +244,9 @@ impl Transport {
     /// Reads a `<transport/>`: ICE-UDP and data-channel transports into their types (with
     /// `limits`), any other namespace kept as an element.
     pub fn from_element(el: &Element, limits: TransportLimits) -> Result<Self, JingleError> {
+        StanzaLimits::DEFAULT
+            .check(el)
+            .map_err(JingleError::Limits)?;
         let ns = el.ns();
         Ok(if ns == NS_ICE_UDP {
             Transport::IceUdp(
@@ -334,6 +337,9 @@ impl Content {
     /// Reads a `<content/>` element; ICE-UDP and data-channel transports are read with
     /// `limits`, any other transport is kept as an element.
     pub fn from_element(el: &Element, limits: TransportLimits) -> Result<Self, JingleError> {
+        StanzaLimits::DEFAULT
+            .check(el)
+            .map_err(JingleError::Limits)?;
         let creator = match el.attr("creator") {
             None | Some("initiator") => Creator::Initiator,
             Some("responder") => Creator::Responder,
@@ -555,6 +561,9 @@ pub enum JingleError {
     /// An In-Band Bytestreams transport is invalid.
     #[error("invalid IBB transport: {0}")]
     Ibb(crate::ibb::IbbElementError),
+    /// The element breaks [`StanzaLimits::DEFAULT`] (too deep or too large to read safely).
+    #[error("{0}")]
+    Limits(LimitExceeded),
 }
 
 /// A parsed `<jingle/>` element.
@@ -626,11 +635,15 @@ impl Jingle {
         Ok((action, sid.to_owned()))
     }
 
-    /// Reads a `<jingle xmlns='urn:xmpp:jingle:1'/>` element.
+    /// Reads a `<jingle xmlns='urn:xmpp:jingle:1'/>` element. An element beyond
+    /// [`StanzaLimits::DEFAULT`] is refused before any part of it is walked or copied.
     pub fn from_element(el: &Element, limits: TransportLimits) -> Result<Self, JingleError> {
         if !el.is("jingle", NS_JINGLE) {
             return Err(JingleError::Missing("jingle element"));
         }
+        StanzaLimits::DEFAULT
+            .check(el)
+            .map_err(JingleError::Limits)?;
         let (action, sid) = Jingle::read_header(el)?;
         let count = el.children().filter(|c| c.is("content", NS_JINGLE)).count();
         if count > MAX_CONTENTS {

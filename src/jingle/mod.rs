@@ -25,4 +25,4 @@ pub use session::{
     SessionConfig, SessionError, SessionEvent, SessionKey, SessionManager, SessionRole,
     SessionState, SUPPORTED_TRANSPORTS,
 };
-pub use stanza::{Condition, JingleCondition, StanzaError};
+pub use stanza::{dismantle, Condition, JingleCondition, LimitExceeded, StanzaError, StanzaLimits};

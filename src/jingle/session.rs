@@ -54,8 +54,8 @@ use super::element::{
 };
 use super::ice_udp::{IceUdpCandidate, IceUdpTransport, Skipped, TransportLimits, NS_ICE_UDP};
 use super::stanza::{
-    iq, iq_error, iq_result, iq_type, jingle_error, set_attr, Condition, IqType, JingleCondition,
-    StanzaError, NS_CLIENT,
+    iq, iq_error, iq_result, iq_type, jingle_error, limit_error, set_attr, Condition, IqType,
+    JingleCondition, StanzaError, StanzaLimits, NS_CLIENT,
 };
 use crate::ice::Credentials;
 
@@ -772,6 +772,14 @@ impl SessionManager {
                 let Some(jingle) = stanza.get_child("jingle", NS_JINGLE) else {
                     return false;
                 };
+                // Bounded before anything walks or copies it (a hostile peer's nesting would
+                // otherwise overflow the stack of whoever clones or drops a copy).
+                if let Err(exceeded) = StanzaLimits::DEFAULT.check(stanza) {
+                    if let Some(error) = limit_error(stanza, exceeded) {
+                        self.reply(error);
+                    }
+                    return true;
+                }
                 self.handle_request(stanza, jingle, from, now);
                 true
             }

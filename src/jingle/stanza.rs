@@ -133,15 +133,18 @@ pub enum Condition {
     FeatureNotImplemented,
     /// `<item-not-found/>` (§8.3.3.7), type cancel.
     ItemNotFound,
-    /// `<not-acceptable/>` (§8.3.3.10), type modify.
+    /// `<not-acceptable/>` (§8.3.3.9), type modify.
     NotAcceptable,
-    /// `<resource-constraint/>` (§8.3.3.15), type wait.
+    /// `<policy-violation/>` (§8.3.3.12), type modify: the stanza breaks a local policy, such
+    /// as the bounds of [`StanzaLimits`].
+    PolicyViolation,
+    /// `<resource-constraint/>` (§8.3.3.18), type wait.
     ResourceConstraint,
     /// `<service-unavailable/>` (§8.3.3.19), type cancel.
     ServiceUnavailable,
     /// `<unexpected-request/>` (§8.3.3.22), type wait.
     UnexpectedRequest,
-    /// `<not-authorized/>` (§8.3.3.12), type auth.
+    /// `<not-authorized/>` (§8.3.3.11), type auth.
     NotAuthorized,
     /// `<remote-server-not-found/>` (§8.3.3.16): the server could not reach the recipient's.
     RemoteServerNotFound,
@@ -160,6 +163,7 @@ impl Condition {
             Condition::FeatureNotImplemented => "feature-not-implemented",
             Condition::ItemNotFound => "item-not-found",
             Condition::NotAcceptable => "not-acceptable",
+            Condition::PolicyViolation => "policy-violation",
             Condition::ResourceConstraint => "resource-constraint",
             Condition::ServiceUnavailable => "service-unavailable",
             Condition::UnexpectedRequest => "unexpected-request",
@@ -177,6 +181,7 @@ impl Condition {
             "feature-not-implemented" => Condition::FeatureNotImplemented,
             "item-not-found" => Condition::ItemNotFound,
             "not-acceptable" => Condition::NotAcceptable,
+            "policy-violation" => Condition::PolicyViolation,
             "resource-constraint" => Condition::ResourceConstraint,
             "service-unavailable" => Condition::ServiceUnavailable,
             "unexpected-request" => Condition::UnexpectedRequest,
@@ -190,7 +195,9 @@ impl Condition {
     /// The error type RFC 6120 §8.3.3 associates with the condition.
     pub fn error_type(self) -> ErrorType {
         match self {
-            Condition::BadRequest | Condition::NotAcceptable => ErrorType::Modify,
+            Condition::BadRequest | Condition::NotAcceptable | Condition::PolicyViolation => {
+                ErrorType::Modify
+            }
             Condition::ResourceConstraint
             | Condition::UnexpectedRequest
             | Condition::RecipientUnavailable
@@ -330,6 +337,134 @@ pub fn iq_error(
 /// [`iq_error`] with the stanza condition XEP-0166 §10 pairs with `jingle`.
 pub fn jingle_error(request: &Element, jingle: JingleCondition) -> Element {
     iq_error(request, jingle.stanza_condition(), Some(jingle), None)
+}
+
+/// Bounds on an element received from the network, checked before anything copies or walks
+/// it recursively: minidom's `Clone`, `Drop`, `PartialEq`, `Debug` and serialisation all recurse
+/// once per level, so a stanza nested some thousands of levels deep (a few tens of KB) would
+/// overflow a task's stack. RFC 6120 §13.12 asks a receiver to bound what a peer can make it
+/// hold; these are ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StanzaLimits {
+    /// Most levels of nesting, the stanza itself being level 1.
+    pub max_depth: usize,
+    /// Most elements in all.
+    pub max_elements: usize,
+    /// Most bytes of names, attribute names and values and text in all (close to the size of
+    /// the serialised stanza, without markup).
+    pub max_bytes: usize,
+}
+
+/// Deepest nesting we read: an XEP-0234 offer is 6 levels deep (`iq`, `jingle`, `content`,
+/// `description`, `file`, `hash`), an OMEMO-protected XEP-0391 offer about 9.
+pub const MAX_STANZA_DEPTH: usize = 32;
+/// Most elements in one stanza: room for a `transport-info` with thousands of candidates
+/// (the session layer keeps only its own bound of them).
+pub const MAX_STANZA_ELEMENTS: usize = 16_384;
+/// Most bytes in one stanza: above the stanza size limits servers enforce (Prosody's
+/// `c2s_stanza_size_limit` is 256 KiB) and above an IBB block of 65535 bytes in base64.
+pub const MAX_STANZA_BYTES: usize = 1 << 20;
+
+impl Default for StanzaLimits {
+    fn default() -> Self {
+        StanzaLimits::DEFAULT
+    }
+}
+
+/// Which bound of [`StanzaLimits`] an element broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LimitExceeded {
+    /// Nested deeper than the bound.
+    #[error("the stanza is nested deeper than {0} levels")]
+    Depth(usize),
+    /// More elements than the bound.
+    #[error("the stanza has more than {0} elements")]
+    Elements(usize),
+    /// More bytes than the bound.
+    #[error("the stanza is larger than {0} bytes")]
+    Bytes(usize),
+}
+
+impl StanzaLimits {
+    /// The bounds every reader of this crate applies: the extension and the bot connection to
+    /// whole stanzas, the element parsers (Jingle, IBB, disco, XEP-0215) to what they are
+    /// given, so that each is safe to call on any element.
+    pub const DEFAULT: StanzaLimits = StanzaLimits {
+        max_depth: MAX_STANZA_DEPTH,
+        max_elements: MAX_STANZA_ELEMENTS,
+        max_bytes: MAX_STANZA_BYTES,
+    };
+
+    /// Checks `el` against the bounds without recursion: at most `max_elements` elements are
+    /// visited and the walk stops at the first bound broken, so its cost is bounded too.
+    pub fn check(&self, el: &Element) -> Result<(), LimitExceeded> {
+        let mut elements = 0usize;
+        let mut bytes = 0usize;
+        // One iterator over the child nodes of each open level.
+        let mut open: Vec<std::slice::Iter<'_, minidom::Node>> = Vec::new();
+        let mut next = Some(el);
+        loop {
+            if let Some(e) = next.take() {
+                elements += 1;
+                if elements > self.max_elements {
+                    return Err(LimitExceeded::Elements(self.max_elements));
+                }
+                if open.len() >= self.max_depth {
+                    return Err(LimitExceeded::Depth(self.max_depth));
+                }
+                bytes += e.name().len();
+                for ((_, name), value) in e.attrs().iter() {
+                    bytes += name.len() + value.len();
+                }
+                if bytes > self.max_bytes {
+                    return Err(LimitExceeded::Bytes(self.max_bytes));
+                }
+                open.push(e.nodes());
+            }
+            let Some(level) = open.last_mut() else {
+                return Ok(());
+            };
+            match level.next() {
+                Some(minidom::Node::Element(child)) => next = Some(child),
+                Some(minidom::Node::Text(text)) => {
+                    bytes += text.len();
+                    if bytes > self.max_bytes {
+                        return Err(LimitExceeded::Bytes(self.max_bytes));
+                    }
+                }
+                None => {
+                    open.pop();
+                }
+            }
+        }
+    }
+}
+
+/// Drops an element of any depth without recursion (minidom's own `Drop` recurses once per
+/// level): for a stanza that broke [`StanzaLimits`], which nothing else may touch.
+pub fn dismantle(el: Element) {
+    let mut stack = vec![el];
+    while let Some(mut e) = stack.pop() {
+        for node in e.take_nodes() {
+            if let minidom::Node::Element(child) = node {
+                stack.push(child);
+            }
+        }
+    }
+}
+
+/// The `<policy-violation/>` error answering a request that broke [`StanzaLimits`]; `None`
+/// for a stanza that is not an iq request (results, errors, messages and presence get no
+/// answer, RFC 6120 §8.3.1).
+pub fn limit_error(request: &Element, exceeded: LimitExceeded) -> Option<Element> {
+    matches!(iq_type(request), Some(IqType::Get | IqType::Set)).then(|| {
+        iq_error(
+            request,
+            Condition::PolicyViolation,
+            None,
+            Some(&exceeded.to_string()),
+        )
+    })
 }
 
 #[cfg(test)]

@@ -22,6 +22,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::jingle::stanza::limit_error;
+use crate::jingle::{dismantle, StanzaLimits};
 use futures::{SinkExt, StreamExt};
 use jid::{FullJid, Jid};
 use minidom::rxml::{Namespace, NcName};
@@ -601,6 +603,8 @@ struct Shared {
     pending: Mutex<HashMap<String, Pending>>,
     reason: Mutex<Option<XmppError>>,
     dropped: AtomicU64,
+    /// Received stanzas refused for breaking [`StanzaLimits::DEFAULT`].
+    rejected: AtomicU64,
 }
 
 impl Shared {
@@ -857,6 +861,7 @@ impl XmppConnection {
             pending: Mutex::new(HashMap::new()),
             reason: Mutex::new(None),
             dropped: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
         });
         let (commands_tx, commands_rx) = mpsc::channel(OUTGOING_CAPACITY);
         let (incoming_tx, incoming_rx) = mpsc::channel(config.incoming_capacity);
@@ -913,6 +918,13 @@ impl XmppConnection {
     /// [`XmppConfig::incoming_capacity`]).
     pub fn dropped_stanzas(&self) -> u64 {
         self.sender.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    /// How many received stanzas were refused for breaking [`StanzaLimits::DEFAULT`] (nested
+    /// too deep, too many elements, too large): never handed on, an iq request among them
+    /// answered with `<policy-violation/>`.
+    pub fn rejected_stanzas(&self) -> u64 {
+        self.sender.shared.rejected.load(Ordering::Relaxed)
     }
 
     /// Logs off cleanly: unavailable presence (RFC 6121 §4.5.1), then the stream's closing
@@ -1028,8 +1040,23 @@ impl Driver {
         }
     }
 
-    /// One received stanza: an awaited iq reply goes to its waiter, the rest to the queue.
+    /// One received stanza: an awaited iq reply goes to its waiter, the rest to the queue. A
+    /// stanza beyond [`StanzaLimits::DEFAULT`] goes nowhere: it is taken apart without
+    /// recursion, and an iq request is answered with `<policy-violation/>`.
     async fn received(&mut self, el: Element) -> Result<(), XmppError> {
+        if let Err(exceeded) = StanzaLimits::DEFAULT.check(&el) {
+            self.shared.rejected.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(from = ?el.attr("from"), %exceeded, "stanza refused");
+            let reply = limit_error(&el, exceeded);
+            dismantle(el);
+            if let Some(reply) = reply {
+                self.stream
+                    .send(&reply)
+                    .await
+                    .map_err(|e| XmppError::Disconnected(format!("write failed: {e}")))?;
+            }
+            return Ok(());
+        }
         let is_iq = el.name() == "iq";
         let iq_type = el.attr("type").unwrap_or_default().to_owned();
         if is_iq && matches!(iq_type.as_str(), "result" | "error") {
@@ -1132,6 +1159,7 @@ mod tests {
             pending: Mutex::new(HashMap::new()),
             reason: Mutex::new(None),
             dropped: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
         }
     }
 

@@ -23,6 +23,7 @@ use minidom::Element;
 use sha1::{Digest, Sha1};
 
 use super::{error_condition, error_reply, iq, is_iq, set_attr};
+use crate::jingle::{LimitExceeded, StanzaLimits};
 
 /// Namespace of disco#info (XEP-0030 §3, §11.1).
 pub const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
@@ -411,6 +412,9 @@ pub enum DiscoError {
     /// An `<identity/>` without `category` or `type` (XEP-0030 §3.1: both REQUIRED).
     #[error("identity without category or type")]
     BadIdentity,
+    /// The answer breaks [`StanzaLimits::DEFAULT`] and was not read.
+    #[error("{0}")]
+    Limits(LimitExceeded),
 }
 
 /// Reads a disco#info result (XEP-0030 §3.1): an iq result carrying
@@ -418,6 +422,9 @@ pub enum DiscoError {
 /// Unknown children are ignored, `<feature/>` without `var` is skipped, repeated identities
 /// or features are merged (and flagged in [`PeerInfo::had_duplicates`]).
 pub fn parse_info_result(el: &Element) -> Result<PeerInfo, DiscoError> {
+    StanzaLimits::DEFAULT
+        .check(el)
+        .map_err(DiscoError::Limits)?;
     let query = if el.is("query", NS_DISCO_INFO) {
         el
     } else if is_iq(el, "error") {

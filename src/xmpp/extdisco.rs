@@ -28,6 +28,7 @@ use jid::BareJid;
 use minidom::Element;
 
 use super::{error_condition, iq, is_iq, set_attr};
+use crate::jingle::{LimitExceeded, StanzaLimits};
 use crate::turn::{Credentials, TurnConfig, TurnTransport};
 
 /// Namespace of XEP-0215 version 2 (XEP-0215 §2, §8.1).
@@ -355,6 +356,9 @@ pub enum ExtdiscoError {
         /// The RFC 6120 §8.3.3 condition, or `"undefined-condition"` when none was given.
         condition: String,
     },
+    /// The answer breaks [`StanzaLimits::DEFAULT`] and was not read.
+    #[error("{0}")]
+    Limits(LimitExceeded),
 }
 
 /// The iq get asking `to` (the user's server domain) for all its external services
@@ -400,6 +404,9 @@ fn is_payload(el: &Element) -> bool {
 /// An iq error is [`ExtdiscoError::IqError`]; use [`services_from_response`] to treat "not
 /// offered" errors as no services.
 pub fn parse_services(el: &Element) -> Result<Services, ExtdiscoError> {
+    StanzaLimits::DEFAULT
+        .check(el)
+        .map_err(ExtdiscoError::Limits)?;
     let payload = if is_payload(el) {
         el
     } else if el.name() == "iq" {

@@ -44,10 +44,11 @@ use super::ibb::{IbbChannel, IbbShared};
 use crate::channel::{Certificate, ChannelError, DtlsRole, Fingerprint, RemoteParameters};
 use crate::ibb::{IbbConfig, IbbStream, IbbTransport};
 use crate::ice::{ConnectionState, Credentials, Event as IceEvent, Role};
+use crate::jingle::stanza::limit_error;
 use crate::jingle::{
     dtls_role, Content, DataChannelTransport, DtlsFingerprint, IceUdpCandidate, IceUdpTransport,
     Reason, ReasonCondition, Senders, SessionConfig, SessionError, SessionEvent, SessionKey,
-    SessionManager, Setup, Transport,
+    SessionManager, Setup, StanzaLimits, Transport,
 };
 use crate::net::{
     DataChannels, DataChannelsConfig, IceConnection, IceConnectionBuilder, SelectedPair,
@@ -285,6 +286,8 @@ struct Inner {
     incoming: mpsc::Sender<IncomingSession>,
     wake: Arc<Notify>,
     dropped: AtomicU64,
+    /// Stanzas refused for breaking [`StanzaLimits::DEFAULT`].
+    rejected: AtomicU64,
 }
 
 /// The Jingle ICE-UDP extension for one local full JID (see the module documentation).
@@ -326,6 +329,7 @@ impl JingleIce {
             incoming: in_tx,
             wake: Arc::new(Notify::new()),
             dropped: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
         });
         let timer = tokio::spawn(run_timers(Arc::downgrade(&inner)));
         JingleIce {
@@ -349,7 +353,22 @@ impl JingleIce {
 
     /// Takes a stanza received on the XMPP connection; returns whether it was for Jingle (the
     /// caller handles the others). Unavailable presence is looked at but not taken.
+    ///
+    /// A stanza beyond [`StanzaLimits::DEFAULT`] (nested too deep, too many elements, too
+    /// large) is taken whatever it holds: an iq request is answered with
+    /// `<policy-violation/>`, anything else is dropped, and both are counted
+    /// ([`JingleIce::rejected_stanzas`]). The caller must not walk, clone or print such a
+    /// stanza either, and should drop it with [`crate::jingle::dismantle`]: minidom recurses once
+    /// per level in all of these.
     pub fn handle_stanza(&self, stanza: &Element) -> bool {
+        if let Err(exceeded) = StanzaLimits::DEFAULT.check(stanza) {
+            self.inner.rejected.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(from = ?stanza.attr("from"), %exceeded, "stanza refused");
+            if let Some(error) = limit_error(stanza, exceeded) {
+                self.inner.send(error);
+            }
+            return true;
+        }
         let mut st = self.inner.lock();
         let taken = st.mgr.handle_stanza(stanza, Instant::now());
         self.inner.process(&mut st);
@@ -372,6 +391,12 @@ impl JingleIce {
     /// Stanzas dropped because the application did not send them fast enough.
     pub fn dropped_stanzas(&self) -> u64 {
         self.inner.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Received stanzas refused for breaking [`StanzaLimits::DEFAULT`] (see
+    /// [`JingleIce::handle_stanza`]).
+    pub fn rejected_stanzas(&self) -> u64 {
+        self.inner.rejected.load(Ordering::Relaxed)
     }
 
     /// The next session offered by a peer (already acknowledged; accept or decline it).
@@ -550,6 +575,14 @@ impl Inner {
             .unwrap_or_else(|| mpsc::channel(1).1)
     }
 
+    /// Queues a stanza for the application to send; counted and dropped when the queue is full.
+    fn send(&self, stanza: Element) {
+        if self.outgoing.try_send(stanza).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("outgoing stanza queue full: stanza dropped");
+        }
+    }
+
     /// Sends what the session manager emitted and dispatches its events. Called with the
     /// state locked after every input.
     fn process(self: &Arc<Self>, st: &mut State) {
@@ -561,10 +594,7 @@ impl Inner {
                     }
                 }
             }
-            if self.outgoing.try_send(stanza).is_err() {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("outgoing stanza queue full: stanza dropped");
-            }
+            self.send(stanza);
         }
         while let Some(event) = st.mgr.poll_event() {
             self.dispatch(st, event);

@@ -9,7 +9,7 @@
 
 use minidom::Element;
 
-use crate::jingle::stanza::set_attr;
+use crate::jingle::stanza::{set_attr, LimitExceeded, StanzaLimits};
 
 /// Namespace of the tube description and of the data channels' sub-protocol (`xep/tube.md`
 /// §1: our own, versioned; the Telepathy-era tubes used
@@ -47,6 +47,9 @@ pub enum TubeDescriptionError {
     /// `<desc/>` too long.
     #[error("description longer than {DESC_MAX_LEN} bytes")]
     DescTooLong,
+    /// The element breaks [`StanzaLimits::DEFAULT`] and was not read.
+    #[error("{0}")]
+    Limits(LimitExceeded),
 }
 
 /// A stream tube offer (`xep/tube.md` §2): the service's name (a label for the user and for
@@ -92,6 +95,9 @@ impl TubeDescription {
                 el.name()
             )));
         }
+        StanzaLimits::DEFAULT
+            .check(el)
+            .map_err(TubeDescriptionError::Limits)?;
         let kind = el.attr(names::TYPE).unwrap_or(TYPE_STREAM);
         if kind != TYPE_STREAM {
             return Err(TubeDescriptionError::UnsupportedType(
