@@ -30,7 +30,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use jingle_ice::xmpp::{XmppConfig, XmppConnection};
+use jingle_ice::xmpp::{XmppConfig, XmppConnection, XmppError};
 use minidom::rxml::{Namespace, NcName};
 use minidom::Element;
 
@@ -211,7 +211,8 @@ async fn hostile(conn: &XmppConnection, to: &str, depth: usize) -> Result<(), Bo
     let jingle = with_attr(jingle, "initiator", conn.jid().as_str())?;
     let reply = match conn.iq(iq("set", to, jingle)?).await {
         Ok(_) => "result -".to_owned(),
-        Err(e) => format!("error {}", e),
+        Err(XmppError::IqError { condition, .. }) => format!("error {condition}"),
+        Err(e) => return Err(format!("the hostile offer to {to}: {e}").into()),
     };
     println!("reply {reply}");
     Ok(())

@@ -370,3 +370,44 @@ fn lab_file_fault_receiver_killed_then_resumed_sends_only_the_rest() {
     assert_eq!(tree(&dst.0), vec!["long.bin".to_owned()]);
     assert_eq!(hash_file(&dst.0.join("long.bin")), hash);
 }
+
+/// A stranger's stanza built to crash a recursive reader (a `session-initiate` whose
+/// description nests an unknown child 10,000 levels deep, about 70 KB) goes through Prosody
+/// to a running `recv_file`: it answers `<policy-violation/>`, stays up, and takes the next
+/// transfer as usual.
+#[test]
+fn lab_file_fault_hostile_stanza_then_the_next_transfer() {
+    let Some(lab) = lab("lab_file_fault_hostile_stanza_then_the_next_transfer") else {
+        return;
+    };
+    let src = Cleanup(temp_dir(&format!("{}-src", lab.prefix())));
+    let dst = Cleanup(temp_dir(&format!("{}-dst", lab.prefix())));
+    let file = src.0.join("after.bin");
+    let sent_hash = make_file(&file, 8 << 20);
+
+    let (bob, bob_jid) = start_receiver(&lab, &dst.0, &[]);
+    let mut argv = vec![s(&example_binary("xmpp_probe"))];
+    argv.extend(login(&lab, 1));
+    argv.extend([
+        "--hostile".into(),
+        bob_jid.clone(),
+        "--depth".into(),
+        "10000".into(),
+    ]);
+    let probe = LineProcess::start(&lab, "LAB_NS_A", "xmpp_probe", 120, &argv);
+    let (probe_code, probe_lines) = probe.finish(120);
+    assert_eq!(probe_code, Some(0), "{probe_lines:?}");
+    assert_eq!(line(&probe_lines, "reply "), "reply error policy-violation");
+
+    let alice = start_sender(&lab, &bob_jid, &file, &[]);
+    let (alice_code, alice_lines) = alice.finish(BOT_SECS);
+    let (bob_code, bob_lines) = bob.finish(EXIT_SECS);
+    assert_eq!(alice_code, Some(0), "{alice_lines:?}");
+    assert_eq!(bob_code, Some(0), "{bob_lines:?}");
+    assert_eq!(
+        line(&bob_lines, "sha-256 "),
+        format!("sha-256 {sent_hash} verified")
+    );
+    assert_eq!(hash_file(&dst.0.join("after.bin")), sent_hash);
+    assert_eq!(tree(&dst.0), vec!["after.bin".to_owned()]);
+}

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use super::nesting::NestingGuard;
 use crate::jingle::stanza::limit_error;
 use crate::jingle::{dismantle, StanzaLimits};
 use futures::{SinkExt, StreamExt};
@@ -195,8 +196,9 @@ impl XmppConfig {
 
 // ---- TLS -----------------------------------------------------------------------------------
 
-/// The TCP + STARTTLS stream under an XMPP stream.
-pub type XmppTlsStream = BufStream<TlsStream<TcpStream>>;
+/// The TCP + STARTTLS stream under an XMPP stream, its reads bounded in XML nesting
+/// ([`NestingGuard`]).
+pub type XmppTlsStream = BufStream<NestingGuard<TlsStream<TcpStream>>>;
 
 /// A tokio-xmpp [`ServerConnector`]: TCP to a fixed address or the domain's SRV targets, then
 /// STARTTLS (RFC 6120 §5) with a rustls configuration whose roots are the system's, a CA file's,
@@ -339,9 +341,15 @@ impl XmppTlsConnector {
             .await
             .map_err(|e| XmppError::Tls(tls_reason(&e)))?;
         let binding = channel_binding(&tls);
-        let stream = initiate_stream(BufStream::new(tls), ns, header(), timeouts)
-            .await
-            .map_err(|e| XmppError::Connect(format!("opening the encrypted stream: {e}")))?;
+        // Nesting is bounded before the parser sees a byte (see super::nesting).
+        let stream = initiate_stream(
+            BufStream::new(NestingGuard::new(tls)),
+            ns,
+            header(),
+            timeouts,
+        )
+        .await
+        .map_err(|e| XmppError::Connect(format!("opening the encrypted stream: {e}")))?;
         Ok((stream, binding))
     }
 }

@@ -15,6 +15,7 @@ pub mod disco;
 pub mod extdisco;
 pub mod ibb;
 pub mod jingle;
+pub mod nesting;
 
 pub use client::{ClientError, JingleClient, JingleClientConfig};
 pub use connection::{XmppConfig, XmppConnection, XmppError, XmppSender};
