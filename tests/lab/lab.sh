@@ -42,7 +42,7 @@ die() { echo "lab.sh: $*" >&2; exit 1; }
 log() { [[ -n ${LAB_QUIET:-} ]] || echo "lab.sh: $*" >&2; }
 
 usage() {
-    sed -n '2,15p' "$0" >&2
+    sed -n '2,16p' "$0" >&2
     exit 2
 }
 
