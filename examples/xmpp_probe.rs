@@ -4,10 +4,11 @@
 //!
 //! ```text
 //! xmpp_probe --jid alice@example.test --password PW [--server IP:PORT] [--ca FILE]
-//!            [--no-system-roots] [--ping JID | --serve SECS] [--timeout SECS]
+//!            [--no-system-roots] [--ping JID | --serve SECS | --via-tokio-xmpp] [--timeout SECS]
 //! ```
-//! - Default mode: prints `jid <our full JID>`, `disco <the disco#info result iq>`,
-//!   `services <the extdisco result iq>` (one line each, raw XML), logs off, prints `closed`.
+//! - Default mode: prints `jid <our full JID>`, `sasl <mechanism> (channel binding flag F)`,
+//!   `disco <the disco#info result iq>`, `services <the extdisco result iq>` (one line each,
+//!   raw XML), logs off, prints `closed`.
 //! - `--ping JID`: sends a XEP-0199 ping to JID and prints `pong <JID> <ms>` when the result
 //!   comes back; an error reply or no reply is a failure.
 //! - `--serve SECS`: prints `ready <our full JID>`, answers pings (and every other iq get/set
@@ -18,6 +19,10 @@
 //!   prints `reply <type> <condition>` (`reply result -` for a result). A receiver that copies
 //!   or drops such an element recursively overflows its stack; ours answers
 //!   `<policy-violation/>`.
+//! - `--via-tokio-xmpp`: logs in through tokio-xmpp's own client and SASL instead, with the
+//!   library's `XmppTlsConnector`; prints `jid <our full JID>` once online, logs off, prints
+//!   `closed`. tokio-xmpp retries a failed login silently, so a failure shows as no login
+//!   within `--timeout`.
 //!
 //! `--server` skips the SRV lookup; `--ca` trusts that PEM CA for the server certificate in
 //! addition to the system roots (only it with `--no-system-roots`). `--timeout` bounds the
@@ -30,6 +35,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+use jingle_ice::xmpp::connection::XmppTlsConnector;
 use jingle_ice::xmpp::{XmppConfig, XmppConnection, XmppError};
 use minidom::rxml::{Namespace, NcName};
 use minidom::Element;
@@ -64,6 +71,7 @@ enum Mode {
     Ping(String),
     Serve(Duration),
     Hostile { to: String, depth: usize },
+    TokioXmpp,
 }
 
 struct Options {
@@ -93,6 +101,7 @@ fn parse_args() -> Result<Options, String> {
             }
             "--ca" => ca = Some(PathBuf::from(value("--ca")?)),
             "--no-system-roots" => system_roots = false,
+            "--via-tokio-xmpp" => mode = Mode::TokioXmpp,
             "--ping" => mode = Mode::Ping(value("--ping")?),
             "--serve" => {
                 let v = value("--serve")?;
@@ -287,16 +296,55 @@ async fn serve(conn: &mut XmppConnection, limit: Duration) -> Result<u64, BoxErr
     Ok(served)
 }
 
+/// Logs in with tokio-xmpp's client (its own SASL) over [`XmppTlsConnector`], then logs off.
+async fn via_tokio_xmpp(config: XmppConfig, timeout: Duration) -> Result<(), BoxError> {
+    let connector = XmppTlsConnector::new(
+        config.server,
+        config.ca_file.as_deref(),
+        config.system_roots,
+    )?;
+    let mut client = tokio_xmpp::Client::new_with_connector(
+        config.jid,
+        config.password,
+        connector,
+        tokio_xmpp::xmlstream::Timeouts::default(),
+    );
+    let online = tokio::time::timeout(timeout, async {
+        while let Some(event) = client.next().await {
+            if let tokio_xmpp::Event::Online { bound_jid, .. } = event {
+                return Some(bound_jid);
+            }
+        }
+        None
+    })
+    .await
+    .map_err(|_| {
+        format!(
+            "tokio-xmpp did not log in within {timeout:?} (it retries a failed login silently; \
+             RUST_LOG=debug shows why)"
+        )
+    })?;
+    let jid = online.ok_or("the tokio-xmpp client ended before it was online")?;
+    println!("jid {jid}");
+    client.send_end().await?;
+    println!("closed");
+    Ok(())
+}
+
 async fn run(options: Options) -> Result<(), BoxError> {
     let Options {
         config,
         mode,
         timeout,
     } = options;
+    if let Mode::TokioXmpp = mode {
+        return via_tokio_xmpp(config, timeout).await;
+    }
     let mut conn = XmppConnection::connect(config).await?;
     match mode {
         Mode::Probe => {
             println!("jid {}", conn.jid());
+            println!("sasl {}", conn.sasl());
             tokio::time::timeout(timeout, probe(&conn))
                 .await
                 .map_err(|_| "the queries timed out")??;
@@ -317,6 +365,7 @@ async fn run(options: Options) -> Result<(), BoxError> {
             let served = serve(&mut conn, limit).await?;
             println!("served {served}");
         }
+        Mode::TokioXmpp => {}
     }
     conn.close().await?;
     println!("closed");

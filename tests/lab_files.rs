@@ -8,96 +8,11 @@
 
 mod lab_common;
 
-use std::path::PathBuf;
-
-use lab_common::files::{
-    hash_file, login, make_file, peak_rss, s, start_receiver, start_sender, temp_dir, BOT_SECS,
-};
+use lab_common::files::{login, pair_types, peak_rss, s, transfer, Run, BOT_SECS};
 use lab_common::{example_binary, Lab, LabOptions, LineProcess, Nat};
 
 fn lab(test: &str, a: Nat, b: Nat) -> Option<Lab> {
     Lab::up(test, LabOptions::with_servers(a, b))
-}
-
-/// The candidate types in a `transport ... (local-type addr -> remote-type addr)` line.
-fn pair_types(line: &str) -> (String, String) {
-    let inner = line
-        .split_once('(')
-        .and_then(|(_, r)| r.strip_suffix(')'))
-        .unwrap_or_else(|| panic!("no pair in {line:?}"));
-    let words: Vec<&str> = inner.split_whitespace().collect();
-    assert_eq!(words.len(), 5, "{line:?}");
-    (words[0].to_owned(), words[3].to_owned())
-}
-
-/// What both bots printed during one transfer.
-struct Run {
-    alice: Vec<String>,
-    bob: Vec<String>,
-}
-
-impl Run {
-    fn line(lines: &[String], prefix: &str) -> String {
-        lines
-            .iter()
-            .find(|l| l.starts_with(prefix))
-            .unwrap_or_else(|| panic!("no {prefix:?} line in {lines:?}"))
-            .clone()
-    }
-
-    /// Both bots' `transport` lines.
-    fn transports(&self) -> (String, String) {
-        (
-            Run::line(&self.alice, "transport "),
-            Run::line(&self.bob, "transport "),
-        )
-    }
-
-    /// Bytes per second from a bot's `transferred N bytes in S s, ...` line.
-    fn rate(lines: &[String]) -> f64 {
-        let l = Run::line(lines, "transferred ");
-        let w: Vec<&str> = l.split_whitespace().collect();
-        let bytes: f64 = w[1].parse().expect("bytes");
-        let secs: f64 = w[4].parse().expect("seconds");
-        bytes / secs
-    }
-}
-
-/// Sends a file of `size` bytes from LAN A to LAN B and checks what arrived.
-fn transfer(lab: &Lab, size: usize) -> Run {
-    let src = temp_dir(&format!("{}-src", lab.prefix()));
-    let dst = temp_dir(&format!("{}-dst", lab.prefix()));
-    let file = src.join("lab file.bin");
-    let hash = make_file(&file, size);
-
-    let (bob, bob_jid) = start_receiver(lab, &dst, &[]);
-    let alice = start_sender(lab, &bob_jid, &file, &[]);
-    let (alice_code, alice_lines) = alice.finish(BOT_SECS);
-    let (bob_code, bob_lines) = bob.finish(60);
-    assert_eq!(alice_code, Some(0), "send_file failed");
-    assert_eq!(bob_code, Some(0), "recv_file failed");
-    let run = Run {
-        alice: alice_lines,
-        bob: bob_lines,
-    };
-    assert_eq!(
-        Run::line(&run.alice, "sha-256 "),
-        format!("sha-256 {hash} verified")
-    );
-    assert_eq!(
-        Run::line(&run.bob, "sha-256 "),
-        format!("sha-256 {hash} verified")
-    );
-    let stored = Run::line(&run.bob, "stored ");
-    let stored = PathBuf::from(stored.trim_start_matches("stored "));
-    assert_eq!(stored, dst.join("lab file.bin"));
-    let entries: Vec<_> = std::fs::read_dir(&dst).unwrap().collect();
-    assert_eq!(entries.len(), 1, "only the final file, no part file");
-    assert_eq!(std::fs::metadata(&stored).unwrap().len(), size as u64);
-    assert_eq!(hash_file(&stored), hash);
-    let _ = std::fs::remove_dir_all(&src);
-    let _ = std::fs::remove_dir_all(&dst);
-    run
 }
 
 #[test]

@@ -19,6 +19,7 @@ use jingle_ice::xmpp::{NS_CLIENT, NS_STANZAS};
 use minidom::Element;
 
 const PROSODY: &str = include_str!("../xep/fixtures/0215-prosody-services.xml");
+const EJABBERD: &str = include_str!("../xep/fixtures/0215-ejabberd-services.xml");
 const TURNS: &str = include_str!("../xep/fixtures/0215-turns.xml");
 const GARBAGE: &str = include_str!("../xep/fixtures/0215-garbage.xml");
 const UNAVAILABLE: &str = include_str!("../xep/fixtures/0215-unavailable.xml");
@@ -142,6 +143,41 @@ fn prosody_services_map_to_stun_and_udp_and_tcp_turn() {
         .turn
         .iter()
         .all(|t| t.server == addr && t.credentials == creds && t.server_name.is_none()));
+}
+
+#[test]
+fn ejabberd_23_01_services_map_to_stun_and_udp_and_tcp_turn_on_the_literal_address() {
+    let parsed = parse_services(&fixture(EJABBERD)).unwrap();
+    assert!(parsed.skipped.is_empty(), "{:?}", parsed.skipped);
+    let s = &parsed.services;
+    assert_eq!(s.len(), 3);
+    assert_eq!(s[0].kind, ServiceType::Stun);
+    assert!(!s[0].restricted, "restricted='false'");
+    for turn in &s[1..] {
+        assert_eq!(turn.kind, ServiceType::Turn);
+        assert!(turn.restricted, "restricted='true'");
+        assert!(!turn.needs_credentials(), "ejabberd sends them inline");
+        assert_eq!(turn.expires, Some(secs(1_796_392_189)));
+    }
+    // The credentials are coturn's use-auth-secret ones for the lab's secret.
+    let creds = Credentials::time_limited(
+        b"e855798519a6b601b45b056d1a58a397",
+        1_796_392_189,
+        Some("24a6c6a4714096eb"),
+    );
+    let p = plan(s);
+    assert!(p.unusable.is_empty(), "{:?}", p.unusable);
+    let (done, todo) = p.split_literal();
+    assert!(todo.is_empty(), "IP-literal hosts need no lookup");
+    let addr: SocketAddr = "203.0.113.10:3478".parse().unwrap();
+    assert_eq!(done.stun, vec![addr]);
+    assert_eq!(done.turn.len(), 2);
+    assert_eq!(done.turn[0].transport, TurnTransport::Udp);
+    assert_eq!(done.turn[1].transport, TurnTransport::Tcp);
+    assert!(done
+        .turn
+        .iter()
+        .all(|t| t.server == addr && t.credentials == creds));
 }
 
 #[test]

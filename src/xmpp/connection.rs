@@ -13,7 +13,7 @@
 //! RFC 6120 §8.2.3).
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -25,11 +25,11 @@ use std::time::Duration;
 use super::nesting::NestingGuard;
 use crate::jingle::stanza::limit_error;
 use crate::jingle::{dismantle, StanzaLimits};
+use ::sasl::common::ChannelBinding;
 use futures::{SinkExt, StreamExt};
 use jid::{FullJid, Jid};
 use minidom::rxml::{Namespace, NcName};
 use minidom::Element;
-use sasl::common::{ChannelBinding, Credentials};
 use tokio::io::BufStream;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -52,6 +52,10 @@ use xmpp_parsers::starttls;
 use xmpp_parsers::stream_error::StreamError;
 use xmpp_parsers::stream_features::StreamFeatures;
 
+mod sasl;
+
+pub use sasl::{AuthFailure, Gs2Binding, SaslChoice, TLS_EXPORTER};
+
 /// The client stream namespace (RFC 6120 §4.8.2).
 const NS_CLIENT: &str = "jabber:client";
 /// The stream namespace, of `<stream:error/>` (RFC 6120 §4.9).
@@ -63,11 +67,6 @@ const BIND_ID: &str = "jingle-ice-bind";
 /// Prefix of the ids of our keep-alive pings to the server (XEP-0199 §4.2), whose replies the
 /// connection swallows.
 const KEEPALIVE_ID_PREFIX: &str = "jingle-ice-keepalive-";
-/// The SASL mechanism that logs in without credentials (RFC 4505): never used here, since the
-/// connection must be the configured account.
-const SASL_ANONYMOUS: &str = "ANONYMOUS";
-/// Suffix of the SASL mechanisms with channel binding (RFC 5802 §6).
-const SASL_PLUS_SUFFIX: &str = "-PLUS";
 /// The keying-material label of the `tls-exporter` channel binding (RFC 9266 §2).
 const TLS_EXPORTER_LABEL: &[u8] = b"EXPORTER-Channel-Binding";
 /// Length of the `tls-exporter` channel-binding data (RFC 9266 §2).
@@ -112,9 +111,10 @@ pub enum XmppError {
     /// for the domain (RFC 6120 §5.4.3, §13.7.2).
     #[error("TLS with the XMPP server failed: {0}")]
     Tls(String),
-    /// The server refused the credentials, or no SASL mechanism fits (RFC 6120 §6.4.5).
+    /// SASL failed (RFC 6120 §6.4.5): the reason says whether the credentials are wrong, the
+    /// channel binding was refused, no mechanism fits, ...
     #[error("XMPP authentication failed: {0}")]
-    Auth(String),
+    Auth(AuthFailure),
     /// The server ended the stream with a stream error (RFC 6120 §4.9).
     #[error("the XMPP server sent a stream error: {0}")]
     Stream(String),
@@ -207,6 +207,13 @@ pub type XmppTlsStream = BufStream<NestingGuard<TlsStream<TcpStream>>>;
 /// tokio-xmpp's own StartTLS connector always uses the system roots; this one lets a
 /// program trust a private CA without setting `SSL_CERT_FILE` for the whole process. Hand it
 /// to `tokio_xmpp::Client::new_with_connector` to use it with a tokio-xmpp client.
+///
+/// Through that trait it hands tokio-xmpp no channel-binding data: tokio-xmpp 6 picks a
+/// `-PLUS` mechanism whenever it has binding data and the server offers one, without asking
+/// which binding types the server supports (XEP-0440), and servers that bind only `tls-unique`
+/// (ejabberd 23.01) then refuse the login on TLS 1.3. Without the data it logs in with plain
+/// SCRAM over this verified TLS. [`XmppConnection`] chooses for itself and binds with
+/// `tls-exporter` where the server announces it.
 #[derive(Clone)]
 pub struct XmppTlsConnector {
     server: Option<SocketAddr>,
@@ -363,7 +370,9 @@ impl ServerConnector for XmppTlsConnector {
         ns: &'static str,
         timeouts: Timeouts,
     ) -> Result<(PendingFeaturesRecv<Self::Stream>, ChannelBinding), tokio_xmpp::Error> {
-        Ok(self.connect_starttls(jid, ns, timeouts).await?)
+        // See the type's documentation: no binding data for tokio-xmpp's own SASL.
+        let (stream, _binding) = self.connect_starttls(jid, ns, timeouts).await?;
+        Ok((stream, ChannelBinding::None))
     }
 }
 
@@ -432,52 +441,57 @@ fn features_error(e: RecvFeaturesError) -> XmppError {
 type ElementStream = XmlStream<XmppTlsStream, Element>;
 
 /// SASL (RFC 6120 §6) on `stream` with the account's credentials, then the stream restart;
-/// returns the features of the new stream and the stream.
+/// returns the features of the new stream, the stream, and the mechanism used. `binding` is
+/// the connection's `tls-exporter` data, if any: whether it is used depends on what the server
+/// announces (see [`sasl`]).
 async fn authenticate(
     stream: PendingFeaturesRecv<XmppTlsStream>,
     binding: ChannelBinding,
     jid: &Jid,
     password: &str,
-) -> Result<(StreamFeatures, ElementStream), XmppError> {
+) -> Result<(StreamFeatures, ElementStream, SaslChoice), XmppError> {
     let node = jid
         .node()
         .ok_or_else(|| XmppError::Config(format!("the JID {jid} has no local part")))?;
-    let (features, stream) = stream
-        .recv_features::<FallibleStreamElement>()
-        .await
-        .map_err(features_error)?;
-    let mechanisms: BTreeSet<String> = features
-        .sasl_mechanisms
-        .iter()
-        .filter(|m| m.as_str() != SASL_ANONYMOUS)
-        .cloned()
-        .collect();
-    // With channel-binding data but no -PLUS mechanism offered, say so ("y" flag, RFC 5802
-    // §6) instead of falling back to PLAIN: SCRAM then still protects the password.
-    let binding = if mechanisms.iter().any(|m| m.ends_with(SASL_PLUS_SUFFIX)) {
-        binding
-    } else if matches!(binding, ChannelBinding::None) {
-        ChannelBinding::None
-    } else {
-        ChannelBinding::Unsupported
-    };
-    let credentials = Credentials::default()
-        .with_username(node.as_str())
-        .with_password(password)
-        .with_channel_binding(binding);
-    let restarted = tokio_xmpp::client_login(stream, mechanisms, credentials)
-        .await
-        .map_err(|e| match e {
-            tokio_xmpp::Error::Auth(tokio_xmpp::error::AuthError::Fail(condition)) => {
-                XmppError::Auth(format!(
-                    "the server refused the credentials ({condition:?})"
+    // The features are read as a plain element: xmpp-parsers' typed features fail as a whole
+    // on a channel-binding type it does not know (XEP-0440 types are an open registry).
+    let mut stream = stream.skip_features::<Element>();
+    let features = loop {
+        match stream.next().await {
+            Some(Ok(el)) => break el,
+            Some(Err(ReadError::SoftTimeout)) => continue,
+            Some(Err(e)) => return Err(read_failure(e)),
+            None => {
+                return Err(XmppError::Disconnected(
+                    "the server closed the connection before its stream features".into(),
                 ))
             }
-            tokio_xmpp::Error::Auth(e) => XmppError::Auth(e.to_string()),
-            tokio_xmpp::Error::StreamError(e) => XmppError::Stream(e.to_string()),
-            e => XmppError::Protocol(format!("during SASL: {e}")),
-        })?;
-    let stream = restarted
+        }
+    };
+    if let Some(error) = stream_error(&features) {
+        return Err(error);
+    }
+    if !features.is("features", NS_STREAM) {
+        return Err(XmppError::Protocol(format!(
+            "expected the stream features, got <{}/>",
+            features.name()
+        )));
+    }
+    let offered = sasl::SaslFeatures::read(&features);
+    let exporter = match binding {
+        ChannelBinding::TlsExporter(data) => Some(data),
+        _ => None,
+    };
+    let choice = sasl::choose_mechanism(
+        &offered.mechanisms,
+        offered.channel_bindings.as_deref(),
+        exporter.is_some(),
+    )
+    .map_err(XmppError::Auth)?;
+    tracing::debug!(%choice, offered = ?offered.mechanisms, channel_bindings = ?offered.channel_bindings, "SASL");
+    sasl::exchange(&mut stream, choice, node.as_str(), password, exporter).await?;
+    let stream = stream
+        .initiate_reset()
         .send_header(StreamHeader {
             to: Some(Cow::Borrowed(jid.domain().as_str())),
             from: None,
@@ -485,10 +499,11 @@ async fn authenticate(
         })
         .await
         .map_err(|e| XmppError::Connect(format!("restarting the stream after SASL: {e}")))?;
-    stream
+    let (features, stream) = stream
         .recv_features::<Element>()
         .await
-        .map_err(features_error)
+        .map_err(features_error)?;
+    Ok((features, stream, choice))
 }
 
 /// Resource binding (RFC 6120 §7): returns the full JID the server bound.
@@ -806,6 +821,7 @@ fn set_attr(el: &mut Element, name: &'static str, value: &str) {
 pub struct XmppConnection {
     sender: XmppSender,
     incoming: mpsc::Receiver<Element>,
+    sasl: SaslChoice,
 }
 
 impl fmt::Debug for XmppConnection {
@@ -843,7 +859,7 @@ impl XmppConnection {
             let (stream, binding) = connector
                 .connect_starttls(&config.jid, NS_CLIENT, STREAM_TIMEOUTS)
                 .await?;
-            let (features, mut stream) =
+            let (features, mut stream, sasl) =
                 authenticate(stream, binding, &config.jid, &config.password).await?;
             let jid = bind(&mut stream, &features, &config.jid).await?;
             if config.presence {
@@ -852,9 +868,9 @@ impl XmppConnection {
                     .await
                     .map_err(|e| XmppError::Disconnected(format!("sending presence: {e}")))?;
             }
-            Ok::<_, XmppError>((jid, stream))
+            Ok::<_, XmppError>((jid, stream, sasl))
         };
-        let (jid, stream) = tokio::time::timeout(config.connect_timeout, login)
+        let (jid, stream, sasl) = tokio::time::timeout(config.connect_timeout, login)
             .await
             .map_err(|_| {
                 XmppError::Timeout(format!(
@@ -887,12 +903,18 @@ impl XmppConnection {
                 shared,
             },
             incoming: incoming_rx,
+            sasl,
         })
     }
 
     /// Our full JID, as bound by the server (RFC 6120 §7.6.3).
     pub fn jid(&self) -> &FullJid {
         self.sender.jid()
+    }
+
+    /// The SASL mechanism and channel binding this connection logged in with (RFC 6120 §6).
+    pub fn sasl(&self) -> SaslChoice {
+        self.sasl
     }
 
     /// A clonable handle for sending from other tasks.

@@ -1,24 +1,31 @@
 #!/usr/bin/env bash
 # The main job, end to end on one machine: build the file bots, bring up the namespace lab (two
-# LANs behind NATs, a real Prosody XMPP server and a real coturn STUN/TURN server, installing
-# them if missing), log the two bots in, send a file from LAN A to LAN B peer-to-peer over an
+# LANs behind NATs, a real XMPP server (Prosody, or ejabberd) and a real coturn STUN/TURN server,
+# installing them if missing), log the two bots in, send a file from LAN A to LAN B peer-to-peer over an
 # encrypted WebRTC data channel, and print what happened: candidates, selected pair, time to
 # connect, throughput, and the hash checked end to end. Tears the lab down on exit.
 #
 #   sudo bash tests/lab/story.sh
 #
 # Settings (environment): SIZE_MIB (64), NAT_A and NAT_B (port-restricted; see lab.sh for the
-# types). Needs root for the network namespaces.
+# types), XMPP_SERVER (prosody, or ejabberd for Debian's ejabberd 23.01). Needs root for the
+# network namespaces.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 SIZE_MIB=${SIZE_MIB:-64}
 NAT_A=${NAT_A:-port-restricted}
 NAT_B=${NAT_B:-port-restricted}
+XMPP_SERVER=${XMPP_SERVER:-prosody}
 
 die() { echo "story.sh: $*" >&2; exit 1; }
 [[ $EUID -eq 0 ]] || die "needs root for the network namespaces: sudo bash tests/lab/story.sh"
 [[ $SIZE_MIB =~ ^[0-9]+$ ]] || die "SIZE_MIB must be a number of MiB"
+case $XMPP_SERVER in
+prosody) server_name=Prosody ;;
+ejabberd) server_name=ejabberd ;;
+*) die "XMPP_SERVER must be prosody or ejabberd" ;;
+esac
 
 echo "== building the bots (cargo build --release --example send_file --example recv_file)"
 cargo build --release --quiet --example send_file --example recv_file
@@ -33,8 +40,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== the lab: LAN A behind a $NAT_A NAT, LAN B behind a $NAT_B NAT, Prosody, coturn"
-env_text=$(bash tests/lab/lab.sh up --prefix "$prefix" --nat-a "$NAT_A" --nat-b "$NAT_B" --turn --xmpp)
+echo "== the lab: LAN A behind a $NAT_A NAT, LAN B behind a $NAT_B NAT, $server_name, coturn"
+env_text=$(bash tests/lab/lab.sh up --prefix "$prefix" --nat-a "$NAT_A" --nat-b "$NAT_B" --turn \
+    --xmpp-server "$XMPP_SERVER")
 eval "$env_text"
 
 mkdir -p "$work/a" "$work/b"

@@ -53,6 +53,24 @@ impl Nat {
     }
 }
 
+/// The XMPP server of a lab (`lab.sh --xmpp-server`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XmppServer {
+    /// Prosody 0.12 (the default).
+    Prosody,
+    /// Debian's ejabberd 23.01.
+    Ejabberd,
+}
+
+impl XmppServer {
+    fn as_arg(self) -> &'static str {
+        match self {
+            XmppServer::Prosody => "prosody",
+            XmppServer::Ejabberd => "ejabberd",
+        }
+    }
+}
+
 /// What to build.
 #[derive(Debug, Clone, Copy)]
 pub struct LabOptions {
@@ -64,8 +82,10 @@ pub struct LabOptions {
     pub same_lan: bool,
     /// Full coturn (TURN with auth, TCP, TLS, a static user) instead of a STUN-only one.
     pub turn: bool,
-    /// Prosody on the XMPP host.
+    /// An XMPP server on the XMPP host.
     pub xmpp: bool,
+    /// Which one, with `xmpp`.
+    pub xmpp_server: XmppServer,
 }
 
 impl LabOptions {
@@ -77,6 +97,7 @@ impl LabOptions {
             same_lan: false,
             turn: false,
             xmpp: false,
+            xmpp_server: XmppServer::Prosody,
         }
     }
 
@@ -170,6 +191,7 @@ impl Lab {
         }
         if options.xmpp {
             cmd.arg("--xmpp");
+            cmd.args(["--xmpp-server", options.xmpp_server.as_arg()]);
         }
         let started = Instant::now();
         let out = cmd
