@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 mod jingle_wire;
 
-use jingle_wire::{dc_config, unwired, wire_with};
+use jingle_wire::{dc_config, strip_candidates, unwired, wire_with};
 
 fn ft_config() -> JingleIceConfig {
     let mut c = dc_config();
@@ -410,19 +410,6 @@ async fn a_file_shrinking_while_sent_ends_with_media_error_and_no_file() {
         other => panic!("receiver: {other:?}"),
     }
     assert_eq!(listing(&dst), Vec::<String>::new());
-}
-
-/// Removes every ICE candidate from the stanzas: no peer-to-peer path can be found.
-fn strip_candidates(mut el: Element) -> Element {
-    fn walk(el: &mut Element) {
-        let ns = el.ns();
-        while el.remove_child("candidate", ns.as_str()).is_some() {}
-        for child in el.children_mut() {
-            walk(child);
-        }
-    }
-    walk(&mut el);
-    el
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,6 +15,11 @@
 //! which. Offers announce ranged transfers (XEP-0234 §7.1): a receiver that kept part of the
 //! file from an interrupted attempt (a killed process leaves its part file) asks for the rest in
 //! its `session-accept`, and only the rest is sent.
+//!
+//! Cancelling a transfer is dropping its future ([`send_file`], [`IncomingFile::accept`],
+//! [`FileRequest::serve`], [`request_file`]), at any point: the session then ends with
+//! `<cancel/>` (XEP-0234 §6.3), or `<decline/>` for an offer not yet accepted, and nothing is
+//! left under the final name.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -228,7 +233,6 @@ pub async fn send_file(
     let session = jingle
         .connect(peer, FileDescription::new(local.offer.clone()).to_element())
         .await?;
-    let _cancel = CancelOnDrop(&session);
     // The receiver's range, if it asked for one (XEP-0234 §7.1: the sender SHOULD honour it).
     let offset = session
         .peer_description()
@@ -519,7 +523,6 @@ impl IncomingFile {
         let resumed_from = sink.written();
         let description = FileDescription::new(answer).to_element();
         let session = self.session.accept(description).await?;
-        let _cancel = CancelOnDrop(&session);
         receive_over(&session, sink, on_progress, resumed_from).await
     }
 }
@@ -642,7 +645,6 @@ impl FileRequest {
             .session
             .accept(FileDescription::new(local.offer.clone()).to_element())
             .await?;
-        let _cancel = CancelOnDrop(&session);
         send_over(&session, &mut local, offset, options.on_progress.as_mut()).await
     }
 }
@@ -662,7 +664,6 @@ pub async fn request_file(
     let session = jingle
         .connect_with_senders(peer, description, Senders::Responder)
         .await?;
-    let _cancel = CancelOnDrop(&session);
     let fail = |text: &'static str| {
         session.end(Reason::with_text(ReasonCondition::FailedApplication, text));
         FileTransferError::OfferIncomplete(text)
@@ -857,19 +858,6 @@ async fn ended_by_peer(session: &JingleSession, e: &TransferError) -> Option<Rea
     tokio::time::timeout(PEER_END_WAIT, session.closed())
         .await
         .ok()
-}
-
-/// Cancelling a transfer is dropping its future: the session then ends with `<cancel/>`
-/// (XEP-0234 §6.3: either party may cancel). After a normal end this sends nothing (the session
-/// is gone).
-struct CancelOnDrop<'a>(&'a JingleSession);
-
-impl Drop for CancelOnDrop<'_> {
-    fn drop(&mut self) {
-        if self.0.end_reason().is_none() {
-            self.0.end(Reason::new(ReasonCondition::Cancel));
-        }
-    }
 }
 
 fn candidates_of(session: &JingleSession) -> Vec<String> {

@@ -288,6 +288,9 @@ struct Inner {
     dropped: AtomicU64,
     /// Stanzas refused for breaking [`StanzaLimits::DEFAULT`].
     rejected: AtomicU64,
+    /// Sessions whose owner dropped them while live ([`EndOnDrop`]), ended by the timer task
+    /// (a drop may happen where the state is locked). At most one entry per session.
+    abandoned: Mutex<Vec<EndOnDrop>>,
 }
 
 /// The Jingle ICE-UDP extension for one local full JID (see the module documentation).
@@ -330,6 +333,7 @@ impl JingleIce {
             wake: Arc::new(Notify::new()),
             dropped: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
+            abandoned: Mutex::new(Vec::new()),
         });
         let timer = tokio::spawn(run_timers(Arc::downgrade(&inner)));
         JingleIce {
@@ -489,6 +493,7 @@ impl JingleIce {
             stanzas,
             channels: None,
             ibb: None,
+            _end_on_drop: EndOnDrop::new(&self.inner, &key, ReasonCondition::Cancel, true),
         };
         match session
             .establish(accepted_rx, self.inner.config.connect_timeout)
@@ -575,6 +580,31 @@ impl Inner {
             .unwrap_or_else(|| mpsc::channel(1).1)
     }
 
+    /// Ends the sessions whose owners dropped them (see [`EndOnDrop`]) and are still live: an
+    /// offer nobody answered with `<decline/>`, an accepted or initiated session with
+    /// `<cancel/>`. A copy of an offer that another party took over ends nothing.
+    fn end_abandoned(self: &Arc<Self>) {
+        let abandoned =
+            std::mem::take(&mut *self.abandoned.lock().unwrap_or_else(|e| e.into_inner()));
+        if abandoned.is_empty() {
+            return;
+        }
+        let mut st = self.lock();
+        for mut gone in abandoned {
+            gone.armed = false;
+            let live = st
+                .slots
+                .get(&gone.key)
+                .is_some_and(|slot| gone.claimer || !slot.claimed);
+            if live {
+                tracing::debug!(key = %gone.key, "session dropped while live: ending it");
+                let reason = Reason::with_text(gone.reason.clone(), "dropped by the application");
+                let _ = st.mgr.terminate(&gone.key, reason, Instant::now());
+            }
+        }
+        self.process(&mut st);
+    }
+
     /// Queues a stanza for the application to send; counted and dropped when the queue is full.
     fn send(&self, stanza: Element) {
         if self.outgoing.try_send(stanza).is_err() {
@@ -604,7 +634,8 @@ impl Inner {
     fn dispatch(self: &Arc<Self>, st: &mut State, event: SessionEvent) {
         match event {
             SessionEvent::Incoming { key, contents } => {
-                self.directed_presence(&key.peer);
+                // No directed presence yet: a stranger learns nothing of us (our presence, and
+                // later that we went offline) before the user accepts its offer.
                 let (mut slot, _, _) = Slot::new(None, HashSet::new());
                 // No receiver exists yet: `send` would not store the value.
                 slot.accepted.send_replace(true);
@@ -767,6 +798,7 @@ impl Slot {
     /// The peer's offer this slot holds, as an [`IncomingSession`] for `key`.
     fn incoming(&self, key: SessionKey, inner: &Arc<Inner>) -> IncomingSession {
         IncomingSession {
+            end_on_drop: EndOnDrop::new(inner, &key, ReasonCondition::Decline, self.claimed),
             key,
             contents: self.offer.clone(),
             inner: inner.clone(),
@@ -830,6 +862,7 @@ async fn run_timers(inner: std::sync::Weak<Inner>) {
     loop {
         let (deadline, notified) = {
             let Some(inner) = inner.upgrade() else { return };
+            inner.end_abandoned();
             let st = inner.lock();
             let streams = st.slots.values().filter_map(|s| s.ibb.as_ref());
             let deadline = streams
@@ -956,6 +989,7 @@ pub struct IncomingSession {
     accepted: watch::Receiver<bool>,
     stanzas: Arc<AtomicU64>,
     received: Instant,
+    end_on_drop: EndOnDrop,
 }
 
 impl std::fmt::Debug for IncomingSession {
@@ -992,6 +1026,8 @@ impl IncomingSession {
     /// Accepts with our `description`, starts ICE (controlled) and waits until it connects.
     pub async fn accept(self, description: Element) -> Result<JingleSession, JingleIceError> {
         let started = self.received;
+        // Now that the offer is wanted, its peer may hear when we go (RFC 6121 §4.6).
+        self.inner.directed_presence(&self.key.peer);
         let conn = match self.inner.start_ice(Role::Controlled).await {
             Ok(c) => Arc::new(c),
             Err(e) => {
@@ -1073,6 +1109,7 @@ impl IncomingSession {
             stanzas: self.stanzas,
             channels: None,
             ibb: None,
+            _end_on_drop: self.end_on_drop.accepted(),
         };
         match session
             .establish(self.accepted, self.inner.config.connect_timeout)
@@ -1092,6 +1129,59 @@ impl IncomingSession {
     }
 }
 
+/// Ends a session whose owner drops it while it is live: an [`IncomingSession`] neither
+/// accepted nor declined (`<decline/>`), the future of [`IncomingSession::accept`] or
+/// [`JingleIce::connect`] dropped before it finished, a [`JingleSession`] dropped without
+/// [`JingleSession::end`] (`<cancel/>`, XEP-0166 §6.7). The end is handed to the timer task,
+/// since a drop may happen where the extension's state is locked.
+struct EndOnDrop {
+    inner: Arc<Inner>,
+    key: SessionKey,
+    reason: ReasonCondition,
+    /// This is the copy of an offer given to the party that took it over (a connect() whose own
+    /// offer lost the tie-break); the other copy, still queued for
+    /// [`JingleIce::next_incoming`], must not end the session when it is skipped.
+    claimer: bool,
+    armed: bool,
+}
+
+impl EndOnDrop {
+    fn new(inner: &Arc<Inner>, key: &SessionKey, reason: ReasonCondition, claimer: bool) -> Self {
+        EndOnDrop {
+            inner: inner.clone(),
+            key: key.clone(),
+            reason,
+            claimer,
+            armed: true,
+        }
+    }
+
+    /// The same guard for the accepted session: dropping it cancels.
+    fn accepted(mut self) -> Self {
+        self.reason = ReasonCondition::Cancel;
+        self
+    }
+}
+
+impl Drop for EndOnDrop {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let inner = self.inner.clone();
+        let mut pending = inner.abandoned.lock().unwrap_or_else(|e| e.into_inner());
+        pending.push(EndOnDrop {
+            inner: self.inner.clone(),
+            key: self.key.clone(),
+            reason: self.reason.clone(),
+            claimer: self.claimer,
+            armed: false,
+        });
+        drop(pending);
+        inner.wake.notify_one();
+    }
+}
+
 /// An established Jingle ICE-UDP session: the ICE connection to the peer and the session's
 /// signalling.
 pub struct JingleSession {
@@ -1105,6 +1195,7 @@ pub struct JingleSession {
     stanzas: Arc<AtomicU64>,
     channels: Option<DataChannels>,
     ibb: Option<IbbChannel>,
+    _end_on_drop: EndOnDrop,
 }
 
 impl std::fmt::Debug for JingleSession {

@@ -59,6 +59,42 @@ pub fn wire_with(a: Arc<JingleIce>, b: Arc<JingleIce>, tamper: fn(Element) -> El
     }
 }
 
+/// Carries stanzas like [`wire_with`] and reports each one (sender's JID, stanza as
+/// delivered) on the returned channel.
+pub fn wire_tapped(
+    a: Arc<JingleIce>,
+    b: Arc<JingleIce>,
+    tamper: fn(Element) -> Element,
+) -> tokio::sync::mpsc::UnboundedReceiver<(FullJid, Element)> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    for (src, dst) in [(a.clone(), b.clone()), (b, a)] {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let from = src.local_jid();
+            while let Some(s) = src.next_outgoing().await {
+                let s = tamper(stamp(s, &from));
+                let taken = dst.handle_stanza(&s);
+                assert!(taken || s.name() == "presence", "stanza not taken: {s:?}");
+                let _ = tx.send((from.clone(), s));
+            }
+        });
+    }
+    rx
+}
+
+/// Removes every ICE candidate from the stanzas: no peer-to-peer path can be found.
+pub fn strip_candidates(mut el: Element) -> Element {
+    fn walk(el: &mut Element) {
+        let ns = el.ns();
+        while el.remove_child("candidate", ns.as_str()).is_some() {}
+        for child in el.children_mut() {
+            walk(child);
+        }
+    }
+    walk(&mut el);
+    el
+}
+
 pub fn pair() -> (Arc<JingleIce>, Arc<JingleIce>) {
     let (a, b) = unwired(config());
     wire(a.clone(), b.clone());
