@@ -23,17 +23,15 @@ use std::time::{Duration, Instant};
 
 use common::{full_run, median, Table};
 use jingle_ice::apps::file_sink::SinkConfig;
-use jingle_ice::apps::file_transfer::{enable, send_file, IncomingFile, SendOptions};
+use jingle_ice::apps::file_transfer::{send_file, IncomingFile, SendOptions};
 use jingle_ice::channel::ChannelOptions;
 use jingle_ice::xmpp::JingleIce;
 use minidom::Element;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// A fresh JingleIce pair with file transfer enabled, wired in memory.
+/// A fresh JingleIce pair, wired in memory.
 fn pair() -> (Arc<JingleIce>, Arc<JingleIce>) {
-    let mut config = jingle_wire::dc_config();
-    enable(&mut config);
-    let (a, b) = jingle_wire::unwired(config);
+    let (a, b) = jingle_wire::unwired(jingle_wire::dc_config());
     jingle_wire::wire(a.clone(), b.clone());
     (a, b)
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use jingle_ice::apps::file_description::{File, Hash};
 use jingle_ice::apps::file_sink::{FileSink, SinkConfig};
 use jingle_ice::apps::file_transfer::{
-    enable, incoming, request_file, send_file, FileTransferError, IncomingFile, IncomingTransfer,
+    incoming, request_file, send_file, FileTransferError, IncomingFile, IncomingTransfer,
     SendOptions,
 };
 use jingle_ice::apps::transfer::TransferError;
@@ -22,10 +22,9 @@ mod jingle_wire;
 
 use jingle_wire::{dc_config, strip_candidates, unwired, wire_with};
 
+/// The default configuration: file transfer needs no opt-in.
 fn ft_config() -> JingleIceConfig {
-    let mut c = dc_config();
-    enable(&mut c);
-    c
+    dc_config()
 }
 
 /// A fresh directory under the system's temporary directory, removed with everything in it
@@ -612,4 +611,88 @@ async fn a_request_for_another_file_is_refused_and_nothing_is_stored() {
         other => panic!("unexpected {other:?}"),
     }
     assert!(listing(&dst).is_empty());
+}
+
+/// Removes the hashes from the offer, as Conversations sends it (`xep/0234.md`): the file can
+/// then only be verified with the `<checksum/>` that follows the data.
+fn offer_without_hash(mut el: Element) -> Element {
+    fn walk(el: &mut Element) {
+        while el.remove_child("hash", "urn:xmpp:hashes:2").is_some() {}
+        for child in el.children_mut() {
+            walk(child);
+        }
+    }
+    let initiate = el
+        .get_child("jingle", "urn:xmpp:jingle:1")
+        .is_some_and(|j| j.attr("action") == Some("session-initiate"));
+    if initiate {
+        walk(&mut el);
+    }
+    el
+}
+
+/// [`offer_without_hash`], and the `<checksum/>`'s SHA-256 cut to 16 bytes.
+fn short_checksum(el: Element) -> Element {
+    fn walk(el: &mut Element) {
+        if el.is("hash", "urn:xmpp:hashes:2") {
+            el.take_nodes();
+            el.append_text("AAAAAAAAAAAAAAAAAAAAAA==");
+        }
+        for child in el.children_mut() {
+            walk(child);
+        }
+    }
+    let mut el = offer_without_hash(el);
+    let checksum = el
+        .get_child("jingle", "urn:xmpp:jingle:1")
+        .is_some_and(|j| j.attr("action") == Some("session-info"));
+    if checksum {
+        walk(&mut el);
+    }
+    el
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offer_without_hash_is_verified_by_the_checksum_that_follows_with_the_default_config() {
+    let src = temp_dir("nohash-src");
+    let dst = temp_dir("nohash-dst");
+    let data = pattern(300_000);
+    let path = src.join("late.bin");
+    std::fs::write(&path, &data).unwrap();
+    let (a, b) = pair_with(offer_without_hash);
+    let (receiver, _) = spawn_receiver(&b, &dst);
+    let started = std::time::Instant::now();
+    let sent = send_file(&a, b.local_jid(), &path, SendOptions::default())
+        .await
+        .unwrap();
+    let got = receiver.await.unwrap().unwrap();
+    assert!(got.verified, "verified against the <checksum/>");
+    assert!(sent.verified);
+    assert!(
+        started.elapsed() < jingle_ice::apps::file_transfer::END_WAIT,
+        "the checksum was taken, not waited for in vain"
+    );
+    assert_eq!(std::fs::read(dst.join("late.bin")).unwrap(), data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checksum_of_the_wrong_length_ends_with_media_error_and_no_file() {
+    let src = temp_dir("shortsum-src");
+    let dst = temp_dir("shortsum-dst");
+    let path = src.join("short.bin");
+    std::fs::write(&path, pattern(300_000)).unwrap();
+    let (a, b) = pair_with(short_checksum);
+    let (receiver, _) = spawn_receiver(&b, &dst);
+    let sent = send_file(&a, b.local_jid(), &path, SendOptions::default()).await;
+    match receiver.await.unwrap() {
+        Err(FileTransferError::BadChecksum(_)) => {}
+        other => panic!("receiver: {other:?}"),
+    }
+    match sent {
+        Err(FileTransferError::PeerEnded(r)) => {
+            assert_eq!(r.condition, ReasonCondition::MediaError)
+        }
+        other => panic!("sender: {other:?}"),
+    }
+    assert_eq!(listing(&dst), Vec::<String>::new(), "nothing stored");
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use jid::FullJid;
 use jingle_ice::apps::file_sink::SinkConfig;
-use jingle_ice::apps::file_transfer::{enable, send_file, IncomingFile, SendOptions};
+use jingle_ice::apps::file_transfer::{send_file, IncomingFile, SendOptions};
 use jingle_ice::jingle::ReasonCondition;
 use jingle_ice::xmpp::{JingleIce, JingleIceConfig, JingleIceError};
 use minidom::Element;
@@ -31,7 +31,6 @@ fn config() -> JingleIceConfig {
     let mut c = dc_config();
     c.connect_timeout = CONNECT_TIMEOUT;
     c.ibb_fallback = false;
-    enable(&mut c);
     c
 }
 

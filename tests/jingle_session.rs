@@ -620,6 +620,109 @@ fn info_payloads_of_known_namespaces_reach_the_application() {
 }
 
 #[test]
+fn info_payloads_of_the_sessions_own_application_need_no_configuration() {
+    // Conversations' <checksum/> after the data (XEP-0234 §8.2): refusing it makes
+    // Conversations fail the transfer. The description's namespace says it is the session's.
+    let now = Instant::now();
+    let mut a = manager(alice_jid(), 1);
+    let mut b = manager(bob_jid(), 2);
+    let ka = a
+        .initiate(
+            bob_jid(),
+            vec![Content::new(
+                "0",
+                file_description(),
+                Transport::IceUdp(IceUdpTransport::new(&creds("a"), vec![])),
+            )],
+            now,
+        )
+        .unwrap();
+    pump(&mut a, &mut b, now);
+    events(&mut b);
+    let checksum = Element::bare("checksum", "urn:xmpp:jingle:apps:file-transfer:5");
+    a.send_info(&ka, Some(checksum.clone()), now).unwrap();
+    let log = pump(&mut a, &mut b, now);
+    assert_eq!(iq_type(&log[1].1), Some(IqType::Result));
+    match events(&mut b).as_slice() {
+        [SessionEvent::Info { payload, .. }] => assert_eq!(payload, &checksum),
+        other => panic!("unexpected {other:?}"),
+    }
+    // A payload of some other application is still refused.
+    let other = Element::bare("ringing", "urn:xmpp:jingle:apps:rtp:info:1");
+    a.send_info(&ka, Some(other), now).unwrap();
+    let log = pump(&mut a, &mut b, now);
+    assert_eq!(
+        error_conditions(&log[1].1).1.as_deref(),
+        Some("unsupported-info")
+    );
+    assert!(events(&mut b).is_empty());
+}
+
+#[test]
+fn a_session_info_or_terminate_crossing_our_terminate_gets_an_empty_result() {
+    let now = Instant::now();
+    let (_a, mut b, _ka, kb) = established(now);
+    b.terminate(
+        &kb,
+        jingle_ice::jingle::Reason::new(ReasonCondition::Success),
+        now,
+    )
+    .unwrap();
+    drain(&mut b);
+    events(&mut b);
+    let checksum = |id: &str| {
+        jingle_set(
+            &alice_jid(),
+            &bob_jid(),
+            id,
+            &format!(
+                "<jingle xmlns='urn:xmpp:jingle:1' action='session-info' sid='{}'>\
+                 <checksum xmlns='urn:xmpp:jingle:apps:file-transfer:5' name='0'/></jingle>",
+                kb.sid
+            ),
+        )
+    };
+    let soon = now + Duration::from_secs(5);
+    b.handle_stanza(&checksum("late-checksum"), soon);
+    let reply = drain(&mut b);
+    assert_eq!(iq_type(&reply[0]), Some(IqType::Result), "{:?}", reply[0]);
+    let terminate = jingle_set(
+        &alice_jid(),
+        &bob_jid(),
+        "crossing",
+        &format!(
+            "<jingle xmlns='urn:xmpp:jingle:1' action='session-terminate' sid='{}'>\
+             <reason><success/></reason></jingle>",
+            kb.sid
+        ),
+    );
+    b.handle_stanza(&terminate, soon);
+    assert_eq!(iq_type(&drain(&mut b)[0]), Some(IqType::Result));
+    assert!(events(&mut b).is_empty(), "nothing new for the application");
+    // Other actions about it, and anything once the linger is over, get <unknown-session/>.
+    let info = jingle_set(
+        &alice_jid(),
+        &bob_jid(),
+        "ti",
+        &transport_info_xml(
+            &kb.sid,
+            "<transport xmlns='urn:xmpp:jingle:transports:ice-udp:1'/>",
+        ),
+    );
+    b.handle_stanza(&info, soon);
+    assert_eq!(
+        error_conditions(&drain(&mut b)[0]).1.as_deref(),
+        Some("unknown-session")
+    );
+    let later = now + jingle_ice::jingle::session::ENDED_LINGER + Duration::from_secs(1);
+    b.handle_stanza(&checksum("much-later"), later);
+    assert_eq!(
+        error_conditions(&drain(&mut b)[0]).1.as_deref(),
+        Some("unknown-session")
+    );
+}
+
+#[test]
 fn terminate_reaches_the_peer_and_the_session_is_forgotten() {
     let now = Instant::now();
     let (mut a, mut b, ka, kb) = established(now);

@@ -39,9 +39,7 @@ use crate::channel::ChannelOptions;
 use crate::jingle::{Creator, Reason, ReasonCondition, Senders};
 use crate::net::{DataChannel, SelectedPair};
 use crate::xmpp::extdisco::format_datetime;
-use crate::xmpp::{
-    IncomingSession, JingleClientConfig, JingleIce, JingleIceConfig, JingleIceError, JingleSession,
-};
+use crate::xmpp::{IncomingSession, JingleClientConfig, JingleIce, JingleIceError, JingleSession};
 
 /// Label and protocol of the channel each side opens (what Conversations uses, fact 16).
 pub const CHANNEL_LABEL: &str = "test";
@@ -56,20 +54,11 @@ const CONTENT: &str = crate::jingle::datachannel::CONVERSATIONS_CONTENT_NAME;
 /// A progress callback (see [`Progress`]).
 pub type OnProgress = Box<dyn FnMut(&Progress) + Send>;
 
-/// Lets a [`JingleIce`] pass file-transfer `session-info` payloads (`<checksum/>`,
-/// `<received/>`) to the application instead of answering them `<unsupported-info/>`.
-pub fn enable(config: &mut JingleIceConfig) {
-    let ns = NS_FILE_TRANSFER.to_string();
-    if !config.session.info_namespaces.contains(&ns) {
-        config.session.info_namespaces.push(ns);
-    }
-}
-
-/// Sets a bot up for file transfer: [`enable`] on its Jingle extension, and the XEP-0234
-/// namespace among the features it advertises (XEP-0234 §10, so that peers such as
-/// Conversations offer it files).
+/// Advertises file transfer in a bot's features (XEP-0234 §10), so that peers such as
+/// Conversations offer it files. Nothing else needs enabling: the session layer passes a
+/// session's own `session-info` payloads (`<checksum/>`, `<received/>`) to it whatever the
+/// configuration.
 pub fn enable_client(config: &mut JingleClientConfig) {
-    enable(&mut config.ice);
     let ns = NS_FILE_TRANSFER.to_string();
     if !config.extra_features.contains(&ns) {
         config.extra_features.push(ns);
@@ -207,6 +196,10 @@ pub enum FileTransferError {
     /// The peer did not confirm in time.
     #[error("no confirmation from the peer within {0:?}")]
     NoConfirmation(Duration),
+    /// The sender's `<checksum/>` (XEP-0234 §8.2) is malformed (a hash of the wrong length, not
+    /// base64...): the file cannot be verified, so it is not kept (`<media-error/>`).
+    #[error("the sender's checksum is malformed: {0}")]
+    BadChecksum(FileDescriptionError),
 }
 
 /// Settings of an offer.
@@ -749,10 +742,12 @@ async fn receive_over(
                 }
                 session.end(Reason::with_text(fail_condition(t), t.to_string()));
             } else if !matches!(e, FileTransferError::PeerEnded(_)) {
-                session.end(Reason::with_text(
-                    ReasonCondition::FailedTransport,
-                    e.to_string(),
-                ));
+                // XEP-0234 §8.1: a file that cannot be verified is a media error.
+                let condition = match e {
+                    FileTransferError::BadChecksum(_) => ReasonCondition::MediaError,
+                    _ => ReasonCondition::FailedTransport,
+                };
+                session.end(Reason::with_text(condition, e.to_string()));
             }
             Err(e)
         }
@@ -803,9 +798,7 @@ async fn receive(
                 r = &mut bytes => { r?; break; }
                 reason = session.closed() => return Err(FileTransferError::PeerEnded(reason)),
                 Some(info) = session.next_info() => {
-                    if let Ok(Some(FileInfo::Checksum(c))) = FileInfo::from_element(&info) {
-                        late_hash = c.file.sha256().or(late_hash);
-                    }
+                    late_hash = checksum_of(&info)?.or(late_hash);
                 }
             }
         }
@@ -821,10 +814,8 @@ async fn receive(
                     reason = session.closed() => return Err(FileTransferError::PeerEnded(reason)),
                     info = session.next_info() => match info {
                         Some(info) => {
-                            if let Ok(Some(FileInfo::Checksum(c))) = FileInfo::from_element(&info) {
-                                if let Some(h) = c.file.sha256() {
-                                    return Ok(h);
-                                }
+                            if let Some(h) = checksum_of(&info)? {
+                                return Ok(h);
                             }
                         }
                         None => return Err(FileTransferError::PeerEnded(session.closed().await)),
@@ -841,6 +832,16 @@ async fn receive(
         }
     }
     Ok(started)
+}
+
+/// The SHA-256 a `session-info` payload announces, if it is a `<checksum/>` with one; a
+/// malformed checksum is an error (the file could not be verified against it).
+fn checksum_of(info: &minidom::Element) -> Result<Option<[u8; 32]>, FileTransferError> {
+    match FileInfo::from_element(info) {
+        Ok(Some(FileInfo::Checksum(c))) => Ok(c.file.sha256()),
+        Ok(_) => Ok(None),
+        Err(e) => Err(FileTransferError::BadChecksum(e)),
+    }
 }
 
 /// How long a side whose channel broke waits for the peer's `session-terminate`, which may

@@ -66,6 +66,14 @@ use crate::ice::Credentials;
 pub const SUPPORTED_TRANSPORTS: [&str; 3] =
     [NS_WEBRTC_DATACHANNEL, NS_ICE_UDP, crate::ibb::NS_JINGLE_IBB];
 
+/// How long an ended session is remembered, so that a `session-info` or `session-terminate`
+/// that crossed our `session-terminate` gets an empty result rather than `<unknown-session/>`:
+/// Conversations sends its `<checksum/>` after the data and fails the transfer when that is
+/// refused, even after the receiver ended the session with `<success/>`.
+pub const ENDED_LINGER: Duration = Duration::from_secs(30);
+/// Most ended sessions remembered at once (the oldest are forgotten first).
+pub const MAX_ENDED: usize = 256;
+
 /// Length of the session ids we generate (XEP-0166 §7.1: random, an NMTOKEN).
 const SID_LEN: usize = 16;
 /// Length of the iq ids we generate.
@@ -104,8 +112,9 @@ pub struct SessionConfig {
     /// Transport namespaces accepted besides [`SUPPORTED_TRANSPORTS`] (kept as elements for the
     /// application).
     pub extra_transports: Vec<String>,
-    /// Namespaces of `session-info` payloads the application understands (XEP-0166 §6.8);
-    /// others get `<unsupported-info/>`.
+    /// Namespaces of `session-info` payloads the application understands (XEP-0166 §6.8)
+    /// besides those of the session's own descriptions, which are always passed on; others get
+    /// `<unsupported-info/>`.
     pub info_namespaces: Vec<String>,
     /// Seed for ids and sids; `None` seeds from the OS.
     pub seed: Option<u64>,
@@ -341,6 +350,8 @@ pub struct SessionManager {
     requests: HashMap<String, PendingRequest>,
     transmits: VecDeque<Element>,
     events: VecDeque<SessionEvent>,
+    /// Sessions ended lately, with when to forget them (oldest first; see [`ENDED_LINGER`]).
+    ended: VecDeque<(SessionKey, Instant)>,
 }
 
 impl SessionManager {
@@ -358,6 +369,7 @@ impl SessionManager {
             requests: HashMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            ended: VecDeque::new(),
         }
     }
 
@@ -954,7 +966,13 @@ impl SessionManager {
         };
         let key = SessionKey { peer, sid };
         if action != Action::SessionInitiate && !self.sessions.contains_key(&key) {
-            self.reply(jingle_error(stanza, JingleCondition::UnknownSession));
+            let late = matches!(action, Action::SessionInfo | Action::SessionTerminate);
+            if late && self.ended_lately(&key, now) {
+                // It crossed our session-terminate: nothing to do, and no cause for an error.
+                self.reply(iq_result(stanza));
+            } else {
+                self.reply(jingle_error(stanza, JingleCondition::UnknownSession));
+            }
             return;
         }
         let jingle = match Jingle::from_element(jingle_el, self.config.transport_limits) {
@@ -1302,7 +1320,15 @@ impl SessionManager {
             self.reply(iq_result(stanza));
             return;
         };
-        if self.config.info_namespaces.contains(&payload.ns()) {
+        // A payload of the session's own application (XEP-0166 §7.2.9: session-info carries
+        // application-specific information, such as XEP-0234's <checksum/>) is always for the
+        // application; other namespaces only when configured.
+        let ns = payload.ns();
+        let own = self
+            .sessions
+            .get(&key)
+            .is_some_and(|s| s.description_namespaces().contains(&ns));
+        if own || self.config.info_namespaces.contains(&ns) {
             self.reply(iq_result(stanza));
             self.events.push_back(SessionEvent::Info { key, payload });
         } else {
@@ -1509,10 +1535,22 @@ impl SessionManager {
     }
 
     /// Forgets a session, optionally telling the peer, and reports it.
+    /// Whether `key` ended less than [`ENDED_LINGER`] ago (forgetting older ones).
+    fn ended_lately(&mut self, key: &SessionKey, now: Instant) -> bool {
+        while self.ended.front().is_some_and(|(_, until)| *until <= now) {
+            self.ended.pop_front();
+        }
+        self.ended.iter().any(|(k, _)| k == key)
+    }
+
     fn end(&mut self, key: &SessionKey, reason: Reason, by_peer: bool, notify: bool, now: Instant) {
         if self.sessions.remove(key).is_none() {
             return;
         }
+        if self.ended.len() >= MAX_ENDED {
+            self.ended.pop_front();
+        }
+        self.ended.push_back((key.clone(), now + ENDED_LINGER));
         if notify {
             let mut jingle = Jingle::new(Action::SessionTerminate, key.sid.clone());
             jingle.reason = Some(reason.clone());

@@ -1540,8 +1540,8 @@ impl JingleSession {
         Ok(())
     }
 
-    /// The next `session-info` payload from the peer (namespaces listed in
-    /// [`SessionConfig::info_namespaces`]).
+    /// The next `session-info` payload from the peer (of the session's own application, or of
+    /// a namespace listed in [`SessionConfig::info_namespaces`]).
     pub async fn next_info(&self) -> Option<Element> {
         self.info.lock().await.recv().await
     }
