@@ -696,3 +696,95 @@ async fn a_checksum_of_the_wrong_length_ends_with_media_error_and_no_file() {
     }
     assert_eq!(listing(&dst), Vec::<String>::new(), "nothing stored");
 }
+
+/// Puts an XEP-0391 `<security/>` into the offer's content, as an OMEMO-encrypted file offer
+/// carries it (Dino's shape: cipher and type attributes, the key in an OMEMO envelope).
+fn jet_offer(mut el: Element) -> Element {
+    let Some(jingle) = el.get_child_mut("jingle", "urn:xmpp:jingle:1") else {
+        return el;
+    };
+    if jingle.attr("action") != Some("session-initiate") {
+        return el;
+    }
+    let security: Element = "<security xmlns='urn:xmpp:jingle:jet:0' \
+         cipher='urn:xmpp:ciphers:aes-128-gcm-nopadding:0' type='eu.siacs.conversations.axolotl'>\
+         <encrypted xmlns='eu.siacs.conversations.axolotl'><header sid='27183'>\
+         <key rid='31415'>MwohCeS5NzuR6Tz+ZB/N6Q==</key><iv>MTIzNDU2Nzg5MDEy</iv></header>\
+         </encrypted></security>"
+        .parse()
+        .unwrap();
+    if let Some(content) = jingle.get_child_mut("content", "urn:xmpp:jingle:1") {
+        content.append_child(security);
+    }
+    el
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encrypted_offer_is_shown_to_the_application_and_declined_with_security_error() {
+    let src = temp_dir("jet-src");
+    let dst = temp_dir("jet-dst");
+    let path = src.join("secret.bin");
+    std::fs::write(&path, pattern(10_000)).unwrap();
+    let (a, b) = pair_with(jet_offer);
+    let bob = b.clone();
+    let receiver = tokio::spawn(async move {
+        let offer = bob.next_incoming().await.unwrap();
+        let security = offer.security().map(|s| s.ns());
+        (security, incoming(offer).map(|_| ()))
+    });
+    let sent = send_file(&a, b.local_jid(), &path, SendOptions::default()).await;
+    let (security, got) = receiver.await.unwrap();
+    assert_eq!(security.as_deref(), Some("urn:xmpp:jingle:jet:0"));
+    match got {
+        Err(FileTransferError::Encrypted { security, file }) => {
+            assert!(security.contains("urn:xmpp:jingle:jet:0"), "{security}");
+            assert!(security.contains("aes-128-gcm-nopadding"), "{security}");
+            assert_eq!(file.and_then(|f| f.name).as_deref(), Some("secret.bin"));
+        }
+        other => panic!("receiver: {other:?}"),
+    }
+    match sent {
+        Err(FileTransferError::Session(jingle_ice::xmpp::JingleIceError::Terminated(r))) => {
+            assert_eq!(r.condition, ReasonCondition::SecurityError);
+            assert!(r.text.unwrap_or_default().contains("not supported"));
+        }
+        other => panic!("sender: {other:?}"),
+    }
+    assert_eq!(listing(&dst), Vec::<String>::new(), "nothing stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepting_an_encrypted_offer_directly_is_refused() {
+    let (a, b) = pair_with(jet_offer);
+    let alice = a.clone();
+    let to = b.local_jid();
+    let connect = tokio::spawn(async move {
+        alice
+            .connect(
+                to,
+                jingle_ice::apps::file_description::FileDescription::new(File {
+                    name: Some("x".into()),
+                    size: Some(1),
+                    ..File::default()
+                })
+                .to_element(),
+            )
+            .await
+    });
+    let offer = b.next_incoming().await.unwrap();
+    match offer
+        .accept(Element::bare("description", "urn:example:any"))
+        .await
+    {
+        Err(jingle_ice::xmpp::JingleIceError::UnsupportedSecurity(s)) => {
+            assert!(s.contains("urn:xmpp:jingle:jet:0"), "{s}")
+        }
+        other => panic!("accept: {:?}", other.map(|_| ())),
+    }
+    match connect.await.unwrap() {
+        Err(jingle_ice::xmpp::JingleIceError::Terminated(r)) => {
+            assert_eq!(r.condition, ReasonCondition::SecurityError)
+        }
+        other => panic!("connect: {:?}", other.map(|_| ())),
+    }
+}

@@ -1778,3 +1778,21 @@ fn transport_accept_without_a_replace_is_out_of_order() {
     assert_eq!(error_conditions(&drain(&mut b)[0]).0, "bad-request");
     assert!(events(&mut b).is_empty());
 }
+
+#[test]
+fn a_jet_security_element_is_kept_with_its_content() {
+    // XEP-0391 (the shape Dino sends for an OMEMO-encrypted file): the session layer keeps
+    // <security/> so that the application sees it, and renders it unchanged.
+    let stanza: Element = include_str!("../xep/fixtures/ft-offer-jet.xml")
+        .parse()
+        .unwrap();
+    let jingle = jingle_of(&stanza);
+    let security = jingle.contents[0].security.as_ref().expect("kept");
+    assert!(security.is("security", jingle_ice::jingle::element::NS_JET));
+    assert_eq!(
+        security.attr("type"),
+        Some("eu.siacs.conversations.axolotl")
+    );
+    let again = Jingle::from_element(&jingle.to_element(), TransportLimits::default()).unwrap();
+    assert_eq!(again.contents[0].security.as_ref(), Some(security));
+}

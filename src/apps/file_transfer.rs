@@ -196,6 +196,17 @@ pub enum FileTransferError {
     /// The peer did not confirm in time.
     #[error("no confirmation from the peer within {0:?}")]
     NoConfirmation(Duration),
+    /// The offer is encrypted end to end (XEP-0391 Jingle Encrypted Transports, as OMEMO file
+    /// transfer uses): we cannot decrypt it, so it was declined with `<security-error/>` and
+    /// nothing was stored. `security` names the method, `file` is what the offer said of the
+    /// file (for telling the user who tried to send what).
+    #[error("the offer{} is encrypted ({security}), which is not supported: declined", .file.as_ref().and_then(|f| f.name.as_ref()).map(|n| format!(" of {n:?}")).unwrap_or_default())]
+    Encrypted {
+        /// The security method: namespace, `type` and `cipher`.
+        security: String,
+        /// The offered file, when its description could be read.
+        file: Option<Box<File>>,
+    },
     /// The sender's `<checksum/>` (XEP-0234 §8.2) is malformed (a hash of the wrong length, not
     /// base64...): the file cannot be verified, so it is not kept (`<media-error/>`).
     #[error("the sender's checksum is malformed: {0}")]
@@ -533,6 +544,18 @@ pub enum IncomingTransfer {
 /// or request is declined here (`<unsupported-applications/>` or `<failed-application/>` with
 /// the reason) and the error returned.
 pub fn incoming(session: IncomingSession) -> Result<IncomingTransfer, FileTransferError> {
+    if let Some(security) = session.security_summary() {
+        // Never take ciphertext for the file (XEP-0391): say no, and say why.
+        let file = session
+            .description()
+            .and_then(|d| FileDescription::from_element(d).ok())
+            .map(|d| Box::new(d.file));
+        session.decline(Reason::with_text(
+            ReasonCondition::SecurityError,
+            format!("encrypted file transfer ({security}) is not supported"),
+        ));
+        return Err(FileTransferError::Encrypted { security, file });
+    }
     let request = session
         .contents()
         .iter()

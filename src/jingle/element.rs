@@ -22,6 +22,10 @@ pub const SID_MAX_LEN: usize = 128;
 pub const CONTENT_NAME_MAX_LEN: usize = 128;
 /// Most `<content/>` children we read from one `<jingle/>` element.
 pub const MAX_CONTENTS: usize = 8;
+/// Namespace of Jingle Encrypted Transports (XEP-0391 §5): a content's `<security/>` that
+/// says its data is end-to-end encrypted with a key carried in the element (an OMEMO envelope,
+/// for example).
+pub const NS_JET: &str = "urn:xmpp:jingle:jet:0";
 /// Longest `<text/>` we keep from a peer's `<reason/>`.
 pub const REASON_TEXT_MAX_LEN: usize = 1024;
 
@@ -279,6 +283,10 @@ pub struct Content {
     pub description: Option<Element>,
     /// The transport, when present.
     pub transport: Option<Transport>,
+    /// A `<security/>` child (XEP-0391 JET, in [`NS_JET`], or another security method), kept
+    /// as received: the content's data is encrypted with what it describes, so an application
+    /// that cannot apply it must not take the content.
+    pub security: Option<Element>,
 }
 
 impl Content {
@@ -291,6 +299,7 @@ impl Content {
             disposition: None,
             description: Some(description),
             transport: Some(transport),
+            security: None,
         }
     }
 
@@ -331,6 +340,9 @@ impl Content {
         if let Some(t) = &self.transport {
             el.append_child(t.to_element());
         }
+        if let Some(s) = &self.security {
+            el.append_child(s.clone());
+        }
         el
     }
 
@@ -357,9 +369,11 @@ impl Content {
         };
         let mut description = None;
         let mut transport = None;
+        let mut security = None;
         for child in el.children() {
             match child.name() {
                 "description" if description.is_none() => description = Some(child.clone()),
+                "security" if security.is_none() => security = Some(child.clone()),
                 "transport" if transport.is_none() => {
                     transport = Some(Transport::from_element(child, limits)?);
                 }
@@ -373,6 +387,7 @@ impl Content {
             disposition: el.attr("disposition").map(str::to_owned),
             description,
             transport,
+            security,
         })
     }
 }

@@ -596,6 +596,7 @@ impl SessionManager {
             disposition: None,
             description: None,
             transport: Some(transport),
+            security: None,
         });
         self.send_request(key, jingle, now);
         Ok(())
@@ -1483,6 +1484,7 @@ impl SessionManager {
                 disposition: None,
                 description: None,
                 transport: Some(transport),
+                security: None,
             });
         }
         if !jingle.contents.is_empty() {
@@ -1585,6 +1587,7 @@ fn transport_action(
         disposition: None,
         description: None,
         transport: Some(transport),
+        security: None,
     });
     jingle
 }

@@ -151,6 +151,11 @@ pub enum JingleIceError {
         /// Why the fallback failed.
         fallback: String,
     },
+    /// The offer protects its content with a security method this extension cannot apply
+    /// (XEP-0391 Jingle Encrypted Transports: [`IncomingSession::security`]); it was declined
+    /// with `<security-error/>` rather than accepted without it.
+    #[error("the offer is encrypted with {0}, which is not supported")]
+    UnsupportedSecurity(String),
 }
 
 /// What the data-channel association of a session needs from the negotiation: the peer's
@@ -1016,6 +1021,27 @@ impl IncomingSession {
         self.contents.iter().find_map(|c| c.description.as_ref())
     }
 
+    /// The `<security/>` element of the offer's content (XEP-0391 Jingle Encrypted Transports,
+    /// such as an OMEMO-protected file transfer), if it has one: its data would be encrypted
+    /// with a key this extension cannot read, so [`IncomingSession::accept`] refuses it.
+    pub fn security(&self) -> Option<&Element> {
+        self.contents.iter().find_map(|c| c.security.as_ref())
+    }
+
+    /// What [`IncomingSession::security`] names: its namespace with its `type` and `cipher`
+    /// (XEP-0391 §5), for messages.
+    pub fn security_summary(&self) -> Option<String> {
+        self.security().map(|s| {
+            let mut text = s.ns();
+            for attr in ["type", "cipher"] {
+                if let Some(v) = s.attr(attr) {
+                    text.push_str(&format!(" {attr}={v}"));
+                }
+            }
+            text
+        })
+    }
+
     /// Declines the offer (XEP-0166 §6.3, `<decline/>` unless another reason is given).
     pub fn decline(self, reason: Reason) {
         let mut st = self.inner.lock();
@@ -1025,6 +1051,14 @@ impl IncomingSession {
 
     /// Accepts with our `description`, starts ICE (controlled) and waits until it connects.
     pub async fn accept(self, description: Element) -> Result<JingleSession, JingleIceError> {
+        if let Some(security) = self.security_summary() {
+            // Accepting would claim encryption we cannot apply (XEP-0391 §6).
+            self.decline(Reason::with_text(
+                ReasonCondition::SecurityError,
+                format!("{security} is not supported"),
+            ));
+            return Err(JingleIceError::UnsupportedSecurity(security));
+        }
         let started = self.received;
         // Now that the offer is wanted, its peer may hear when we go (RFC 6121 §4.6).
         self.inner.directed_presence(&self.key.peer);
