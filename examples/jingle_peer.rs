@@ -131,7 +131,9 @@ async fn exchange(session: &JingleSession, bytes: usize) -> Result<(), String> {
     if let Some(channels) = session.data_channels() {
         return exchange_channel(channels, bytes).await;
     }
-    let conn = session.connection();
+    let conn = session
+        .connection()
+        .ok_or("the session has no ICE connection")?;
     let count = bytes.div_ceil(CHUNK) as u64;
     let started = Instant::now();
     for seq in 0..count {
@@ -226,7 +228,9 @@ async fn echo(session: &JingleSession) -> Result<u64, String> {
     if let Some(channels) = session.data_channels() {
         return echo_channels(channels).await;
     }
-    let conn = session.connection();
+    let conn = session
+        .connection()
+        .ok_or("the session has no ICE connection")?;
     let mut n = 0;
     while let Some(d) = conn.recv().await {
         let seq = d

@@ -243,7 +243,8 @@ fn report_up(tube: &Tube) {
     let session = tube.session();
     let candidates: Vec<String> = session
         .connection()
-        .local_candidates()
+        .map(|conn| conn.local_candidates())
+        .unwrap_or_default()
         .iter()
         .map(|c| format!("{} {}", c.kind, c.address))
         .collect();

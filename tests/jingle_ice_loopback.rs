@@ -160,14 +160,18 @@ async fn connect_accept_exchange_and_terminate() {
 
     for i in 0..50u32 {
         let msg = format!("ping {i}");
-        sa.connection().send(1, msg.as_bytes()).await.unwrap();
-        let got = tokio::time::timeout(Duration::from_secs(5), sb.connection().recv())
+        sa.connection()
+            .unwrap()
+            .send(1, msg.as_bytes())
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), sb.connection().unwrap().recv())
             .await
             .unwrap()
             .unwrap();
         assert_eq!(got.data, msg.as_bytes());
-        sb.connection().send(1, &got.data).await.unwrap();
-        let back = tokio::time::timeout(Duration::from_secs(5), sa.connection().recv())
+        sb.connection().unwrap().send(1, &got.data).await.unwrap();
+        let back = tokio::time::timeout(Duration::from_secs(5), sa.connection().unwrap().recv())
             .await
             .unwrap()
             .unwrap();
@@ -219,8 +223,8 @@ async fn simultaneous_connects_end_in_one_session() {
     assert_eq!(sa.key().sid, sb.key().sid);
     assert_eq!(a.session_count(), 1);
     assert_eq!(b.session_count(), 1);
-    sa.connection().send(1, b"hello").await.unwrap();
-    let got = tokio::time::timeout(Duration::from_secs(5), sb.connection().recv())
+    sa.connection().unwrap().send(1, b"hello").await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), sb.connection().unwrap().recv())
         .await
         .unwrap()
         .unwrap();

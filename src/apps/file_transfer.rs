@@ -818,8 +818,19 @@ async fn receive(
         tokio::pin!(bytes);
         loop {
             tokio::select! {
+                biased;
                 r = &mut bytes => { r?; break; }
-                reason = session.closed() => return Err(FileTransferError::PeerEnded(reason)),
+                reason = session.closed() => {
+                    // A sender that ends with <success/> right after its last byte (Dino does)
+                    // has had every byte answered: what is left is already ours to read.
+                    if reason.condition != ReasonCondition::Success {
+                        return Err(FileTransferError::PeerEnded(reason));
+                    }
+                    match tokio::time::timeout(PEER_END_WAIT, &mut bytes).await {
+                        Ok(r) => { r?; break; }
+                        Err(_) => return Err(FileTransferError::PeerEnded(reason)),
+                    }
+                }
                 Some(info) = session.next_info() => {
                     late_hash = checksum_of(&info)?.or(late_hash);
                 }
@@ -834,27 +845,38 @@ async fn receive(
         let waited = tokio::time::timeout(END_WAIT, async {
             loop {
                 tokio::select! {
-                    reason = session.closed() => return Err(FileTransferError::PeerEnded(reason)),
+                    reason = session.closed() => return done_without_checksum(reason),
                     info = session.next_info() => match info {
                         Some(info) => {
                             if let Some(h) = checksum_of(&info)? {
-                                return Ok(h);
+                                return Ok(Some(h));
                             }
                         }
-                        None => return Err(FileTransferError::PeerEnded(session.closed().await)),
+                        None => return done_without_checksum(session.closed().await),
                     },
                 }
             }
         })
         .await;
         match waited {
-            Ok(Ok(h)) => sink.set_expected_sha256(h),
+            Ok(Ok(Some(h))) => sink.set_expected_sha256(h),
+            Ok(Ok(None)) => {}
             Ok(Err(e)) => return Err(e),
             // No checksum: the file is stored unverified and the report says so.
             Err(_) => {}
         }
     }
     Ok(started)
+}
+
+/// The sender ended the session while the receiver waited for a `<checksum/>`: with
+/// `<success/>` the file is complete and is stored unverified (Dino sends no hash at all); any
+/// other reason fails the transfer.
+fn done_without_checksum(reason: Reason) -> Result<Option<[u8; 32]>, FileTransferError> {
+    match reason.condition {
+        ReasonCondition::Success => Ok(None),
+        _ => Err(FileTransferError::PeerEnded(reason)),
+    }
 }
 
 /// The SHA-256 a `session-info` payload announces, if it is a `<checksum/>` with one; a
@@ -884,13 +906,14 @@ async fn ended_by_peer(session: &JingleSession, e: &TransferError) -> Option<Rea
         .ok()
 }
 
+/// Our ICE candidates (none for a session offered with In-Band Bytestreams only).
 fn candidates_of(session: &JingleSession) -> Vec<String> {
-    session
-        .connection()
-        .local_candidates()
-        .iter()
-        .map(|c| format!("{} {}", c.kind, c.address))
-        .collect()
+    session.connection().map_or_else(Vec::new, |conn| {
+        conn.local_candidates()
+            .iter()
+            .map(|c| format!("{} {}", c.kind, c.address))
+            .collect()
+    })
 }
 
 /// The `session-terminate` reason for a failed transfer (XEP-0234 §8.1: a size or hash that

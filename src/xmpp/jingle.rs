@@ -489,7 +489,7 @@ impl JingleIce {
         }
         let mut session = JingleSession {
             key: key.clone(),
-            conn,
+            conn: Some(conn),
             inner: self.inner.clone(),
             ended: ended_rx,
             info: tokio::sync::Mutex::new(self.inner.take_info(&key)),
@@ -1062,6 +1062,13 @@ impl IncomingSession {
         let started = self.received;
         // Now that the offer is wanted, its peer may hear when we go (RFC 6121 §4.6).
         self.inner.directed_presence(&self.key.peer);
+        let ibb_offer = our_content(&self.contents)
+            .and_then(|c| c.transport.as_ref())
+            .and_then(Transport::ibb)
+            .cloned();
+        if let Some(offer) = ibb_offer {
+            return self.accept_ibb(description, offer).await;
+        }
         let conn = match self.inner.start_ice(Role::Controlled).await {
             Ok(c) => Arc::new(c),
             Err(e) => {
@@ -1134,7 +1141,7 @@ impl IncomingSession {
         self.inner.wake.notify_one();
         let mut session = JingleSession {
             key: self.key.clone(),
-            conn,
+            conn: Some(conn),
             inner: self.inner.clone(),
             ended: self.ended,
             info: tokio::sync::Mutex::new(self.inner.take_info(&self.key)),
@@ -1160,6 +1167,101 @@ impl IncomingSession {
             }
         }
         Ok(session)
+    }
+}
+
+impl IncomingSession {
+    /// Accepts an offer whose transport is In-Band Bytestreams (XEP-0261: what Dino, and
+    /// Conversations over Tor, offer when nothing else fits): no ICE; the answer keeps the
+    /// offer's stream id with the smaller block size, and the session is established when the
+    /// initiator's `<open/>` arrives (XEP-0261 §2).
+    async fn accept_ibb(
+        self,
+        description: Element,
+        offer: IbbTransport,
+    ) -> Result<JingleSession, JingleIceError> {
+        if !self.inner.config.ibb_fallback {
+            let reason = Reason::with_text(
+                ReasonCondition::UnsupportedTransports,
+                "In-Band Bytestreams are turned off here",
+            );
+            self.decline(reason.clone());
+            return Err(JingleIceError::Terminated(reason));
+        }
+        let config = self.inner.config.ibb.clone();
+        let block = offer.block_size.min(config.block_size);
+        let peer = self.key.peer.to_string();
+        let prefix = format!("ibb-{}", candidate_id());
+        let shared = {
+            let mut st = self.inner.lock();
+            let Some(slot) = st.slots.get_mut(&self.key) else {
+                return Err(JingleIceError::Terminated(
+                    self.ended
+                        .borrow()
+                        .clone()
+                        .unwrap_or_else(|| Reason::new(ReasonCondition::Cancel)),
+                ));
+            };
+            let stream = IbbStream::acceptor(&peer, &offer.sid, block, config, &prefix);
+            // Registered before our answer goes out: the peer's <open/> follows it.
+            let shared =
+                IbbShared::new(stream, self.inner.outgoing.clone(), self.inner.wake.clone());
+            slot.ibb = Some(shared.clone());
+            let mut content = our_content(&self.contents).cloned().unwrap_or_else(|| {
+                Content::new(
+                    CONTENT_NAME,
+                    description.clone(),
+                    Transport::Ibb(offer.clone()),
+                )
+            });
+            content.description = Some(description);
+            content.transport = Some(Transport::Ibb(IbbTransport {
+                sid: offer.sid.clone(),
+                block_size: block,
+            }));
+            st.mgr.accept(&self.key, vec![content], Instant::now())?;
+            self.inner.process(&mut st);
+            shared
+        };
+        self.inner.wake.notify_one();
+        let session = JingleSession {
+            key: self.key.clone(),
+            conn: None,
+            inner: self.inner.clone(),
+            ended: self.ended,
+            info: tokio::sync::Mutex::new(self.inner.take_info(&self.key)),
+            started: self.received,
+            established_in: Duration::ZERO,
+            stanzas: self.stanzas,
+            channels: None,
+            ibb: None,
+            _end_on_drop: self.end_on_drop.accepted(),
+        };
+        let wait = self.inner.config.connect_timeout;
+        let mut ended = session.ended.clone();
+        let opened = tokio::select! {
+            r = tokio::time::timeout(wait, shared.opened()) => r,
+            _ = ended.wait_for(Option::is_some) => return Err(session.ended_error()),
+        };
+        let failure = match opened {
+            Ok(Ok(())) => {
+                session.mark_established();
+                let mut session = session;
+                session.established_in = session.started.elapsed();
+                session.ibb = Some(IbbChannel::new(shared));
+                return Ok(session);
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("the peer did not open the bytestream within {wait:?}"),
+        };
+        session.end(Reason::with_text(
+            ReasonCondition::FailedTransport,
+            failure.clone(),
+        ));
+        Err(JingleIceError::Fallback {
+            cause: "the offer has In-Band Bytestreams only".into(),
+            fallback: failure,
+        })
     }
 }
 
@@ -1220,7 +1322,8 @@ impl Drop for EndOnDrop {
 /// signalling.
 pub struct JingleSession {
     key: SessionKey,
-    conn: Arc<IceConnection>,
+    /// The ICE connection; `None` for a session offered with In-Band Bytestreams only.
+    conn: Option<Arc<IceConnection>>,
     inner: Arc<Inner>,
     ended: watch::Receiver<Option<Reason>>,
     info: tokio::sync::Mutex<mpsc::Receiver<Element>>,
@@ -1263,10 +1366,13 @@ impl JingleSession {
                 std::future::pending::<()>().await;
             }
             let connected = async {
-                self.conn.wait_connected().await?;
+                let Some(conn) = &self.conn else {
+                    return Err(crate::net::Error::Failed);
+                };
+                conn.wait_connected().await?;
                 // Established means a selected (nominated) pair, RFC 8445 §8.1.1.
-                while self.conn.selected_pair(1).is_none() {
-                    if self.conn.state() == ConnectionState::Failed {
+                while conn.selected_pair(1).is_none() {
+                    if conn.state() == ConnectionState::Failed {
                         return Err(crate::net::Error::Failed);
                     }
                     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -1478,11 +1584,12 @@ impl JingleSession {
                 return Err(JingleIceError::Channel(ChannelError::Dtls(text)));
             }
         };
-        let Some(certificate) = self.inner.certificate.clone() else {
+        let (Some(certificate), Some(conn)) = (self.inner.certificate.clone(), self.conn.clone())
+        else {
             return Err(JingleIceError::Channel(ChannelError::Closed));
         };
         let connect = DataChannels::connect(
-            self.conn.clone(),
+            conn,
             &certificate,
             role,
             remote,
@@ -1541,14 +1648,15 @@ impl JingleSession {
         &self.key
     }
 
-    /// The ICE connection: `send`, `recv`, selected pairs, stats.
-    pub fn connection(&self) -> &IceConnection {
-        &self.conn
+    /// The ICE connection: `send`, `recv`, selected pairs, stats. `None` for a session the
+    /// peer offered with In-Band Bytestreams only ([`JingleSession::ibb`] carries it).
+    pub fn connection(&self) -> Option<&IceConnection> {
+        self.conn.as_deref()
     }
 
     /// The selected pair of component 1.
     pub fn selected_pair(&self) -> Option<SelectedPair> {
-        self.conn.selected_pair(1)
+        self.conn.as_ref().and_then(|c| c.selected_pair(1))
     }
 
     /// Time from the offer (sent or received) to a selected ICE pair.
