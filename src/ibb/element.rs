@@ -77,8 +77,10 @@ pub enum IbbPacket {
     Data {
         /// Stream id.
         sid: String,
-        /// Sequence number, 0 for the first block, wrapping after 65535.
-        seq: u16,
+        /// Sequence number, 0 for the first block. XEP-0047 §2.2 wraps it to 0 after 65535
+        /// (we send it so); Conversations counts on past 65535, so any 32-bit value is read
+        /// here and the stream checks it ([`super::stream`]).
+        seq: u32,
         /// The block, base64 decoded.
         bytes: Vec<u8>,
     },
@@ -124,7 +126,7 @@ impl IbbPacket {
             "data" => {
                 let seq = el.attr("seq").ok_or(IbbElementError::Missing("seq"))?;
                 let seq = seq
-                    .parse::<u16>()
+                    .parse::<u32>()
                     .map_err(|_| IbbElementError::Invalid("seq", truncate(seq)))?;
                 let text: String = el.text().chars().filter(|c| !c.is_whitespace()).collect();
                 // Base64 is 4/3 of the bytes: refuse before decoding anything oversized.
@@ -225,6 +227,11 @@ mod tests {
                 seq: 65535,
                 bytes: (0..=255).collect(),
             },
+            IbbPacket::Data {
+                sid: "s1".into(),
+                seq: 65536,
+                bytes: vec![1],
+            },
             IbbPacket::Close { sid: "s1".into() },
         ] {
             let back = IbbPacket::from_iq(&iq_with(p.to_element()), 4096).unwrap();
@@ -255,7 +262,9 @@ mod tests {
             ("<open xmlns='http://jabber.org/protocol/ibb' sid='a' block-size='70000'/>", "block-size"),
             ("<open xmlns='http://jabber.org/protocol/ibb' sid='a' block-size='10' stanza='message'/>", "stanza"),
             ("<data xmlns='http://jabber.org/protocol/ibb' sid='a'>AAAA</data>", "seq"),
-            ("<data xmlns='http://jabber.org/protocol/ibb' sid='a' seq='65536'>AAAA</data>", "seq"),
+            ("<data xmlns='http://jabber.org/protocol/ibb' sid='a' seq='4294967296'>AAAA</data>", "seq"),
+            ("<data xmlns='http://jabber.org/protocol/ibb' sid='a' seq='-1'>AAAA</data>", "seq"),
+            ("<data xmlns='http://jabber.org/protocol/ibb' sid='a' seq='x'>AAAA</data>", "seq"),
             ("<data xmlns='http://jabber.org/protocol/ibb' sid='a' seq='1'>!!!!</data>", "base64"),
             ("<data xmlns='http://jabber.org/protocol/ibb' sid='a' seq='1'>AAAAAAAAAAAA</data>", "larger"),
             ("<close xmlns='http://jabber.org/protocol/ibb'/>", "sid"),
@@ -265,6 +274,49 @@ mod tests {
             let err = IbbPacket::from_iq(&iq_with(el), 8).unwrap_err();
             assert!(err.to_string().contains(what), "{xml}: {err}");
         }
+    }
+
+    /// Conversations numbers its blocks on past 65535 without wrapping (its `BlockSender`
+    /// takes `seq` from an `AtomicInteger`): such a block must be read, not refused with
+    /// `<bad-request/>` (the stream decides whether the number is the one due).
+    #[test]
+    fn a_seq_past_65535_is_read() {
+        for seq in ["65536", "131073", "4294967295"] {
+            let xml = format!(
+                "<data xmlns='http://jabber.org/protocol/ibb' sid='a' seq='{seq}'>AAAA</data>"
+            );
+            let el: Element = xml.parse().unwrap();
+            let packet = IbbPacket::from_iq(&iq_with(el), 8).unwrap();
+            assert!(
+                matches!(packet, Some(IbbPacket::Data { seq: n, .. }) if n.to_string() == seq),
+                "{seq}: {packet:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn fixtures_past_65535_are_read() {
+        let all: Element = include_str!("../../xep/fixtures/ibb-data-past-65535.xml")
+            .parse()
+            .unwrap();
+        let seqs: Vec<(String, u32, Vec<u8>)> = all
+            .children()
+            .map(|iq| match IbbPacket::from_iq(iq, 8192) {
+                Ok(Some(IbbPacket::Data { sid, seq, bytes })) => (sid, seq, bytes),
+                other => panic!("{other:?}"),
+            })
+            .map(|(sid, seq, bytes)| (sid[..8].to_owned(), seq, bytes))
+            .collect();
+        let (hello, world) = (b"hello".to_vec(), b"world".to_vec());
+        assert_eq!(
+            seqs,
+            vec![
+                ("3f1c7a52".into(), 65535, hello.clone()),
+                ("3f1c7a52".into(), 65536, world.clone()),
+                ("8e0b2d4f".into(), 65535, hello),
+                ("8e0b2d4f".into(), 0, world),
+            ]
+        );
     }
 
     #[test]
