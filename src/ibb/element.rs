@@ -128,27 +128,10 @@ impl IbbPacket {
                 let seq = seq
                     .parse::<u32>()
                     .map_err(|_| IbbElementError::Invalid("seq", truncate(seq)))?;
-                let text: String = el.text().chars().filter(|c| !c.is_whitespace()).collect();
-                // Base64 is 4/3 of the bytes: refuse before decoding anything oversized.
-                if text.len() / 4 * 3 > usize::from(max_block) + 2 {
-                    return Err(IbbElementError::TooLarge {
-                        len: text.len() / 4 * 3,
-                        block_size: max_block,
-                    });
-                }
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(text.as_bytes())
-                    .map_err(|_| IbbElementError::Base64)?;
-                if bytes.len() > usize::from(max_block) {
-                    return Err(IbbElementError::TooLarge {
-                        len: bytes.len(),
-                        block_size: max_block,
-                    });
-                }
                 IbbPacket::Data {
                     sid: read_sid(el)?,
                     seq,
-                    bytes,
+                    bytes: decode_block(&el.text(), max_block)?,
                 }
             }
             "close" => IbbPacket::Close { sid: read_sid(el)? },
@@ -181,6 +164,41 @@ impl IbbPacket {
             }
         }
     }
+}
+
+/// Decodes the base64 of a `<data/>` block of at most `max_block` bytes, refusing an oversized
+/// one before decoding it. Whitespace in the base64 is allowed; most senders put none, so the
+/// text is first decoded as it is, and stripped of whitespace only if that fails.
+fn decode_block(text: &str, max_block: u16) -> Result<Vec<u8>, IbbElementError> {
+    let max = usize::from(max_block);
+    // Base64 is 4/3 of the bytes (the last quad may carry 1 or 2).
+    let fits = |chars: usize| chars / 4 * 3 <= max + 2;
+    let engine = &base64::engine::general_purpose::STANDARD;
+    let as_is = fits(text.len())
+        .then(|| engine.decode(text.as_bytes()).ok())
+        .flatten();
+    let bytes = match as_is {
+        Some(bytes) => bytes,
+        None => {
+            let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+            if !fits(compact.len()) {
+                return Err(IbbElementError::TooLarge {
+                    len: compact.len() / 4 * 3,
+                    block_size: max_block,
+                });
+            }
+            engine
+                .decode(compact.as_bytes())
+                .map_err(|_| IbbElementError::Base64)?
+        }
+    };
+    if bytes.len() > max {
+        return Err(IbbElementError::TooLarge {
+            len: bytes.len(),
+            block_size: max_block,
+        });
+    }
+    Ok(bytes)
 }
 
 fn read_sid(el: &Element) -> Result<String, IbbElementError> {
@@ -317,6 +335,32 @@ mod tests {
                 ("8e0b2d4f".into(), 0, world),
             ]
         );
+    }
+
+    #[test]
+    fn whitespace_in_the_base64_is_allowed_and_not_counted() {
+        // 8 bytes (the block size here) as base64 broken over lines, more whitespace than data.
+        let spaced = "\n  AAEC\n  AwQF\n  Bgc=\n  \t\r\n                ";
+        let xml =
+            format!("<data xmlns='http://jabber.org/protocol/ibb' sid='a' seq='0'>{spaced}</data>");
+        let el: Element = xml.parse().unwrap();
+        let packet = IbbPacket::from_iq(&iq_with(el), 8).unwrap();
+        assert!(
+            matches!(&packet, Some(IbbPacket::Data { bytes, .. }) if *bytes == [0, 1, 2, 3, 4, 5, 6, 7]),
+            "{packet:?}"
+        );
+        // One byte more is refused, with or without whitespace.
+        for text in ["AAECAwQFBgcI", "AAEC AwQF\nBgcI"] {
+            let xml = format!(
+                "<data xmlns='http://jabber.org/protocol/ibb' sid='a' seq='0'>{text}</data>"
+            );
+            let el: Element = xml.parse().unwrap();
+            let err = IbbPacket::from_iq(&iq_with(el), 8).unwrap_err();
+            assert!(
+                matches!(err, IbbElementError::TooLarge { .. }),
+                "{text}: {err}"
+            );
+        }
     }
 
     #[test]

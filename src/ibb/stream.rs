@@ -273,9 +273,8 @@ impl IbbStream {
     pub fn read(&mut self, buf: &mut [u8]) -> Result<Option<usize>, IbbError> {
         if !self.inbound.is_empty() && !buf.is_empty() {
             let n = buf.len().min(self.inbound.len());
-            for (dst, src) in buf.iter_mut().zip(self.inbound.drain(..n)) {
-                *dst = src;
-            }
+            copy_front(&self.inbound, &mut buf[..n]);
+            self.inbound.drain(..n);
             self.release_answers();
             return Ok(Some(n));
         }
@@ -505,7 +504,9 @@ impl IbbStream {
         if self.phase == Phase::Open {
             while !self.out.is_empty() && self.data_in_flight() < self.config.window {
                 let n = self.out.len().min(usize::from(self.block_size));
-                let bytes: Vec<u8> = self.out.drain(..n).collect();
+                let mut bytes = vec![0; n];
+                copy_front(&self.out, &mut bytes);
+                self.out.drain(..n);
                 // A u16 wraps to 0 after 65535 (XEP-0047 §2.2).
                 let seq = u32::from(self.next_seq);
                 self.next_seq = self.next_seq.wrapping_add(1);
@@ -544,6 +545,16 @@ impl IbbStream {
             }
         }
     }
+}
+
+/// Copies the first `dst.len()` bytes of `q` (which holds at least as many) into `dst`, a
+/// slice at a time rather than byte by byte.
+fn copy_front(q: &VecDeque<u8>, dst: &mut [u8]) {
+    let (front, back) = q.as_slices();
+    let k = dst.len().min(front.len());
+    dst[..k].copy_from_slice(&front[..k]);
+    let rest = dst.len() - k;
+    dst[k..].copy_from_slice(&back[..rest]);
 }
 
 #[cfg(test)]
