@@ -68,7 +68,7 @@ fn sink(dir: &Path) -> SinkConfig {
     SinkConfig {
         dir: dir.to_path_buf(),
         overwrite: false,
-        max_size: 1 << 30,
+        max_size: 2 << 30,
     }
 }
 
@@ -443,6 +443,166 @@ async fn without_a_peer_to_peer_path_the_file_goes_through_in_band_bytestreams()
     }
     assert_eq!(std::fs::read(dst.join("fallback.bin")).unwrap(), data);
     assert_eq!(listing(&dst), vec!["fallback.bin"], "no part file left");
+}
+
+/// The content of a large test file: the repeating pattern, with each 8192-byte block (one IBB
+/// block) starting with its own index, so a block lost, repeated or out of place shows.
+fn numbered_chunk(offset: u64, len: usize) -> Vec<u8> {
+    const BLOCK: u64 = 8192;
+    assert_eq!(offset % BLOCK, 0);
+    // The pattern repeats every 251 bytes: copy it a period at a time.
+    let period = pattern(251);
+    let start = (offset % 251) as usize;
+    let mut chunk = Vec::with_capacity(len + 251);
+    chunk.extend_from_slice(&period[start..]);
+    while chunk.len() < len {
+        chunk.extend_from_slice(&period);
+    }
+    chunk.truncate(len);
+    for (k, block) in chunk.chunks_mut(BLOCK as usize).enumerate() {
+        let index = (offset / BLOCK + k as u64).to_le_bytes();
+        let n = block.len().min(8);
+        block[..n].copy_from_slice(&index[..n]);
+    }
+    chunk
+}
+
+/// Chunk size for writing and checking the large test file.
+const CHUNK: usize = 4 << 20;
+
+/// Writes `size` bytes of [`numbered_chunk`] content; returns its SHA-256.
+fn write_numbered_file(path: &Path, size: u64) -> [u8; 32] {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut hash = Sha256::new();
+    let mut offset = 0;
+    while offset < size {
+        let chunk = numbered_chunk(offset, CHUNK.min((size - offset) as usize));
+        hash.update(&chunk);
+        f.write_all(&chunk).unwrap();
+        offset += chunk.len() as u64;
+    }
+    f.flush().unwrap();
+    hash.finalize().into()
+}
+
+/// Whether the file at `path` holds exactly what [`write_numbered_file`] wrote for `size`.
+fn holds_numbered_content(path: &Path, size: u64) -> bool {
+    use std::io::Read;
+    if std::fs::metadata(path).map(|m| m.len()).ok() != Some(size) {
+        return false;
+    }
+    let mut f = std::fs::File::open(path).unwrap();
+    let mut buf = vec![0u8; CHUNK];
+    let mut offset = 0;
+    while offset < size {
+        let n = CHUNK.min((size - offset) as usize);
+        f.read_exact(&mut buf[..n]).unwrap();
+        if buf[..n] != numbered_chunk(offset, n)[..] {
+            return false;
+        }
+        offset += n as u64;
+    }
+    true
+}
+
+/// Bytes per IBB block we offer (`jingle_ice::ibb::DEFAULT_BLOCK_SIZE`).
+const IBB_BLOCK: u64 = 8192;
+
+/// Sends a file of `size` bytes with every candidate stripped, so the session falls back to
+/// In-Band Bytestreams; `tamper` may rewrite the stanzas on the way. Checks the hash on both
+/// sides, the transport, and the stored file block by block; prints and returns the time from
+/// the offer to the verified file and the receiver's transfer time.
+async fn ibb_transfer(
+    tag: &str,
+    size: u64,
+    tamper: fn(Element) -> Element,
+) -> (Duration, Duration) {
+    let src = temp_dir(&format!("{tag}-src"));
+    let dst = temp_dir(&format!("{tag}-dst"));
+    let path = src.join("large.bin");
+    let expected = write_numbered_file(&path, size);
+    let mut config = ft_config();
+    config.connect_timeout = Duration::from_secs(2);
+    let (a, b) = unwired(config);
+    wire_with(a.clone(), b.clone(), tamper);
+    let (receiver, _progress) = spawn_receiver(&b, &dst);
+    let started = std::time::Instant::now();
+    let sent = tokio::time::timeout(Duration::from_secs(1800), spawn_sender(&a, &b, &path))
+        .await
+        .expect("done within 30 minutes")
+        .unwrap()
+        .unwrap();
+    let got = receiver.await.unwrap().unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!((sent.sha256, got.sha256), (expected, expected));
+    assert!(got.verified && sent.verified);
+    for report in [&sent, &got] {
+        assert_eq!(
+            report.transport,
+            jingle_ice::apps::file_transfer::TransportUsed::Ibb {
+                block_size: IBB_BLOCK as u16
+            },
+            "{}",
+            report.transport
+        );
+        assert_eq!(report.size, size);
+    }
+    let stored = dst.join("large.bin");
+    assert_eq!(got.path.as_deref(), Some(stored.as_path()));
+    assert_eq!(listing(&dst), vec!["large.bin"], "no part file left");
+    assert!(
+        holds_numbered_content(&stored, size),
+        "the stored file differs"
+    );
+    let secs = got.transfer_time.as_secs_f64();
+    println!(
+        "MEASURED {tag}: {size} bytes over IBB in loopback, {:.1} s from the offer to the verified file, {secs:.1} s transfer, {:.1} MiB/s",
+        elapsed.as_secs_f64(),
+        size as f64 / f64::from(1 << 20) / secs
+    );
+    (elapsed, got.transfer_time)
+}
+
+/// 1 GiB (and a block and a bit, so the last block is short) through In-Band Bytestreams:
+/// 131,074 blocks of at most 8192 bytes, so our block numbers wrap to 0 after 65535 twice
+/// (XEP-0047 §2.2; `xep/0261.md`) and the receiver follows them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gibibyte_goes_through_in_band_bytestreams_across_two_wraps() {
+    const SIZE: u64 = (1 << 30) + IBB_BLOCK + 4321;
+    assert!(
+        SIZE.div_ceil(IBB_BLOCK) > 2 * 65536,
+        "the numbers wrap twice"
+    );
+    ibb_transfer("ibb-gib", SIZE, strip_candidates).await;
+}
+
+/// Strips the candidates, and numbers the `<data/>` blocks as Conversations does: counting
+/// on past 65535 (65536, 65537, ...) where our sender wraps to 0 (`xep/0261.md`).
+fn strip_candidates_and_count_on(el: Element) -> Element {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // Blocks seen so far; only the one test below uses this function, and its blocks all go
+    // one way through one wire task, in order.
+    static BLOCKS: AtomicU64 = AtomicU64::new(0);
+    let mut el = strip_candidates(el);
+    if let Some(data) = el.get_child_mut("data", "http://jabber.org/protocol/ibb") {
+        let n = BLOCKS.fetch_add(1, Ordering::Relaxed);
+        data.set_attr(
+            minidom::rxml::Namespace::NONE,
+            minidom::rxml::NcName::try_from("seq").unwrap(),
+            n.to_string(),
+        );
+    }
+    el
+}
+
+/// Past 65535 blocks (512 MiB at 8192 bytes), a sender that does not wrap (Conversations)
+/// is followed through the whole tokio path, not refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_counting_on_past_65535_as_conversations_does_is_followed_over_ibb() {
+    const SIZE: u64 = (512 << 20) + 2 * IBB_BLOCK + 99;
+    assert!(SIZE.div_ceil(IBB_BLOCK) > 65536 + 2, "past 65535");
+    ibb_transfer("ibb-counting", SIZE, strip_candidates_and_count_on).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

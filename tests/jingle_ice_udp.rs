@@ -106,7 +106,8 @@ fn conversations_fixture_keeps_fingerprint_and_skips_tcp_and_mdns() {
         t.skipped,
         Skipped {
             non_udp: 1,
-            mdns: 1
+            mdns: 1,
+            over_limit: 0,
         }
     );
     assert_eq!(t.candidates.len(), 2);
@@ -316,21 +317,44 @@ fn error_index_points_at_the_bad_candidate() {
     ));
 }
 
+/// Past the limit, `<candidate/>` children are counted and not read: the transport is still
+/// usable with the first ones (XEP-0166 gives no error for many candidates; `xep/0176.md`).
 #[test]
-fn too_many_candidates_is_an_error_before_parsing() {
+fn candidates_past_the_limit_are_counted_not_read() {
     let one = format!("<candidate {}/>", candidate_with("", None));
-    // The excess candidates are invalid: the limit is checked first.
+    // Past the limit even an invalid candidate is not an error: it is not read.
     let bad = format!("<candidate {}/>", candidate_with("port", Some("x")));
     let xml = format!(
-        "<transport xmlns='{NS_ICE_UDP}'>{}{}</transport>",
+        "<transport xmlns='{NS_ICE_UDP}'>{}{}{}</transport>",
         one.repeat(2),
-        bad
+        bad,
+        one
     );
     let el: Element = xml.parse().unwrap();
     let limits = TransportLimits { max_candidates: 2 };
+    let t = IceUdpTransport::from_element(&el, limits).unwrap();
+    assert_eq!(t.candidates.len(), 2);
+    assert_eq!(t.skipped.over_limit, 2);
+    // Before the limit a bad candidate is still the whole element's error.
+    let bad_first: Element = format!("<transport xmlns='{NS_ICE_UDP}'>{bad}{one}</transport>")
+        .parse()
+        .unwrap();
+    assert!(matches!(
+        IceUdpTransport::from_element(&bad_first, limits),
+        Err(TransportError::Candidate { index: 0, .. })
+    ));
+    // Candidates we cannot use do not count towards the limit.
+    let tcp = format!("<candidate {}/>", candidate_with("protocol", Some("tcp")));
+    let mixed: Element = format!(
+        "<transport xmlns='{NS_ICE_UDP}'>{tcp}{}</transport>",
+        one.repeat(3)
+    )
+    .parse()
+    .unwrap();
+    let t = IceUdpTransport::from_element(&mixed, limits).unwrap();
     assert_eq!(
-        IceUdpTransport::from_element(&el, limits).unwrap_err(),
-        TransportError::TooManyCandidates { count: 3, limit: 2 }
+        (t.candidates.len(), t.skipped.non_udp, t.skipped.over_limit),
+        (2, 1, 1)
     );
     let at_limit: Element = format!(
         "<transport xmlns='{NS_ICE_UDP}'>{}</transport>",
@@ -338,27 +362,17 @@ fn too_many_candidates_is_an_error_before_parsing() {
     )
     .parse()
     .unwrap();
-    assert_eq!(
-        IceUdpTransport::from_element(&at_limit, limits)
-            .unwrap()
-            .candidates
-            .len(),
-        2
-    );
-    // The default limit applies through TryFrom.
+    let t = IceUdpTransport::from_element(&at_limit, limits).unwrap();
+    assert_eq!((t.candidates.len(), t.skipped.over_limit), (2, 0));
+    // The default limit (64) applies through TryFrom.
     let many: Element = format!(
         "<transport xmlns='{NS_ICE_UDP}'>{}</transport>",
         one.repeat(65)
     )
     .parse()
     .unwrap();
-    assert!(matches!(
-        IceUdpTransport::try_from(&many),
-        Err(TransportError::TooManyCandidates {
-            count: 65,
-            limit: 64
-        })
-    ));
+    let t = IceUdpTransport::try_from(&many).unwrap();
+    assert_eq!((t.candidates.len(), t.skipped.over_limit), (64, 1));
 }
 
 #[test]

@@ -938,7 +938,8 @@ fn limits_bound_sessions_and_candidates() {
     assert!(replies.iter().all(|r| iq_type(r) == Some(IqType::Result)));
     b.handle_stanza(&offer("s3", 1), now);
     assert_eq!(error_conditions(&drain(&mut b)[0]).0, "resource-constraint");
-    // 1 candidate known; 2 more fit, a third does not.
+    events(&mut b);
+    // 1 candidate known; 2 more fit, a third is ignored (the request is still answered).
     let more = |id: &str, ports: &[u16]| {
         let cands: String = ports
             .iter()
@@ -958,13 +959,13 @@ fn limits_bound_sessions_and_candidates() {
     };
     b.handle_stanza(&more("t1", &[4001, 4002]), now);
     assert_eq!(iq_type(&drain(&mut b)[0]), Some(IqType::Result));
+    assert_eq!(transport_infos(&mut b), vec![(vec![4001, 4002], 0)]);
     b.handle_stanza(&more("t2", &[4003]), now);
-    assert_eq!(error_conditions(&drain(&mut b)[0]).0, "resource-constraint");
-    // One element with more candidates than the transport limit is refused outright.
-    let huge = offer(
-        "s9",
-        SessionConfig::default().transport_limits.max_candidates + 1,
-    );
+    assert_eq!(iq_type(&drain(&mut b)[0]), Some(IqType::Result));
+    assert_eq!(transport_infos(&mut b), vec![(vec![], 1)]);
+    // One element with more candidates than the transport limit: the first ones are kept.
+    let limit = SessionConfig::default().transport_limits.max_candidates;
+    let huge = offer("s9", limit + 1);
     let mut c = SessionManager::new(
         bob_jid(),
         SessionConfig {
@@ -973,8 +974,192 @@ fn limits_bound_sessions_and_candidates() {
         },
     );
     c.handle_stanza(&huge, now);
-    assert_eq!(error_conditions(&drain(&mut c)[0]).0, "bad-request");
-    assert_eq!(c.sessions().count(), 0);
+    assert_eq!(iq_type(&drain(&mut c)[0]), Some(IqType::Result));
+    assert_eq!(c.sessions().count(), 1);
+    match events(&mut c).as_slice() {
+        [SessionEvent::Incoming { contents, .. }] => {
+            let t = contents[0].ice_udp().unwrap();
+            assert_eq!((t.candidates.len(), t.skipped.over_limit), (limit, 1));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// The ports of the candidates and the count of candidates ignored over a limit, of each
+/// `TransportInfo` event waiting.
+fn transport_infos(m: &mut SessionManager) -> Vec<(Vec<u16>, usize)> {
+    events(m)
+        .into_iter()
+        .map(|e| match e {
+            SessionEvent::TransportInfo { transport, .. } => {
+                let t = transport.ice_udp().unwrap();
+                let ports = t.candidates.iter().map(|c| c.candidate.address.port());
+                (ports.collect(), t.skipped.over_limit)
+            }
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect()
+}
+
+/// `n` host candidates on ports `first`, `first + 1`, ... (about 115 bytes each as
+/// `StanzaLimits` counts them).
+fn many_candidates(n: u16, first: u16) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "<candidate component='1' foundation='1' generation='0' id='m{i}' \
+                 ip='192.0.2.7' network='0' port='{}' priority='2130706431' protocol='udp' \
+                 type='host'/>",
+                first + i
+            )
+        })
+        .collect()
+}
+
+/// A stanza of thousands of candidates within the stanza bounds every reader checks first.
+fn within_stanza_limits(stanza: &Element) {
+    jingle_ice::jingle::stanza::StanzaLimits::DEFAULT
+        .check(stanza)
+        .expect("the test stanza is within StanzaLimits::DEFAULT");
+}
+
+/// XEP-0166 has no error for many candidates (`xep/0166.md`): a `transport-info` with 5,000
+/// is answered with a result, the first ones up to the transport limit (64) reach the
+/// application, and the rest are counted as ignored; the session's bound over all
+/// transport-infos (128 per content) is kept the same way.
+#[test]
+fn a_transport_info_with_thousands_of_candidates_keeps_the_first_ones_and_ignores_the_rest() {
+    let now = Instant::now();
+    let (_a, mut b, _ka, kb) = established(now);
+    let limits = SessionConfig::default();
+    let (per_element, per_content) = (
+        limits.transport_limits.max_candidates,
+        limits.max_remote_candidates,
+    );
+    assert_eq!((per_element, per_content), (64, 128));
+    let info = |id: &str, first: u16| {
+        let transport = format!(
+            "<transport xmlns='{NS_ICE_UDP}'>{}</transport>",
+            many_candidates(5000, first)
+        );
+        let stanza = jingle_set(
+            &alice_jid(),
+            &bob_jid(),
+            id,
+            &transport_info_xml(&kb.sid, &transport),
+        );
+        within_stanza_limits(&stanza);
+        stanza
+    };
+    // The offer carried 1 candidate: 64 of the 5,000 are kept, 65 known.
+    assert!(b.handle_stanza(&info("ti1", 10_000), now));
+    let replies = drain(&mut b);
+    assert_eq!(replies.len(), 1);
+    assert_eq!(iq_type(&replies[0]), Some(IqType::Result));
+    let first: Vec<u16> = (10_000..10_064).collect();
+    assert_eq!(transport_infos(&mut b), vec![(first, 5000 - 64)]);
+    // 63 more fit under the session's 128.
+    assert!(b.handle_stanza(&info("ti2", 20_000), now));
+    assert_eq!(iq_type(&drain(&mut b)[0]), Some(IqType::Result));
+    let next: Vec<u16> = (20_000..20_063).collect();
+    assert_eq!(transport_infos(&mut b), vec![(next, 5000 - 63)]);
+    // Then none: still a result, every candidate counted as ignored.
+    assert!(b.handle_stanza(&info("ti3", 30_000), now));
+    assert_eq!(iq_type(&drain(&mut b)[0]), Some(IqType::Result));
+    assert_eq!(transport_infos(&mut b), vec![(vec![], 5000)]);
+    assert_eq!(
+        b.session_state(&kb),
+        Some((SessionState::Active, SessionRole::Responder))
+    );
+}
+
+/// The same for an offer: the session starts with the first 64 candidates.
+#[test]
+fn a_session_initiate_with_thousands_of_candidates_keeps_the_first_ones_and_ignores_the_rest() {
+    let now = Instant::now();
+    let mut b = manager(bob_jid(), 2);
+    let stanza = jingle_set(
+        &alice_jid(),
+        &bob_jid(),
+        "si1",
+        &format!(
+            "<jingle xmlns='urn:xmpp:jingle:1' action='session-initiate' sid='big1' \
+             initiator='alice@example.test/a'><content creator='initiator' name='data'>\
+             <description xmlns='{APP_NS}'/><transport xmlns='{NS_ICE_UDP}' ufrag='uaaa' \
+             pwd='paaa0123456789abcdefghijkl'>{}</transport></content></jingle>",
+            many_candidates(5000, 10_000)
+        ),
+    );
+    within_stanza_limits(&stanza);
+    assert!(b.handle_stanza(&stanza, now));
+    assert_eq!(iq_type(&drain(&mut b)[0]), Some(IqType::Result));
+    match events(&mut b).as_slice() {
+        [SessionEvent::Incoming { contents, .. }] => {
+            let t = contents[0].ice_udp().unwrap();
+            let ports: Vec<u16> = t
+                .candidates
+                .iter()
+                .map(|c| c.candidate.address.port())
+                .collect();
+            assert_eq!(ports, (10_000..10_064).collect::<Vec<u16>>());
+            assert_eq!(t.skipped.over_limit, 5000 - 64);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(b.sessions().count(), 1);
+}
+
+/// And for an answer, against the session's bound too.
+#[test]
+fn a_session_accept_with_too_many_candidates_keeps_the_first_ones_and_ignores_the_rest() {
+    let now = Instant::now();
+    let config = SessionConfig {
+        seed: Some(1),
+        max_remote_candidates: 10,
+        ..SessionConfig::default()
+    };
+    let mut a = SessionManager::new(alice_jid(), config);
+    let ka = a
+        .initiate(
+            bob_jid(),
+            vec![content(&creds("a"), vec![cand(1000, "a1")])],
+            now,
+        )
+        .unwrap();
+    drain(&mut a);
+    let stanza = jingle_set(
+        &bob_jid(),
+        &alice_jid(),
+        "sa1",
+        &format!(
+            "<jingle xmlns='urn:xmpp:jingle:1' action='session-accept' sid='{}' \
+             responder='bob@example.test/b'><content creator='initiator' name='data'>\
+             <description xmlns='{APP_NS}'/><transport xmlns='{NS_ICE_UDP}' ufrag='ubbb' \
+             pwd='pbbb0123456789abcdefghijkl'>{}</transport></content></jingle>",
+            ka.sid,
+            many_candidates(3000, 10_000)
+        ),
+    );
+    within_stanza_limits(&stanza);
+    assert!(a.handle_stanza(&stanza, now));
+    assert_eq!(iq_type(&drain(&mut a)[0]), Some(IqType::Result));
+    match events(&mut a).as_slice() {
+        [SessionEvent::Accepted { contents, .. }] => {
+            let t = contents[0].ice_udp().unwrap();
+            let ports: Vec<u16> = t
+                .candidates
+                .iter()
+                .map(|c| c.candidate.address.port())
+                .collect();
+            assert_eq!(ports, (10_000..10_010).collect::<Vec<u16>>());
+            assert_eq!(t.skipped.over_limit, 3000 - 10);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(
+        a.session_state(&ka),
+        Some((SessionState::Active, SessionRole::Initiator))
+    );
 }
 
 #[test]

@@ -77,8 +77,10 @@ pub enum IbbPacket {
     Data {
         /// Stream id.
         sid: String,
-        /// Sequence number, 0 for the first block, wrapping after 65535.
-        seq: u16,
+        /// Sequence number, 0 for the first block. XEP-0047 §2.2 wraps it to 0 after 65535
+        /// (we send it so); Conversations counts on past 65535, so any 32-bit value is read
+        /// here and the stream checks it ([`super::stream`]).
+        seq: u32,
         /// The block, base64 decoded.
         bytes: Vec<u8>,
     },
@@ -124,29 +126,12 @@ impl IbbPacket {
             "data" => {
                 let seq = el.attr("seq").ok_or(IbbElementError::Missing("seq"))?;
                 let seq = seq
-                    .parse::<u16>()
+                    .parse::<u32>()
                     .map_err(|_| IbbElementError::Invalid("seq", truncate(seq)))?;
-                let text: String = el.text().chars().filter(|c| !c.is_whitespace()).collect();
-                // Base64 is 4/3 of the bytes: refuse before decoding anything oversized.
-                if text.len() / 4 * 3 > usize::from(max_block) + 2 {
-                    return Err(IbbElementError::TooLarge {
-                        len: text.len() / 4 * 3,
-                        block_size: max_block,
-                    });
-                }
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(text.as_bytes())
-                    .map_err(|_| IbbElementError::Base64)?;
-                if bytes.len() > usize::from(max_block) {
-                    return Err(IbbElementError::TooLarge {
-                        len: bytes.len(),
-                        block_size: max_block,
-                    });
-                }
                 IbbPacket::Data {
                     sid: read_sid(el)?,
                     seq,
-                    bytes,
+                    bytes: decode_block(&el.text(), max_block)?,
                 }
             }
             "close" => IbbPacket::Close { sid: read_sid(el)? },
@@ -179,6 +164,41 @@ impl IbbPacket {
             }
         }
     }
+}
+
+/// Decodes the base64 of a `<data/>` block of at most `max_block` bytes, refusing an oversized
+/// one before decoding it. Whitespace in the base64 is allowed; most senders put none, so the
+/// text is first decoded as it is, and stripped of whitespace only if that fails.
+fn decode_block(text: &str, max_block: u16) -> Result<Vec<u8>, IbbElementError> {
+    let max = usize::from(max_block);
+    // Base64 is 4/3 of the bytes (the last quad may carry 1 or 2).
+    let fits = |chars: usize| chars / 4 * 3 <= max + 2;
+    let engine = &base64::engine::general_purpose::STANDARD;
+    let as_is = fits(text.len())
+        .then(|| engine.decode(text.as_bytes()).ok())
+        .flatten();
+    let bytes = match as_is {
+        Some(bytes) => bytes,
+        None => {
+            let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+            if !fits(compact.len()) {
+                return Err(IbbElementError::TooLarge {
+                    len: compact.len() / 4 * 3,
+                    block_size: max_block,
+                });
+            }
+            engine
+                .decode(compact.as_bytes())
+                .map_err(|_| IbbElementError::Base64)?
+        }
+    };
+    if bytes.len() > max {
+        return Err(IbbElementError::TooLarge {
+            len: bytes.len(),
+            block_size: max_block,
+        });
+    }
+    Ok(bytes)
 }
 
 fn read_sid(el: &Element) -> Result<String, IbbElementError> {
@@ -225,6 +245,11 @@ mod tests {
                 seq: 65535,
                 bytes: (0..=255).collect(),
             },
+            IbbPacket::Data {
+                sid: "s1".into(),
+                seq: 65536,
+                bytes: vec![1],
+            },
             IbbPacket::Close { sid: "s1".into() },
         ] {
             let back = IbbPacket::from_iq(&iq_with(p.to_element()), 4096).unwrap();
@@ -255,7 +280,9 @@ mod tests {
             ("<open xmlns='http://jabber.org/protocol/ibb' sid='a' block-size='70000'/>", "block-size"),
             ("<open xmlns='http://jabber.org/protocol/ibb' sid='a' block-size='10' stanza='message'/>", "stanza"),
             ("<data xmlns='http://jabber.org/protocol/ibb' sid='a'>AAAA</data>", "seq"),
-            ("<data xmlns='http://jabber.org/protocol/ibb' sid='a' seq='65536'>AAAA</data>", "seq"),
+            ("<data xmlns='http://jabber.org/protocol/ibb' sid='a' seq='4294967296'>AAAA</data>", "seq"),
+            ("<data xmlns='http://jabber.org/protocol/ibb' sid='a' seq='-1'>AAAA</data>", "seq"),
+            ("<data xmlns='http://jabber.org/protocol/ibb' sid='a' seq='x'>AAAA</data>", "seq"),
             ("<data xmlns='http://jabber.org/protocol/ibb' sid='a' seq='1'>!!!!</data>", "base64"),
             ("<data xmlns='http://jabber.org/protocol/ibb' sid='a' seq='1'>AAAAAAAAAAAA</data>", "larger"),
             ("<close xmlns='http://jabber.org/protocol/ibb'/>", "sid"),
@@ -264,6 +291,75 @@ mod tests {
             let el: Element = xml.parse().unwrap();
             let err = IbbPacket::from_iq(&iq_with(el), 8).unwrap_err();
             assert!(err.to_string().contains(what), "{xml}: {err}");
+        }
+    }
+
+    /// Conversations numbers its blocks on past 65535 without wrapping (its `BlockSender`
+    /// takes `seq` from an `AtomicInteger`): such a block must be read, not refused with
+    /// `<bad-request/>` (the stream decides whether the number is the one due).
+    #[test]
+    fn a_seq_past_65535_is_read() {
+        for seq in ["65536", "131073", "4294967295"] {
+            let xml = format!(
+                "<data xmlns='http://jabber.org/protocol/ibb' sid='a' seq='{seq}'>AAAA</data>"
+            );
+            let el: Element = xml.parse().unwrap();
+            let packet = IbbPacket::from_iq(&iq_with(el), 8).unwrap();
+            assert!(
+                matches!(packet, Some(IbbPacket::Data { seq: n, .. }) if n.to_string() == seq),
+                "{seq}: {packet:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn fixtures_past_65535_are_read() {
+        let all: Element = include_str!("../../xep/fixtures/ibb-data-past-65535.xml")
+            .parse()
+            .unwrap();
+        let seqs: Vec<(String, u32, Vec<u8>)> = all
+            .children()
+            .map(|iq| match IbbPacket::from_iq(iq, 8192) {
+                Ok(Some(IbbPacket::Data { sid, seq, bytes })) => (sid, seq, bytes),
+                other => panic!("{other:?}"),
+            })
+            .map(|(sid, seq, bytes)| (sid[..8].to_owned(), seq, bytes))
+            .collect();
+        let (hello, world) = (b"hello".to_vec(), b"world".to_vec());
+        assert_eq!(
+            seqs,
+            vec![
+                ("3f1c7a52".into(), 65535, hello.clone()),
+                ("3f1c7a52".into(), 65536, world.clone()),
+                ("8e0b2d4f".into(), 65535, hello),
+                ("8e0b2d4f".into(), 0, world),
+            ]
+        );
+    }
+
+    #[test]
+    fn whitespace_in_the_base64_is_allowed_and_not_counted() {
+        // 8 bytes (the block size here) as base64 broken over lines, more whitespace than data.
+        let spaced = "\n  AAEC\n  AwQF\n  Bgc=\n  \t\r\n                ";
+        let xml =
+            format!("<data xmlns='http://jabber.org/protocol/ibb' sid='a' seq='0'>{spaced}</data>");
+        let el: Element = xml.parse().unwrap();
+        let packet = IbbPacket::from_iq(&iq_with(el), 8).unwrap();
+        assert!(
+            matches!(&packet, Some(IbbPacket::Data { bytes, .. }) if *bytes == [0, 1, 2, 3, 4, 5, 6, 7]),
+            "{packet:?}"
+        );
+        // One byte more is refused, with or without whitespace.
+        for text in ["AAECAwQFBgcI", "AAEC AwQF\nBgcI"] {
+            let xml = format!(
+                "<data xmlns='http://jabber.org/protocol/ibb' sid='a' seq='0'>{text}</data>"
+            );
+            let el: Element = xml.parse().unwrap();
+            let err = IbbPacket::from_iq(&iq_with(el), 8).unwrap_err();
+            assert!(
+                matches!(err, IbbElementError::TooLarge { .. }),
+                "{text}: {err}"
+            );
         }
     }
 

@@ -20,5 +20,9 @@ pub const NS_JINGLE_IBB: &str = "urn:xmpp:jingle:transports:ibb:1";
 /// Block size we offer: Conversations' maximum, which it also lowers any larger offer to
 /// (`xep/webrtc-datachannel.md` fact 24). XEP-0047 §2.1 recommends 4096 but allows up to 65535.
 pub const DEFAULT_BLOCK_SIZE: u16 = 8192;
+/// The `seq` of `<data/>` counts modulo this (XEP-0047 §2.2: a 16-bit counter that wraps to 0
+/// after 65535). Conversations does not wrap and counts on (65536, 65537, ...): see
+/// [`stream`] for what we accept.
+pub const SEQ_MODULUS: u32 = 1 << 16;
 /// Longest stream id we accept (XEP-0047 §2.1 gives none; a bound keeps state small).
 pub const MAX_SID_LEN: usize = 128;

@@ -5,6 +5,12 @@
 //! blocks are held back, so a sender that waits for its answers (as XEP-0047 §2.2 suggests and
 //! every implementation does) stops; a sender that does not is cut off once it passes a bound.
 //!
+//! Sequence numbers: we number our blocks from 0 and wrap to 0 after 65535 (XEP-0047 §2.2;
+//! Dino checks the peer's numbers modulo 65536). Past 65535 we take the peer's blocks in
+//! either form, as the first block after 65535 shows it: wrapped to 0 as the XEP says (Dino),
+//! or counting on with 65536, 65537, ... (Conversations); the stream then stays with that form.
+//! Any other number is refused with `<unexpected-request/>` and ends the stream.
+//!
 //! The Jingle initiator sends `<open/>` once the transport is negotiated (XEP-0261 §2), the
 //! responder answers it; then both may send. Like every core here it takes input and the time
 //! and says what to send ([`IbbStream::poll_transmit`]) and when to wake
@@ -16,7 +22,7 @@ use std::time::{Duration, Instant};
 use minidom::Element;
 
 use super::element::IbbPacket;
-use super::NS_IBB;
+use super::{NS_IBB, SEQ_MODULUS};
 use crate::jingle::stanza::{iq, iq_error, iq_result, iq_type, Condition, IqType, StanzaError};
 
 /// Settings of an [`IbbStream`].
@@ -81,6 +87,17 @@ enum Phase {
     Done,
 }
 
+/// How the peer numbers its blocks past 65535 (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SeqForm {
+    /// Not known yet: below 65536 both forms give the same numbers.
+    Undecided,
+    /// Wrapped to 0 after 65535 (XEP-0047 §2.2; Dino).
+    Wrapping,
+    /// Counting on past 65535 (Conversations).
+    Counting,
+}
+
 /// One In-Band Bytestream with one peer (see the module documentation).
 pub struct IbbStream {
     peer: String,
@@ -90,6 +107,7 @@ pub struct IbbStream {
     phase: Phase,
     /// Bytes written and not yet sent.
     out: VecDeque<u8>,
+    /// Number of our next block: a u16, so it wraps to 0 after 65535 (XEP-0047 §2.2).
     next_seq: u16,
     /// Our requests awaiting an answer: id → deadline. The `<open/>` and `<close/>` too.
     in_flight: HashMap<String, Instant>,
@@ -98,7 +116,10 @@ pub struct IbbStream {
     close_id: Option<String>,
     /// Bytes received and not yet read.
     inbound: VecDeque<u8>,
-    expected_seq: u16,
+    /// Blocks taken from the peer so far: the unwrapped number of the next one.
+    blocks_received: u64,
+    /// How the peer numbers past 65535.
+    seq_form: SeqForm,
     /// Answers held back while the reader is behind.
     held: VecDeque<Element>,
     peer_closed: bool,
@@ -181,7 +202,8 @@ impl IbbStream {
             close_wanted: false,
             close_id: None,
             inbound: VecDeque::new(),
-            expected_seq: 0,
+            blocks_received: 0,
+            seq_form: SeqForm::Undecided,
             held: VecDeque::new(),
             peer_closed: false,
             error: None,
@@ -251,9 +273,8 @@ impl IbbStream {
     pub fn read(&mut self, buf: &mut [u8]) -> Result<Option<usize>, IbbError> {
         if !self.inbound.is_empty() && !buf.is_empty() {
             let n = buf.len().min(self.inbound.len());
-            for (dst, src) in buf.iter_mut().zip(self.inbound.drain(..n)) {
-                *dst = src;
-            }
+            copy_front(&self.inbound, &mut buf[..n]);
+            self.inbound.drain(..n);
             self.release_answers();
             return Ok(Some(n));
         }
@@ -371,9 +392,8 @@ impl IbbStream {
                     self.reply(iq_error(stanza, Condition::ItemNotFound, None, None));
                     return;
                 }
-                if seq != self.expected_seq {
+                if let Err(text) = self.check_seq(seq) {
                     // XEP-0047 §2.2: a wrong sequence number closes the bytestream.
-                    let text = format!("block {seq} where {} was due", self.expected_seq);
                     self.reply(iq_error(
                         stanza,
                         Condition::UnexpectedRequest,
@@ -383,7 +403,7 @@ impl IbbStream {
                     self.fail(IbbError::Protocol(text));
                     return;
                 }
-                self.expected_seq = self.expected_seq.wrapping_add(1);
+                self.blocks_received += 1;
                 self.bytes_received += bytes.len() as u64;
                 self.inbound.extend(bytes);
                 if self.inbound.len() <= self.config.receive_buffer && self.held.is_empty() {
@@ -411,6 +431,35 @@ impl IbbStream {
                 self.phase = Phase::Done;
             }
         }
+    }
+
+    /// Checks the number of the peer's next block against the count so far, in the form the
+    /// peer uses (learnt at the first block past 65535; see the module documentation).
+    fn check_seq(&mut self, seq: u32) -> Result<(), String> {
+        let count = self.blocks_received;
+        let wrapped = count % u64::from(SEQ_MODULUS);
+        let seq = u64::from(seq);
+        let ok = match self.seq_form {
+            SeqForm::Undecided => seq == wrapped || seq == count,
+            SeqForm::Wrapping => seq == wrapped,
+            SeqForm::Counting => seq == count,
+        };
+        if !ok {
+            let due = match self.seq_form {
+                SeqForm::Undecided if wrapped != count => format!("{wrapped} or {count}"),
+                SeqForm::Counting => count.to_string(),
+                _ => wrapped.to_string(),
+            };
+            return Err(format!("block {seq} where {due} was due"));
+        }
+        if self.seq_form == SeqForm::Undecided && wrapped != count {
+            self.seq_form = if seq == wrapped {
+                SeqForm::Wrapping
+            } else {
+                SeqForm::Counting
+            };
+        }
+        Ok(())
     }
 
     fn release_answers(&mut self) {
@@ -455,8 +504,11 @@ impl IbbStream {
         if self.phase == Phase::Open {
             while !self.out.is_empty() && self.data_in_flight() < self.config.window {
                 let n = self.out.len().min(usize::from(self.block_size));
-                let bytes: Vec<u8> = self.out.drain(..n).collect();
-                let seq = self.next_seq;
+                let mut bytes = vec![0; n];
+                copy_front(&self.out, &mut bytes);
+                self.out.drain(..n);
+                // A u16 wraps to 0 after 65535 (XEP-0047 §2.2).
+                let seq = u32::from(self.next_seq);
                 self.next_seq = self.next_seq.wrapping_add(1);
                 self.bytes_sent += n as u64;
                 let data = IbbPacket::Data {
@@ -493,6 +545,16 @@ impl IbbStream {
             }
         }
     }
+}
+
+/// Copies the first `dst.len()` bytes of `q` (which holds at least as many) into `dst`, a
+/// slice at a time rather than byte by byte.
+fn copy_front(q: &VecDeque<u8>, dst: &mut [u8]) {
+    let (front, back) = q.as_slices();
+    let k = dst.len().min(front.len());
+    dst[..k].copy_from_slice(&front[..k]);
+    let rest = dst.len() - k;
+    dst[k..].copy_from_slice(&back[..rest]);
 }
 
 #[cfg(test)]
@@ -598,6 +660,135 @@ mod tests {
         assert!(b.read(&mut buf).is_err());
     }
 
+    /// Hands `b` one block from `A` numbered `seq` (its one byte is `index` as u8), reads
+    /// what `b` holds, and returns `b`'s answer and the bytes read.
+    fn block(b: &mut IbbStream, index: u64, seq: u64, now: Instant) -> (Element, Vec<u8>) {
+        let mut data = IbbPacket::Data {
+            sid: "s1".into(),
+            seq: 0,
+            bytes: vec![index as u8],
+        }
+        .to_element();
+        set_attr(&mut data, "seq", seq.to_string());
+        let mut st = iq(IqType::Set, &format!("d{index}"), B, Some(data));
+        set_attr(&mut st, "from", A);
+        assert!(b.handle_iq(&st, now));
+        let answer = b.poll_transmit(now).expect("every block is answered");
+        assert!(b.poll_transmit(now).is_none());
+        let mut buf = [0u8; 16];
+        let mut got = Vec::new();
+        while let Ok(Some(n)) = b.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        (answer, got)
+    }
+
+    /// A stream that has taken the peer's blocks `0..count` (numbered by `seq_of`), each
+    /// answered with a result and read in order.
+    fn after_blocks(count: u64, seq_of: fn(u64) -> u64, now: Instant) -> IbbStream {
+        let (_a, mut b) = pair(IbbConfig::default(), now);
+        for i in 0..count {
+            let (answer, got) = block(&mut b, i, seq_of(i), now);
+            assert_eq!(answer.attr("type"), Some("result"), "block {i}");
+            assert_eq!(got, [i as u8], "block {i}");
+        }
+        b
+    }
+
+    fn wrapped(i: u64) -> u64 {
+        i % 65536
+    }
+
+    fn counting(i: u64) -> u64 {
+        i
+    }
+
+    /// The answer is `<unexpected-request/>` and the stream has failed.
+    fn refused(b: &IbbStream, answer: &Element) {
+        assert_eq!(answer.attr("type"), Some("error"), "{answer:?}");
+        let error = StanzaError::from_stanza(answer).unwrap();
+        assert_eq!(error.condition, Condition::UnexpectedRequest, "{answer:?}");
+        assert!(matches!(b.error(), Some(IbbError::Protocol(_))));
+    }
+
+    #[test]
+    fn the_peers_blocks_are_taken_wrapped_to_0_after_65535_as_dino_sends_them() {
+        let now = Instant::now();
+        // Blocks 0..=65535, then 0, 1, 2 again (XEP-0047 §2.2).
+        let mut b = after_blocks(65536 + 3, wrapped, now);
+        assert_eq!(b.counters().1, 65536 + 3);
+        // Having wrapped, the peer may not switch to counting on.
+        let (answer, got) = block(&mut b, 65536 + 3, 65536 + 3, now);
+        assert!(got.is_empty());
+        refused(&b, &answer);
+    }
+
+    #[test]
+    fn the_peers_blocks_are_taken_counting_on_past_65535_as_conversations_sends_them() {
+        let now = Instant::now();
+        // Blocks 0..=65535, then 65536, 65537, 65538 (Conversations' AtomicInteger).
+        let mut b = after_blocks(65536 + 3, counting, now);
+        assert_eq!(b.counters().1, 65536 + 3);
+        // Having counted on, the peer may not switch to wrapped numbers.
+        let (answer, got) = block(&mut b, 65536 + 3, 3, now);
+        assert!(got.is_empty());
+        refused(&b, &answer);
+    }
+
+    #[test]
+    fn a_wrong_number_across_the_wrap_is_still_refused() {
+        let now = Instant::now();
+        // After 65535, 0 or 65536 is due: 1, 65537 and 65535 again are refused.
+        for seq in [1, 65537, 65535] {
+            let mut b = after_blocks(65536, counting, now);
+            let (answer, _) = block(&mut b, 65536, seq, now);
+            refused(&b, &answer);
+        }
+        // Before the wrap, a number past 65535 is as wrong as any other.
+        let mut b = after_blocks(3, counting, now);
+        let (answer, _) = block(&mut b, 3, 65536 + 3, now);
+        refused(&b, &answer);
+    }
+
+    #[test]
+    fn our_blocks_are_numbered_wrapping_to_0_after_65535() {
+        let now = Instant::now();
+        let mut a = IbbStream::opener(B, "s1", 1, IbbConfig::default(), "a", now);
+        let mut b = IbbStream::acceptor(A, "s1", 1, IbbConfig::default(), "b");
+        pump(&mut a, A, &mut b, now);
+        pump(&mut b, B, &mut a, now);
+        let data: Vec<u8> = (0..65536u32 + 3).map(|i| (i % 253) as u8).collect();
+        assert_eq!(a.write(&data).unwrap(), data.len());
+        let mut seqs = Vec::new();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        for round in 0.. {
+            if a.flushed() {
+                break;
+            }
+            assert!(round < 100_000, "the transfer stalled");
+            while let Some(mut st) = a.poll_transmit(now) {
+                let seq = st.get_child("data", NS_IBB).and_then(|d| d.attr("seq"));
+                seqs.push(seq.unwrap().parse::<u64>().unwrap());
+                set_attr(&mut st, "from", A);
+                assert!(b.handle_iq(&st, now));
+            }
+            pump(&mut b, B, &mut a, now);
+            while let Some(n) = b.read(&mut buf).unwrap() {
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+        }
+        assert_eq!(got, data);
+        let expected: Vec<u64> = (0..data.len() as u64).map(wrapped).collect();
+        assert_eq!(seqs, expected);
+    }
+
     #[test]
     fn blocks_from_anyone_but_the_peer_or_for_another_sid_are_not_taken() {
         let now = Instant::now();
@@ -626,7 +817,7 @@ mod tests {
             ..IbbConfig::default()
         };
         let (_a, mut b) = pair(config, now);
-        for seq in 0..8u16 {
+        for seq in 0..8u32 {
             let d = IbbPacket::Data {
                 sid: "s1".into(),
                 seq,

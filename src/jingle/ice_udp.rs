@@ -15,9 +15,13 @@
 //! - a candidate with a missing or malformed required attribute makes the whole element an
 //!   error, since the peer is sending something XEP-0176 does not allow (the session layer answers
 //!   `<bad-request/>`);
-//! - more `<candidate/>` children than [`TransportLimits::max_candidates`] is an error, checked
-//!   before any candidate is parsed, so a peer cannot make us allocate without bound; truncating
-//!   would silently drop candidates that may be the only working ones.
+//! - once [`TransportLimits::max_candidates`] usable candidates are read, the remaining
+//!   `<candidate/>` children are not read at all, only counted in [`Skipped::over_limit`]: a peer
+//!   cannot make us hold more than the bound, and the element is still usable (the session
+//!   answers it with a result). XEP-0166 defines no error for a transport with many candidates
+//!   (its §6.3.2 `<resource-constraint/>` is for a responder that cannot take a session at all;
+//!   §7.2.13 and the §10 error table give none for `transport-info`), and RFC 8445 §6.1.2.5
+//!   bounds the candidate pairs the same way, by discarding the surplus (`xep/0166.md`).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -52,7 +56,7 @@ const MDNS_SUFFIX: &str = ".local";
 /// sets no bound; ours keeps one stanza from holding arbitrarily large ids).
 pub const ID_MAX_LEN: usize = 256;
 
-/// Default limit on `<candidate/>` children of one transport element.
+/// Default limit on the usable candidates read from one transport element.
 pub const DEFAULT_MAX_CANDIDATES: usize = 64;
 
 /// Element and attribute names of XEP-0176 §5.3 / §13.
@@ -81,8 +85,8 @@ mod names {
 /// Bounds applied while reading a transport element from a peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TransportLimits {
-    /// Most `<candidate/>` children accepted in one element; more is
-    /// [`TransportError::TooManyCandidates`].
+    /// Most usable candidates read from one element (XEP-0176 §5.3); the `<candidate/>`
+    /// children after them are ignored unread and counted in [`Skipped::over_limit`].
     pub max_candidates: usize,
 }
 
@@ -127,6 +131,11 @@ pub struct Skipped {
     pub non_udp: usize,
     /// Candidates whose `ip` is an mDNS `.local` name, which we do not resolve.
     pub mdns: usize,
+    /// Candidates beyond a bound, ignored: the `<candidate/>` children after
+    /// [`TransportLimits::max_candidates`] usable ones (not read), and candidates beyond the
+    /// session's bound on remote candidates per content
+    /// ([`super::SessionConfig::max_remote_candidates`]). XEP-0166 gives no error for them.
+    pub over_limit: usize,
 }
 
 /// The ICE-UDP transport element of XEP-0176 §5.
@@ -182,14 +191,6 @@ pub enum TransportError {
     /// `pwd` is not 22 to 256 ice-chars (RFC 8839 §5.4). The value is not kept.
     #[error("invalid pwd")]
     InvalidPwd,
-    /// The element has more `<candidate/>` children than allowed.
-    #[error("transport carries {count} candidates, more than the limit of {limit}")]
-    TooManyCandidates {
-        /// Number of `<candidate/>` children.
-        count: usize,
-        /// The configured limit.
-        limit: usize,
-    },
     /// The `<fingerprint/>` child is invalid (XEP-0320 §3).
     #[error("invalid DTLS fingerprint: {0}")]
     Fingerprint(DtlsError),
@@ -402,23 +403,18 @@ impl IceUdpTransport {
             Some(_) => return Err(TransportError::InvalidPwd),
             None => None,
         };
-        let count = el
-            .children()
-            .filter(|c| c.is(names::CANDIDATE, NS_ICE_UDP))
-            .count();
-        if count > limits.max_candidates {
-            return Err(TransportError::TooManyCandidates {
-                count,
-                limit: limits.max_candidates,
-            });
-        }
-        let mut candidates = Vec::with_capacity(count);
+        let mut candidates = Vec::new();
         let mut skipped = Skipped::default();
         for (index, child) in el
             .children()
             .filter(|c| c.is(names::CANDIDATE, NS_ICE_UDP))
             .enumerate()
         {
+            if candidates.len() >= limits.max_candidates {
+                // Past the bound: counted, not read (see the module documentation).
+                skipped.over_limit += 1;
+                continue;
+            }
             match parse_candidate(child) {
                 Ok(Parsed::Usable(c)) => candidates.push(c),
                 Ok(Parsed::NonUdp) => skipped.non_udp += 1,
@@ -438,6 +434,16 @@ impl IceUdpTransport {
             fingerprint,
             skipped,
         })
+    }
+
+    /// Keeps the first `max` candidates and counts the others in [`Skipped::over_limit`]: the
+    /// session's bound on remote candidates per content (XEP-0166 has no error for more; see
+    /// the module documentation).
+    pub(crate) fn keep_first_candidates(&mut self, max: usize) {
+        if self.candidates.len() > max {
+            self.skipped.over_limit += self.candidates.len() - max;
+            self.candidates.truncate(max);
+        }
     }
 
     /// Renders the element of XEP-0176 §5: `ufrag`/`pwd` when set, the fingerprint if any

@@ -15,7 +15,10 @@
 //!   does not allow, `<conflict/>` + `<tie-break/>` for the losing simultaneous
 //!   `session-initiate` (§7.2.16), `<feature-not-implemented/>` + `<unsupported-info/>` for a
 //!   session-info payload nobody here understands (§6.8), `<bad-request/>` for a malformed
-//!   element, `<resource-constraint/>` past the configured limits);
+//!   element, `<resource-constraint/>` past the configured limits on sessions);
+//! - remote candidates beyond [`TransportLimits::max_candidates`] in one element or
+//!   [`SessionConfig::max_remote_candidates`] per content are ignored, the first ones kept: the
+//!   request is answered with a result (XEP-0166 has no error for it, `xep/0166.md`);
 //! - a session is keyed by the peer's full JID and the sid: a stanza about a session from any
 //!   other JID finds no session and gets `<unknown-session/>`;
 //! - once terminated a session is forgotten (§6.7: later requests get `<unknown-session/>`);
@@ -88,8 +91,11 @@ pub struct SessionConfig {
     pub max_sessions_per_peer: usize,
     /// Bounds on every ICE-UDP transport element read from a peer.
     pub transport_limits: TransportLimits,
-    /// Most remote candidates accepted per content over the life of a session (all
-    /// transport-infos together); more gets `<resource-constraint/>`.
+    /// Most remote candidates kept per content over the life of a session (the offer or answer
+    /// and every transport-info together, counted again from 0 after an ICE restart). Beyond
+    /// it the first ones are kept and the rest are ignored and counted in the transport's
+    /// [`Skipped::over_limit`]; the request is still answered with a result (XEP-0166 defines
+    /// no error for it; `xep/0166.md`, "Many candidates").
     pub max_remote_candidates: usize,
     /// Most requests awaiting an answer; beyond it the oldest is given up as timed out.
     pub max_pending_requests: usize,
@@ -1012,7 +1018,7 @@ impl SessionManager {
         }
     }
 
-    fn on_initiate(&mut self, stanza: &Element, key: SessionKey, jingle: Jingle, now: Instant) {
+    fn on_initiate(&mut self, stanza: &Element, key: SessionKey, mut jingle: Jingle, now: Instant) {
         if self.sessions.contains_key(&key) {
             self.reply(jingle_error(stanza, JingleCondition::OutOfOrder));
             return;
@@ -1069,6 +1075,7 @@ impl SessionManager {
             self.end(&ours, reason, false, true, now);
         }
         self.reply(iq_result(stanza));
+        keep_first_candidates(&mut jingle.contents, self.config.max_remote_candidates);
         let mut contents = Vec::with_capacity(jingle.contents.len());
         let mut states = Vec::with_capacity(jingle.contents.len());
         for c in jingle.contents {
@@ -1123,7 +1130,7 @@ impl SessionManager {
         }
     }
 
-    fn on_accept(&mut self, stanza: &Element, key: SessionKey, jingle: Jingle) {
+    fn on_accept(&mut self, stanza: &Element, key: SessionKey, mut jingle: Jingle) {
         let Some(session) = self.sessions.get_mut(&key) else {
             self.reply(jingle_error(stanza, JingleCondition::UnknownSession));
             return;
@@ -1150,14 +1157,7 @@ impl SessionManager {
                 return;
             }
         }
-        let limit = self.config.max_remote_candidates;
-        for c in &jingle.contents {
-            let count = c.candidate_count();
-            if count > limit {
-                self.reply(iq_error(stanza, Condition::ResourceConstraint, None, None));
-                return;
-            }
-        }
+        keep_first_candidates(&mut jingle.contents, self.config.max_remote_candidates);
         for c in &jingle.contents {
             if let Some(state) = session.content_mut(&c.name) {
                 state.remote = c.ice_credentials();
@@ -1386,25 +1386,11 @@ impl SessionManager {
                 ));
                 return;
             }
-            let added = t.ice_udp().map_or(0, |t| t.candidates.len());
-            let restart = t
-                .ice_udp()
-                .and_then(IceUdpTransport::credentials)
-                .is_some_and(|c| state.remote.as_ref() != Some(&c));
-            let base = if restart { 0 } else { state.remote_candidates };
-            if base + added > limit {
-                self.reply(iq_error(
-                    stanza,
-                    Condition::ResourceConstraint,
-                    None,
-                    Some("too many candidates"),
-                ));
-                return;
-            }
         }
         let mut events = Vec::with_capacity(jingle.contents.len());
         for c in jingle.contents {
-            let (Some(state), Some(transport)) = (session.content_mut(&c.name), c.transport) else {
+            let (Some(state), Some(mut transport)) = (session.content_mut(&c.name), c.transport)
+            else {
                 continue;
             };
             let creds = transport.ice_udp().and_then(IceUdpTransport::credentials);
@@ -1414,6 +1400,11 @@ impl SessionManager {
             };
             if let Some(new) = creds {
                 state.remote = Some(new);
+            }
+            // Beyond the session's bound the first ones are kept, the rest ignored.
+            let base = if restart { 0 } else { state.remote_candidates };
+            if let Some(t) = transport.ice_udp_mut() {
+                t.keep_first_candidates(limit.saturating_sub(base));
             }
             let added = transport.ice_udp().map_or(0, |t| t.candidates.len());
             state.remote_candidates = if restart {
@@ -1604,6 +1595,16 @@ fn content_state_local(content: Content) -> ContentState {
         generation: 0,
         replacing: None,
         replace_offered: None,
+    }
+}
+
+/// Keeps at most `max` remote candidates in each content's ICE-UDP transport (the first ones;
+/// see [`SessionConfig::max_remote_candidates`]).
+fn keep_first_candidates(contents: &mut [Content], max: usize) {
+    for c in contents {
+        if let Some(t) = c.transport.as_mut().and_then(Transport::ice_udp_mut) {
+            t.keep_first_candidates(max);
+        }
     }
 }
 
