@@ -75,6 +75,21 @@ async fn offered() -> (
     (a, b, tap, connect, offer)
 }
 
+/// The initiator's `connect` ends at once with the session ended for `condition`.
+async fn initiator_ended(
+    connect: tokio::task::JoinHandle<Result<jingle_ice::xmpp::JingleSession, JingleIceError>>,
+    condition: ReasonCondition,
+) {
+    match tokio::time::timeout(AT_ONCE, connect)
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        Err(JingleIceError::Terminated(r)) => assert_eq!(r.condition, condition),
+        other => panic!("the initiator's connect: {:?}", other.map(|_| ())),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_accept_future_before_ice_connects_cancels_the_session() {
     let (a, b, mut tap, connect, offer) = offered().await;
@@ -84,14 +99,7 @@ async fn dropping_the_accept_future_before_ice_connects_cancels_the_session() {
     assert!(!accept.is_finished());
     accept.abort();
     assert_eq!(terminate_from(&mut tap, &b.local_jid()).await, "cancel");
-    match tokio::time::timeout(AT_ONCE, connect)
-        .await
-        .unwrap()
-        .unwrap()
-    {
-        Err(JingleIceError::Terminated(r)) => assert_eq!(r.condition, ReasonCondition::Cancel),
-        other => panic!("the initiator's connect: {other:?}"),
-    }
+    initiator_ended(connect, ReasonCondition::Cancel).await;
     assert_eq!((a.session_count(), b.session_count()), (0, 0));
 }
 
@@ -113,14 +121,7 @@ async fn an_offer_dropped_unanswered_is_declined() {
     let (a, b, mut tap, connect, offer) = offered().await;
     drop(offer);
     assert_eq!(terminate_from(&mut tap, &b.local_jid()).await, "decline");
-    match tokio::time::timeout(AT_ONCE, connect)
-        .await
-        .unwrap()
-        .unwrap()
-    {
-        Err(JingleIceError::Terminated(r)) => assert_eq!(r.condition, ReasonCondition::Decline),
-        other => panic!("the initiator's connect: {other:?}"),
-    }
+    initiator_ended(connect, ReasonCondition::Decline).await;
     assert_eq!((a.session_count(), b.session_count()), (0, 0));
 }
 

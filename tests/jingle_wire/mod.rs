@@ -47,16 +47,8 @@ pub fn wire(a: Arc<JingleIce>, b: Arc<JingleIce>) {
 
 /// Carries stanzas, passing each through `tamper` first.
 pub fn wire_with(a: Arc<JingleIce>, b: Arc<JingleIce>, tamper: fn(Element) -> Element) {
-    for (src, dst) in [(a.clone(), b.clone()), (b, a)] {
-        tokio::spawn(async move {
-            let from = src.local_jid();
-            while let Some(s) = src.next_outgoing().await {
-                let s = tamper(stamp(s, &from));
-                let taken = dst.handle_stanza(&s);
-                assert!(taken || s.name() == "presence", "stanza not taken: {s:?}");
-            }
-        });
-    }
+    // Nobody listens to the tap: its reports are dropped.
+    drop(wire_tapped(a, b, tamper));
 }
 
 /// Carries stanzas like [`wire_with`] and reports each one (sender's JID, stanza as
