@@ -1207,6 +1207,26 @@ fn check_allocation_refreshes_now_and_reports_a_lost_allocation() {
 }
 
 #[test]
+fn refused_credentials_on_a_permission_end_the_allocation_after_a_check() {
+    // Expired time-limited credentials: every request now gets 401, the Refresh too.
+    let mut h = Harness::allocated(TurnTransport::Udp);
+    h.server.key = long_term_key(USER, REALM, "renewed");
+    h.client.create_permission(peer(6).ip(), h.now).unwrap();
+    h.exchange();
+    assert_eq!(
+        h.take_events(),
+        vec![
+            TurnEvent::PermissionFailed {
+                peer: peer(6).ip(),
+                error: TurnError::WrongCredentials
+            },
+            TurnEvent::Expired(TurnError::WrongCredentials),
+        ]
+    );
+    assert_eq!(h.seen(Method::REFRESH).len(), 1);
+}
+
+#[test]
 fn allocate_answered_437_deletes_the_stale_allocation_once_and_allocates_again() {
     // The server still holds an allocation on this 5-tuple (we gave it up for lost).
     let mut h = Harness::new(TurnTransport::Udp);

@@ -1217,8 +1217,9 @@ impl TurnClient {
 
     /// A CreatePermission or ChannelBind failed: 437 says the allocation is gone (RFC 8656
     /// §19); 400, a server error or no answer may mean the same from a server that answers a
-    /// request for a missing allocation so (coturn 4.6 answers 400), so the allocation is
-    /// verified with a Refresh. Refusals about the peer itself (403, 443...) say nothing of it.
+    /// request for a missing allocation so (coturn 4.6 answers 400), and refused credentials
+    /// mean the allocation cannot be refreshed, so it is verified with a Refresh. Refusals
+    /// about the peer itself (403, 443...) say nothing of it.
     fn after_peer_request_failed(&mut self, error: &TurnError, now: Instant) {
         if self.state != TurnState::Allocated {
             return;
@@ -1227,7 +1228,8 @@ impl TurnClient {
             TurnError::AllocationMismatch => {
                 self.lose(TurnEvent::Expired(TurnError::AllocationMismatch));
             }
-            TurnError::Timeout => self.check_allocation(now),
+            // Refused credentials (expired time-limited ones) will not refresh it either.
+            TurnError::Timeout | TurnError::WrongCredentials => self.check_allocation(now),
             TurnError::Rejected { code, .. }
                 if *code == error_code::BAD_REQUEST || *code == error_code::SERVER_ERROR =>
             {
