@@ -381,8 +381,22 @@ impl Driver {
                 tracing::info!(?role, "role changed after a conflict");
                 self.parts.shared.view().role = *role;
             }
-            Event::RelayFailed { server, error } => {
-                tracing::warn!(%server, %error, "no relayed candidate from this TURN server");
+            Event::RelayFailed {
+                server,
+                error,
+                retry_in,
+            } => {
+                tracing::warn!(%server, %error, ?retry_in, "TURN allocation failed or lost");
+            }
+            Event::LocalCandidateRemoved(candidate) => {
+                tracing::info!(candidate = %candidate, "local candidate removed");
+            }
+            Event::SelectedPairLost {
+                component,
+                local,
+                remote,
+            } => {
+                tracing::warn!(component, local = %local, remote = %remote, "selected pair lost");
             }
         }
         if let Err(TrySendError::Full(_)) = self.parts.events.try_send(event) {
