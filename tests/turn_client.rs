@@ -1103,6 +1103,10 @@ fn coturn_tears_the_allocation_down_and_answers_400_the_loss_is_found_and_its_su
     h.client.send_to(peer(1), b"hello", h.now).unwrap();
     h.exchange();
     h.peer_sends(peer(1), b"hi back");
+    // Another client's relayed address on the same server: never a suspect.
+    let other_relay = SocketAddr::from((SERVER.0, 50_002));
+    h.client.send_to(other_relay, b"to a relay", h.now).unwrap();
+    h.exchange();
     // The send to the private address ends the allocation on the server.
     h.client.send_to(private, b"check", h.now).unwrap();
     h.exchange();
@@ -1115,6 +1119,7 @@ fn coturn_tears_the_allocation_down_and_answers_400_the_loss_is_found_and_its_su
                 peer: peer(1),
                 data: b"hi back".to_vec()
             },
+            TurnEvent::PermissionCreated(other_relay.ip()),
             TurnEvent::PermissionCreated(private.ip()),
         ]
     );
@@ -1123,6 +1128,8 @@ fn coturn_tears_the_allocation_down_and_answers_400_the_loss_is_found_and_its_su
         TurnState::Allocated,
         "nothing said it yet"
     );
+    // More data to the other relay (its permission is installed): unanswered from now on.
+    h.client.send_to(other_relay, b"again", h.now).unwrap();
     // The next permission: 438 from the new session, 400, then the Refresh says 437.
     h.client.send_to(peer(2), b"check", h.now).unwrap();
     h.exchange();
@@ -1142,7 +1149,7 @@ fn coturn_tears_the_allocation_down_and_answers_400_the_loss_is_found_and_its_su
     assert_eq!(h.client.state(), TurnState::Failed);
     assert_eq!(h.seen(Method::REFRESH).len(), 1, "the check, answered 437");
     // Only the private address is suspected: peer 1 answered through the relay, peer 2's
-    // permission was refused (so nothing was relayed to it).
+    // permission was refused (so nothing was relayed to it), the other relay is the server's.
     assert_eq!(h.client.loss_suspects(), &[private.ip()]);
 }
 

@@ -656,8 +656,8 @@ impl TurnClient {
 
     /// The peer addresses that may have ended the last allocation: peers this client sent
     /// data to after asking for their permission (so the server may have relayed it), that
-    /// never sent anything back through the relay, and after whose last send no request
-    /// succeeded. Empty until [`TurnEvent::Expired`]. A server that cannot route to a peer may
+    /// never sent anything back through the relay, after whose last send no request
+    /// succeeded, and that are not the server's own addresses. Empty until [`TurnEvent::Expired`]. A server that cannot route to a peer may
     /// tear the whole allocation down on the failed send (coturn 4.6 does on ENETUNREACH), so
     /// an agent should not send to these through a new allocation on the same server.
     pub fn loss_suspects(&self) -> &[IpAddr] {
@@ -1381,10 +1381,18 @@ impl TurnClient {
     fn lose(&mut self, event: TurnEvent) {
         if self.state == TurnState::Allocated {
             let confirmed = self.confirmed_seq;
+            // The server's own addresses (another client's relayed address on it) are always
+            // routable from it: a relay-to-relay path must survive a server restart.
+            let own = [
+                Some(self.config.server.ip()),
+                self.allocation.as_ref().map(|a| a.relayed.ip()),
+            ];
             let mut suspects: Vec<IpAddr> = self
                 .permissions
                 .iter()
-                .filter(|(_, p)| p.last_send > confirmed && !p.heard)
+                .filter(|(peer, p)| {
+                    p.last_send > confirmed && !p.heard && !own.contains(&Some(**peer))
+                })
                 .map(|(peer, _)| *peer)
                 .collect();
             suspects.sort();
