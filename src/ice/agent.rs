@@ -268,6 +268,8 @@ struct Relay {
     relayed: Option<SocketAddr>,
     /// When the current allocation was made.
     allocated_at: Option<Instant>,
+    /// An allocation was made once: a lost one is awaited before ICE is declared failed.
+    ever_allocated: bool,
     /// Failed or short-lived allocations in a row.
     failures: u32,
     /// Allocations made so far on this relay (each draws its own transaction ids).
@@ -615,6 +617,7 @@ impl Agent {
                     done: false,
                     relayed: None,
                     allocated_at: None,
+                    ever_allocated: false,
                     failures: 0,
                     attempts: 1,
                     retry_at: None,
@@ -676,6 +679,7 @@ impl Agent {
                     let relay = &mut self.relays[i];
                     relay.done = true;
                     relay.allocated_at = Some(now);
+                    relay.ever_allocated = true;
                     relay.relayed = Some(relayed);
                     self.add_relayed(i, relayed, mapped);
                 }
@@ -2197,13 +2201,14 @@ impl Agent {
             self.set_state(ConnectionState::Connected);
             return;
         }
-        // Failure: no pair can succeed for some component any more. A relay being allocated
-        // (again) may still bring a candidate that works.
+        // Failure: no pair can succeed for some component any more. A lost allocation being
+        // made again may still bring a candidate that works (one that never worked is not
+        // waited for: its retries are bounded, but by minutes over a silent server).
         let gathering_busy = self.gatherers.iter().any(|g| !g.done)
-            || self
-                .relays
-                .iter()
-                .any(|r| r.retry_at.is_some() || r.client.state() == TurnState::Allocating);
+            || self.relays.iter().any(|r| {
+                r.ever_allocated
+                    && (r.retry_at.is_some() || r.client.state() == TurnState::Allocating)
+            });
         let hopeless = (1..=components).any(|c| {
             self.best_valid(c, false).is_none()
                 && !self.pairs.iter().any(|p| {
