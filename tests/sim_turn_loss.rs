@@ -629,3 +629,35 @@ fn refused_credentials_stop_the_retries_until_new_ones_are_given() {
         assert_eq!(case.relayed_candidates(i).len(), 2);
     }
 }
+
+#[test]
+fn credentials_refreshed_under_a_live_allocation_are_used_when_the_old_ones_expire() {
+    let mut case = build(15, plain_server());
+    assert!(case.run(Duration::from_secs(30), Case::both_selected));
+    // The application refreshes the credentials (XEP-0215) while the allocations live...
+    for i in 0..2 {
+        let h = case.sides[i].h;
+        case.net.with_endpoint(h, |ep, _| {
+            ep.agent_mut().add_turn_server(turn_config("renewed"))
+        });
+    }
+    // ...then the old ones expire: the next request on each allocation is refused (401). The
+    // allocations are lost, and made again with the new credentials.
+    case.net
+        .with_endpoint(case.turn, |server, _| server.set_password("renewed"));
+    let before = case.server().stats().allocations;
+    // A relayed pair needs a permission refresh within 5 minutes (RFC 8656 §9).
+    let replaced = case.run(Duration::from_secs(400), |c| {
+        (0..2).all(|i| c.relayed_candidates(i).len() >= 2)
+    });
+    assert!(replaced, "{}", case.dump());
+    for i in 0..2 {
+        let failures = case.relay_failures(i);
+        assert_eq!(failures[0].1, TurnError::WrongCredentials, "side {i}");
+        assert!(
+            failures[0].2.is_some(),
+            "side {i}: new credentials, so retried"
+        );
+    }
+    assert_eq!(case.server().stats().allocations, before + 2);
+}

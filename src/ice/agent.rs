@@ -278,6 +278,8 @@ struct Relay {
     retry_at: Option<Instant>,
     /// When the allocation was last verified because a pair through it stopped answering.
     last_check: Option<Instant>,
+    /// The current client was made with credentials that have been replaced since.
+    stale_credentials: bool,
 }
 
 /// An authenticated check that arrived before the peer's credentials were known (RFC 8445
@@ -558,6 +560,7 @@ impl Agent {
                     r.config.server == config.server && r.config.transport == config.transport
                 }) {
                     relay.config.credentials = config.credentials.clone();
+                    relay.stale_credentials = true;
                     let gave_up =
                         relay.client.state() == TurnState::Failed && relay.retry_at.is_none();
                     if gave_up && self.state != ConnectionState::Closed {
@@ -622,6 +625,7 @@ impl Agent {
                     attempts: 1,
                     retry_at: None,
                     last_check: None,
+                    stale_credentials: false,
                 });
                 self.gathering_complete = false;
             }
@@ -730,10 +734,12 @@ impl Agent {
             relay.failures = 0;
         }
         relay.failures += 1;
-        let retryable = !matches!(
-            error,
-            TurnError::WrongCredentials | TurnError::TryAlternate(_)
-        );
+        // Refused credentials are not tried again, unless new ones came meanwhile.
+        let retryable = match error {
+            TurnError::WrongCredentials => relay.stale_credentials,
+            TurnError::TryAlternate(_) => false,
+            _ => true,
+        };
         let closed = matches!(
             self.state,
             ConnectionState::Closed | ConnectionState::Failed
@@ -1715,6 +1721,7 @@ impl Agent {
             }
             relay.retry_at = None;
             relay.attempts += 1;
+            relay.stale_credentials = false;
             let mut config = relay.config.clone();
             config.seed = config
                 .seed
