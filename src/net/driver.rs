@@ -45,6 +45,8 @@ pub(crate) enum Command {
     EndOfRemoteCandidates,
     /// Application data for a component whose path goes through a TURN relay.
     SendRelayed(u16, Vec<u8>),
+    /// A TURN server to add, or new credentials for one already added.
+    AddTurnServer(crate::turn::TurnConfig),
     Restart(oneshot::Sender<Credentials>),
     Close,
 }
@@ -198,6 +200,11 @@ impl Driver {
                 if let Err(error) = agent.send(component, &data) {
                     tracing::debug!(component, %error, "relayed data not sent");
                 }
+            }
+            Command::AddTurnServer(config) => {
+                tracing::debug!(server = %config.server, transport = ?config.transport, "TURN server (or its new credentials)");
+                agent.add_turn_server(config);
+                agent.handle_timeout(now);
             }
             Command::Restart(reply) => {
                 agent.restart(now);

@@ -226,6 +226,8 @@ enum Fallback {
 enum IceCmd {
     /// The peer's credentials and candidates (offer, accept, transport-info).
     Remote(Box<IceUdpTransport>, bool),
+    /// TURN servers with refreshed credentials (XEP-0215).
+    TurnServers(Vec<TurnConfig>),
     /// The session ended.
     Close,
 }
@@ -344,9 +346,18 @@ impl JingleIce {
     }
 
     /// Replaces the STUN and TURN servers used by sessions opened from now on (for example
-    /// after a XEP-0215 query, or when its credentials were refreshed).
+    /// after a XEP-0215 query, or when its credentials were refreshed). Running sessions get
+    /// the TURN servers too: new credentials for a server they use replace the old ones, and
+    /// their allocations that gave up because the server refused the old ones (time-limited
+    /// credentials that expired) start again.
     pub fn set_ice_servers(&self, stun: Vec<SocketAddr>, turn: Vec<TurnConfig>) {
-        *self.inner.servers.lock().unwrap_or_else(|e| e.into_inner()) = (stun, turn);
+        *self.inner.servers.lock().unwrap_or_else(|e| e.into_inner()) = (stun, turn.clone());
+        let st = self.inner.lock();
+        for slot in st.slots.values() {
+            if let Some(ice) = &slot.ice {
+                let _ = ice.send(IceCmd::TurnServers(turn.clone()));
+            }
+        }
     }
 
     /// Takes a stanza received on the XMPP connection; returns whether it was for Jingle (the
@@ -866,6 +877,11 @@ fn spawn_ice_task(
                         }
                         for c in t.ice_candidates() {
                             let _ = conn.add_remote_candidate(c.clone()).await;
+                        }
+                    }
+                    Some(IceCmd::TurnServers(servers)) => {
+                        for server in servers {
+                            let _ = conn.add_turn_server(server).await;
                         }
                     }
                     Some(IceCmd::Close) | None => {
