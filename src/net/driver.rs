@@ -202,6 +202,16 @@ impl Driver {
                 }
             }
             Command::AddTurnServer(config) => {
+                let tls_known = self
+                    .parts
+                    .tls
+                    .as_ref()
+                    .is_some_and(|tls| tls.knows(config.server));
+                if config.transport == TurnTransport::Tls && !tls_known {
+                    // Its TLS settings are made when the connection is built.
+                    tracing::debug!(server = %config.server, "TURN server over TLS unknown to this connection: ignored");
+                    return;
+                }
                 tracing::debug!(server = %config.server, transport = ?config.transport, "TURN server (or its new credentials)");
                 agent.add_turn_server(config);
                 agent.handle_timeout(now);
