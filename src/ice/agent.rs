@@ -854,7 +854,7 @@ impl Agent {
         let mut index = 0usize;
         let mut removed = Vec::new();
         self.local_candidates.retain(|c| {
-            let keep = !gone[index];
+            let keep = !gone.get(index).copied().unwrap_or(false);
             index += 1;
             if !keep {
                 removed.push(c.clone());
@@ -862,8 +862,8 @@ impl Agent {
             keep
         });
         for p in &mut self.pairs {
-            p.local = map[p.local].unwrap_or(p.local);
-            p.valid_local = p.valid_local.and_then(|v| map[v]);
+            p.local = map.get(p.local).copied().flatten().unwrap_or(p.local);
+            p.valid_local = p.valid_local.and_then(|v| map.get(v).copied().flatten());
         }
         for c in removed {
             if c.kind == CandidateType::Relayed {
