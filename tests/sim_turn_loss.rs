@@ -172,8 +172,9 @@ fn build(seed: u64, server: TurnServer) -> Case {
 }
 
 /// The lab's coturn without a default route: a relayed send to a private address tears the
-/// allocation down, and requests without an allocation get 400 (CreatePermission,
-/// ChannelBind) or 437 (Refresh), as coturn 4.6 answers.
+/// allocation down a little later (30 ms: coturn answers requests meanwhile), and requests
+/// without an allocation get 400 (CreatePermission, ChannelBind) or 437 (Refresh), as coturn
+/// 4.6 answers.
 fn killing_server() -> TurnServer {
     TurnServer::new(
         sa(TURN).ip(),
@@ -184,6 +185,7 @@ fn killing_server() -> TurnServer {
         PASSWORD,
     )
     .kill_on_unreachable(private)
+    .kill_after(Duration::from_millis(30))
     .coturn_errors()
 }
 

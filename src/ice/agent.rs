@@ -329,6 +329,9 @@ pub struct Agent {
     /// [`TurnClient::loss_suspects`]): new relayed candidates of that server are not paired
     /// with them.
     relay_exclusions: HashMap<SocketAddr, Vec<IpAddr>>,
+    /// Per TURN server, peer addresses that sent data through one of its allocations: the
+    /// server can route to them, so they are never excluded.
+    relay_reachable: HashMap<SocketAddr, Vec<IpAddr>>,
     /// A pair was selected for the component in this ICE session: the controlling agent does
     /// not nominate another until a restart (RFC 8445 §8.1.1).
     nominated_once: Vec<bool>,
@@ -361,6 +364,8 @@ const RELAY_MAX_FAILURES: u32 = 6;
 const RELAY_STABLE_AFTER: Duration = Duration::from_secs(60);
 /// Upper bound on peer addresses remembered per TURN server as not to be relayed to.
 const MAX_RELAY_EXCLUSIONS: usize = 16;
+/// Upper bound on peer addresses remembered per TURN server as reachable from it.
+const MAX_RELAY_REACHABLE: usize = 64;
 /// A relay whose selected pair stops answering consent checks is verified (RFC 8656 §8
 /// Refresh) at most this often.
 const RELAY_CHECK_INTERVAL: Duration = Duration::from_secs(5);
@@ -414,6 +419,7 @@ impl Agent {
             turn_servers: Vec::new(),
             relays: Vec::new(),
             relay_exclusions: HashMap::new(),
+            relay_reachable: HashMap::new(),
             nominated_once: vec![false; components],
             relayed_data: VecDeque::new(),
             now,
@@ -695,6 +701,7 @@ impl Agent {
                     let Some(relayed) = self.relays[i].client.relayed_address() else {
                         continue;
                     };
+                    self.relay_reached(self.relays[i].client.server(), peer.ip());
                     if let Received::Data { component } = self.process(now, relayed, peer, &data) {
                         if self.relayed_data.len() >= MAX_RELAYED_DATA {
                             self.stats.relayed_data_dropped += 1;
@@ -718,7 +725,14 @@ impl Agent {
     /// failures in a row are too many.
     fn relay_failed(&mut self, now: Instant, i: usize, error: TurnError) {
         let server = self.relays[i].client.server();
-        let suspects = self.relays[i].client.loss_suspects().to_vec();
+        let reachable = self.relay_reachable.get(&server);
+        let suspects: Vec<IpAddr> = self.relays[i]
+            .client
+            .loss_suspects()
+            .iter()
+            .filter(|p| !reachable.is_some_and(|r| r.contains(p)))
+            .copied()
+            .collect();
         if !suspects.is_empty() {
             tracing::info!(%server, ?suspects, "TURN allocation lost after relaying to these peers: not pairing its next relayed candidates with them");
             self.exclude_relay_peers(server, &suspects);
@@ -758,6 +772,22 @@ impl Agent {
             error,
             retry_in,
         });
+    }
+
+    /// `peer` sent data through an allocation on `server`: the server reaches it (bounded
+    /// memory), and it is not excluded any more.
+    fn relay_reached(&mut self, server: SocketAddr, peer: IpAddr) {
+        let list = self.relay_reachable.entry(server).or_default();
+        if list.contains(&peer) {
+            return;
+        }
+        if list.len() >= MAX_RELAY_REACHABLE {
+            list.remove(0);
+        }
+        list.push(peer);
+        if let Some(excluded) = self.relay_exclusions.get_mut(&server) {
+            excluded.retain(|p| *p != peer);
+        }
     }
 
     /// Remembers peers not to relay to through `server` (bounded), and drops the pairs of the

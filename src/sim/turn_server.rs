@@ -45,6 +45,8 @@ pub struct TurnServerStats {
 struct Allocation {
     relayed: SocketAddr,
     expires: Instant,
+    /// A relayed send failed: the allocation is torn down at this time.
+    doomed_at: Option<Instant>,
     permissions: HashMap<IpAddr, Instant>,
     channels: HashMap<u16, (SocketAddr, Instant)>,
 }
@@ -71,6 +73,7 @@ pub struct TurnServer {
     next_nonce: u64,
     allocations: HashMap<SocketAddr, Allocation>,
     unreachable: Option<Box<dyn Fn(IpAddr) -> bool>>,
+    kill_delay: Duration,
     no_allocation_code: u16,
     refuse_allocations: bool,
     outgoing: VecDeque<Datagram>,
@@ -109,6 +112,7 @@ impl TurnServer {
             next_nonce: 0,
             allocations: HashMap::new(),
             unreachable: None,
+            kill_delay: Duration::ZERO,
             no_allocation_code: error_code::ALLOCATION_MISMATCH,
             refuse_allocations: false,
             outgoing: VecDeque::new(),
@@ -121,6 +125,14 @@ impl TurnServer {
     /// ENETUNREACH (a relay host without a route to a private address).
     pub fn kill_on_unreachable(mut self, unreachable: impl Fn(IpAddr) -> bool + 'static) -> Self {
         self.unreachable = Some(Box::new(unreachable));
+        self
+    }
+
+    /// Tears an allocation down `delay` after the relayed send that failed, not at once (with
+    /// [`TurnServer::kill_on_unreachable`]). coturn 4.6 only marks the relay socket to be
+    /// closed and closes the session a little later: requests it answers meanwhile succeed.
+    pub fn kill_after(mut self, delay: Duration) -> Self {
+        self.kill_delay = delay;
         self
     }
 
@@ -197,7 +209,7 @@ impl TurnServer {
                 .and_then(|a| a.channels.get(&cd.channel))
                 .map(|(peer, _)| *peer);
             match peer {
-                Some(peer) => self.relay_to_peer(client, peer, cd.data),
+                Some(peer) => self.relay_to_peer(now, client, peer, cd.data),
                 None => self.stats.ignored += 1,
             }
             return;
@@ -217,7 +229,7 @@ impl TurnServer {
                     .get(&client)
                     .is_some_and(|a| a.permissions.contains_key(&peer.ip()));
                 if permitted {
-                    self.relay_to_peer(client, peer, payload);
+                    self.relay_to_peer(now, client, peer, payload);
                 } else {
                     // RFC 8656 §10.2: no permission, silently dropped.
                     self.stats.ignored += 1;
@@ -229,16 +241,23 @@ impl TurnServer {
     }
 
     /// Relays to a peer; a send the host cannot route ends the allocation (coturn).
-    fn relay_to_peer(&mut self, client: SocketAddr, peer: SocketAddr, payload: &[u8]) {
+    fn relay_to_peer(
+        &mut self,
+        now: Instant,
+        client: SocketAddr,
+        peer: SocketAddr,
+        payload: &[u8],
+    ) {
         let Some(relayed) = self.allocations.get(&client).map(|a| a.relayed) else {
             return;
         };
         if self.unreachable.as_ref().is_some_and(|u| u(peer.ip())) {
             tracing::debug!(%client, %peer, "sim TURN: relayed send unreachable, allocation torn down");
-            self.stats.killed += 1;
-            self.allocations.remove(&client);
-            self.free_ports.push_back(relayed.port());
-            self.nonces.remove(&client);
+            let at = now + self.kill_delay;
+            if let Some(a) = self.allocations.get_mut(&client) {
+                a.doomed_at = Some(a.doomed_at.map_or(at, |t| t.min(at)));
+            }
+            self.handle_timeout(now);
             return;
         }
         self.stats.to_peers += 1;
@@ -414,6 +433,7 @@ impl TurnServer {
             Allocation {
                 relayed,
                 expires: now + Duration::from_secs(u64::from(lifetime)),
+                doomed_at: None,
                 permissions: HashMap::new(),
                 channels: HashMap::new(),
             },
@@ -505,10 +525,15 @@ impl Endpoint for TurnServer {
 
     fn handle_timeout(&mut self, now: Instant) {
         let mut freed = Vec::new();
-        self.allocations.retain(|_, a| {
+        let mut killed = Vec::new();
+        self.allocations.retain(|client, a| {
             a.permissions.retain(|_, t| *t > now);
             a.channels.retain(|_, (_, t)| *t > now);
-            if a.expires <= now {
+            if a.doomed_at.is_some_and(|t| t <= now) {
+                killed.push(*client);
+                freed.push(a.relayed.port());
+                false
+            } else if a.expires <= now {
                 freed.push(a.relayed.port());
                 false
             } else {
@@ -516,6 +541,11 @@ impl Endpoint for TurnServer {
             }
         });
         self.free_ports.extend(freed);
+        // The session goes with the allocation: the client's next request meets a new one.
+        for client in killed {
+            self.stats.killed += 1;
+            self.nonces.remove(&client);
+        }
     }
 
     fn poll_transmit(&mut self) -> Option<Datagram> {
@@ -523,6 +553,9 @@ impl Endpoint for TurnServer {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        self.allocations.values().map(|a| a.expires).min()
+        self.allocations
+            .values()
+            .flat_map(|a| std::iter::once(a.expires).chain(a.doomed_at))
+            .min()
     }
 }

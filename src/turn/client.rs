@@ -350,9 +350,6 @@ struct Request {
     bytes: Vec<u8>,
     authenticated: bool,
     stale_retries: u8,
-    /// [`TurnClient::send_seq`] when the request was first sent: a success proves the
-    /// allocation outlived every relayed send numbered up to it.
-    sent_seq: u64,
 }
 
 /// The realm, nonce and key learnt from the server's 401 (RFC 8489 §9.2.3).
@@ -379,8 +376,8 @@ struct Permission {
     in_flight: bool,
     /// Traffic to or from the peer since the last (re)install.
     used: bool,
-    /// [`TurnClient::send_seq`] of the last data sent to this peer (0: none yet).
-    last_send: u64,
+    /// Data was sent to this peer while its permission was asked for or installed.
+    sent: bool,
     /// Data from this peer came through the allocation: the relay has a route to it.
     heard: bool,
 }
@@ -417,11 +414,6 @@ pub struct TurnClient {
     events: VecDeque<TurnEvent>,
     data_events: usize,
     stats: TurnStats,
-    /// Counts data sent to peers (Send indications and ChannelData), in order.
-    send_seq: u64,
-    /// The highest `sent_seq` of a request that succeeded: sends numbered up to it did not
-    /// end the allocation.
-    confirmed_seq: u64,
     /// Allocate was answered 437 and the stale allocation on this 5-tuple was deleted once.
     stale_allocation_deleted: bool,
     /// The peers that may have ended the allocation (see [`TurnClient::loss_suspects`]).
@@ -453,8 +445,6 @@ impl TurnClient {
             events: VecDeque::new(),
             data_events: 0,
             stats: TurnStats::default(),
-            send_seq: 0,
-            confirmed_seq: 0,
             stale_allocation_deleted: false,
             loss_suspects: Vec::new(),
         };
@@ -533,7 +523,7 @@ impl TurnClient {
                 refresh_at: None,
                 in_flight: allocated,
                 used: true,
-                last_send: 0,
+                sent: false,
                 heard: false,
             },
         );
@@ -621,9 +611,8 @@ impl TurnClient {
                 enc.finish();
             }
         }
-        self.send_seq += 1;
         if let Some(p) = self.permissions.get_mut(&peer.ip()) {
-            p.last_send = self.send_seq;
+            p.sent = true;
         }
         self.transmits.push_back(TurnTransmit {
             destination: self.config.server,
@@ -655,11 +644,15 @@ impl TurnClient {
     }
 
     /// The peer addresses that may have ended the last allocation: peers this client sent
-    /// data to after asking for their permission (so the server may have relayed it), that
-    /// never sent anything back through the relay, after whose last send no request
-    /// succeeded, and that are not the server's own addresses. Empty until [`TurnEvent::Expired`]. A server that cannot route to a peer may
-    /// tear the whole allocation down on the failed send (coturn 4.6 does on ENETUNREACH), so
-    /// an agent should not send to these through a new allocation on the same server.
+    /// data to after asking for their permission (so the server may have relayed it) whose
+    /// permission was not refused, that never sent anything back through the relay, and that
+    /// are not the server's own addresses; only the private, loopback, link-local and shared
+    /// (RFC 6598) ones among them when there are any. Empty until [`TurnEvent::Expired`].
+    ///
+    /// A server that cannot route to a peer may tear the whole allocation down on the failed
+    /// send (coturn 4.6 does on ENETUNREACH, a little later: requests it answers meanwhile
+    /// succeed, so a later success clears no one), so an agent should not send to these
+    /// through a new allocation on the same server.
     pub fn loss_suspects(&self) -> &[IpAddr] {
         &self.loss_suspects
     }
@@ -934,7 +927,6 @@ impl TurnClient {
         let mut request = self.requests.swap_remove(index);
         request.transaction.complete();
         if msg.class() == Class::SuccessResponse {
-            self.confirmed_seq = self.confirmed_seq.max(request.sent_seq);
             if !msg.unknown_comprehension_required().is_empty() {
                 self.fail_request(
                     request.kind,
@@ -1154,7 +1146,7 @@ impl TurnClient {
                             refresh_at: Some(later(now, PERMISSION_REFRESH)),
                             in_flight: false,
                             used: false,
-                            last_send: 0,
+                            sent: false,
                             heard: false,
                         },
                     );
@@ -1298,7 +1290,6 @@ impl TurnClient {
             bytes,
             authenticated,
             stale_retries,
-            sent_seq: self.send_seq,
         });
     }
 
@@ -1380,7 +1371,6 @@ impl TurnClient {
     /// Ends the client with a failure event.
     fn lose(&mut self, event: TurnEvent) {
         if self.state == TurnState::Allocated {
-            let confirmed = self.confirmed_seq;
             // The server's own addresses (another client's relayed address on it) are always
             // routable from it: a relay-to-relay path must survive a server restart.
             let own = [
@@ -1390,11 +1380,15 @@ impl TurnClient {
             let mut suspects: Vec<IpAddr> = self
                 .permissions
                 .iter()
-                .filter(|(peer, p)| {
-                    p.last_send > confirmed && !p.heard && !own.contains(&Some(**peer))
-                })
+                .filter(|(peer, p)| p.sent && !p.heard && !own.contains(&Some(**peer)))
                 .map(|(peer, _)| *peer)
                 .collect();
+            // A relay host without a route to a private network is the usual case (coturn
+            // tears the allocation down on ENETUNREACH): when such peers are among the
+            // suspects, they are the ones.
+            if suspects.iter().any(|p| !is_global(*p)) {
+                suspects.retain(|p| !is_global(*p));
+            }
             suspects.sort();
             self.loss_suspects = suspects;
         }
@@ -1408,6 +1402,28 @@ impl TurnClient {
         self.permissions.clear();
         self.channels.clear();
         self.allocation = None;
+    }
+}
+
+/// Whether `ip` is an address a relay on the internet can route to: not private (RFC 1918,
+/// RFC 4193), loopback, link-local, shared (RFC 6598) or unspecified.
+fn is_global(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || (a == 100 && (64..128).contains(&b)))
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80)
+        }
     }
 }
 
