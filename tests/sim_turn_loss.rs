@@ -91,6 +91,8 @@ struct Case {
     /// (delivery time, sequence, recipient, message)
     queue: Vec<(Instant, u64, usize, Message)>,
     seq: u64,
+    /// A lost selected pair is answered with an ICE restart, as the Jingle glue does.
+    restart_on_lost_pair: bool,
 }
 
 fn agent(seed: u64, role: Role, host: SocketAddr, now: Instant) -> Agent {
@@ -168,6 +170,7 @@ fn build(seed: u64, server: TurnServer) -> Case {
         turn,
         queue: Vec::new(),
         seq: 0,
+        restart_on_lost_pair: true,
     }
 }
 
@@ -237,7 +240,9 @@ impl Case {
             for e in new {
                 match e {
                     Event::LocalCandidate(c) => self.send(1 - i, Message::Candidate(c.to_sdp())),
-                    Event::SelectedPairLost { .. } if !self.sides[i].awaiting_answer => {
+                    Event::SelectedPairLost { .. }
+                        if self.restart_on_lost_pair && !self.sides[i].awaiting_answer =>
+                    {
                         self.sides[i].awaiting_answer = true;
                         self.sides[i].restarts += 1;
                         let creds = self.restart(i);
@@ -662,4 +667,35 @@ fn credentials_refreshed_under_a_live_allocation_are_used_when_the_old_ones_expi
         );
     }
     assert_eq!(case.server().stats().allocations, before + 2);
+}
+
+#[test]
+fn without_an_ice_restart_a_lost_selected_pair_fails_when_its_consent_runs_out() {
+    let mut case = build(16, plain_server());
+    case.restart_on_lost_pair = false;
+    assert!(case.run(Duration::from_secs(30), Case::both_selected));
+    case.net
+        .with_endpoint(case.turn, |server, _| server.restart());
+    let restarted_at = case.net.now();
+    let lost_pair = |c: &Case, i: usize| {
+        c.events(i)
+            .iter()
+            .any(|(_, e)| matches!(e, Event::SelectedPairLost { .. }))
+    };
+    let lost = case.run(Duration::from_secs(20), |c| {
+        lost_pair(c, 0) || lost_pair(c, 1)
+    });
+    assert!(lost, "{}", case.dump());
+    // The side that lost its selected pair (the other fails through consent on its own
+    // selected pair anyway).
+    let side = (0..2).find(|&i| lost_pair(&case, i)).expect("a side");
+    let failed = case.run(Duration::from_secs(60), |c| c.failed(side));
+    assert!(failed, "side {side} never failed\n{}", case.dump());
+    let at = case.net.now() - restarted_at;
+    // RFC 7675 §5.1: 30 s after the last answer on the pair, which came less than a consent
+    // interval (5 s +20 %) before the restart.
+    assert!(
+        at >= Duration::from_secs(24) && at <= Duration::from_secs(31),
+        "failed {at:?} after the restart"
+    );
 }

@@ -92,7 +92,9 @@ pub enum Event {
     /// The selected pair of a component used a local candidate that is gone. Data goes on
     /// the best other valid pair, if any (RFC 8445 §12.1); another pair cannot be nominated
     /// in this ICE session (RFC 8445 §8.1.1), so the application should restart ICE
-    /// (RFC 8445 §9, [`Agent::restart`]) to select a new one.
+    /// (RFC 8445 §9, [`Agent::restart`]) to select a new one. Without a restart the agent
+    /// fails when consent on the lost pair runs out (RFC 7675 §5.1: 30 s after its last
+    /// answer).
     SelectedPairLost {
         /// The component.
         component: u16,
@@ -335,6 +337,9 @@ pub struct Agent {
     /// A pair was selected for the component in this ICE session: the controlling agent does
     /// not nominate another until a restart (RFC 8445 §8.1.1).
     nominated_once: Vec<bool>,
+    /// The selected pair of the component was lost with its relayed candidate: consent on it
+    /// runs out at this time (RFC 7675 §5.1), and the agent fails then unless it is restarted.
+    lost_consent_deadline: Vec<Option<Instant>>,
     relayed_data: VecDeque<RelayedData>,
     /// The latest time the caller gave us.
     now: Instant,
@@ -421,6 +426,7 @@ impl Agent {
             relay_exclusions: HashMap::new(),
             relay_reachable: HashMap::new(),
             nominated_once: vec![false; components],
+            lost_consent_deadline: vec![None; components],
             relayed_data: VecDeque::new(),
             now,
         }
@@ -861,6 +867,8 @@ impl Agent {
             let p = &self.pairs[idx];
             let local = self.local_candidates[p.valid_local.unwrap_or(p.local)].clone();
             let remote = self.remote_candidates[p.remote].clone();
+            let last = p.last_consent.unwrap_or(self.now);
+            self.lost_consent_deadline[c] = Some(last + self.config.consent_timeout);
             tracing::info!(component = c + 1, local = %local, remote = %remote, "selected pair lost with its relayed candidate");
             self.events.push_back(Event::SelectedPairLost {
                 component: c as u16 + 1,
@@ -2161,6 +2169,7 @@ impl Agent {
         self.selected[ci] = best;
         self.previous_paths[ci] = None;
         self.nominated_once[ci] = true;
+        self.lost_consent_deadline[ci] = None;
         if let Some(idx) = best {
             let pair = &self.pairs[idx];
             let local = self.local_candidates[pair.valid_local.unwrap_or(pair.local)].clone();
@@ -2204,6 +2213,18 @@ impl Agent {
             self.state,
             ConnectionState::Closed | ConnectionState::Failed
         ) {
+            return;
+        }
+        // The selected pair went with its relayed candidate and no ICE restart came before its
+        // consent ran out (RFC 7675 §5.1).
+        if self
+            .lost_consent_deadline
+            .iter()
+            .flatten()
+            .any(|t| now >= *t)
+        {
+            tracing::info!("consent lost: the selected pair went with its relayed candidate");
+            self.set_state(ConnectionState::Failed);
             return;
         }
         // Consent lost on a selected pair: stop sending (RFC 7675 §5.1).
@@ -2325,6 +2346,9 @@ impl Agent {
         };
         for r in &self.relays {
             at(r.retry_at);
+        }
+        for d in &self.lost_consent_deadline {
+            at(*d);
         }
         for g in &self.gatherers {
             if !g.done {
@@ -2468,6 +2492,9 @@ impl Agent {
         self.first_valid_at.iter_mut().for_each(|t| *t = None);
         self.selected.iter_mut().for_each(|s| *s = None);
         self.nominated_once.iter_mut().for_each(|n| *n = false);
+        self.lost_consent_deadline
+            .iter_mut()
+            .for_each(|d| *d = None);
     }
 
     fn pair_path(&self, idx: usize) -> Option<(SocketAddr, SocketAddr)> {
