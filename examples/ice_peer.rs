@@ -389,9 +389,20 @@ async fn run(options: Options) -> Result<(), BoxError> {
                         lock(&times).nominated.get_or_insert_with(Instant::now);
                     }
                     Event::RoleChanged(role) => eprintln!("ice_peer: role is now {role:?}"),
-                    Event::RelayFailed { server, error } => {
-                        eprintln!("ice_peer: TURN server {server} failed: {error}")
+                    Event::RelayFailed {
+                        server,
+                        error,
+                        retry_in,
+                    } => {
+                        eprintln!("ice_peer: TURN server {server} failed: {error} (again in {retry_in:?})")
                     }
+                    Event::LocalCandidateRemoved(c) => {
+                        eprintln!("ice_peer: candidate removed: {}", c.to_sdp())
+                    }
+                    Event::SelectedPairLost { local, remote, .. } => eprintln!(
+                        "ice_peer: selected pair lost: {} {} <-> {} {}",
+                        local.kind, local.address, remote.kind, remote.address
+                    ),
                 }
             }
         })

@@ -265,8 +265,20 @@ async fn signal(name: &'static str, from: Arc<IceConnection>, to: Arc<IceConnect
                 Ok(())
             }
             Event::SelectedPair { .. } => Ok(()),
-            Event::RelayFailed { server, error } => {
-                println!("{name}: TURN server {server} failed: {error}");
+            Event::RelayFailed {
+                server,
+                error,
+                retry_in,
+            } => {
+                println!("{name}: TURN server {server} failed: {error} (again in {retry_in:?})");
+                Ok(())
+            }
+            Event::LocalCandidateRemoved(candidate) => {
+                println!("{name}: candidate removed: {candidate}");
+                Ok(())
+            }
+            Event::SelectedPairLost { .. } => {
+                println!("{name}: selected pair lost");
                 Ok(())
             }
         };

@@ -327,13 +327,86 @@ fn wrong_turn_credentials_are_reported_and_gathering_completes() {
         a.poll(server);
         std::thread::sleep(Duration::from_millis(1));
     }
+    // Refused credentials are not tried again (new ones come with add_turn_server).
     assert!(a.events.contains(&Event::RelayFailed {
         server,
-        error: jingle_ice::turn::TurnError::WrongCredentials
+        error: jingle_ice::turn::TurnError::WrongCredentials,
+        retry_in: None,
     }));
     assert!(a
         .agent
         .local_candidates()
         .iter()
         .all(|c| c.kind == CandidateType::Host));
+}
+
+/// The tokio driver: a TURN server that refused the connection's credentials (expired
+/// time-limited ones) is not tried again with them; new ones given to the running connection
+/// (`IceConnection::add_turn_server`, as the Jingle glue does when XEP-0215 credentials are
+/// refreshed) start the allocation again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_credentials_restart_an_allocation_refused_for_the_old_ones() {
+    if !turnserver_available() {
+        return;
+    }
+    let coturn = start_coturn();
+    let server: SocketAddr = format!("127.0.0.1:{}", coturn.port).parse().unwrap();
+    let credentials = |secret: &[u8]| {
+        Credentials::time_limited_for(
+            secret,
+            SystemTime::now(),
+            Duration::from_secs(600),
+            Some("ice"),
+        )
+    };
+    let conn = jingle_ice::net::IceConnection::builder(Role::Controlling)
+        .bind("127.0.0.1".parse().unwrap())
+        .turn_server(TurnConfig::new(
+            server,
+            TurnTransport::Udp,
+            credentials(b"expired-or-wrong"),
+        ))
+        .start()
+        .await
+        .expect("start");
+    let step = Duration::from_secs(20);
+    let refused = tokio::time::timeout(step, async {
+        while let Some(event) = conn.next_event().await {
+            if let Event::RelayFailed {
+                error, retry_in, ..
+            } = event
+            {
+                return (error, retry_in);
+            }
+        }
+        panic!("connection closed");
+    })
+    .await
+    .expect("the refusal in time");
+    assert_eq!(
+        refused,
+        (jingle_ice::turn::TurnError::WrongCredentials, None),
+        "refused credentials are not tried again"
+    );
+    conn.add_turn_server(TurnConfig::new(
+        server,
+        TurnTransport::Udp,
+        credentials(SECRET.as_bytes()),
+    ))
+    .await
+    .expect("add_turn_server");
+    let relayed = tokio::time::timeout(step, async {
+        while let Some(event) = conn.next_event().await {
+            match event {
+                Event::LocalCandidate(c) if c.kind == CandidateType::Relayed => return c,
+                Event::RelayFailed { error, .. } => panic!("failed again: {error}"),
+                _ => {}
+            }
+        }
+        panic!("connection closed");
+    })
+    .await
+    .expect("a relayed candidate in time");
+    assert_eq!(relayed.address.ip(), server.ip());
+    conn.close().await;
 }

@@ -67,6 +67,13 @@ struct FakeServer {
     silent: bool,
     /// Answer nothing to Refresh.
     silent_refresh: bool,
+    /// Relaying to this address fails, and the server tears the whole allocation down, as
+    /// coturn 4.6 does when a relayed send fails with ENETUNREACH; its next answer comes from
+    /// a new session (a new nonce).
+    unreachable: Option<IpAddr>,
+    /// The code a CreatePermission or ChannelBind without an allocation gets: 437 (RFC 8656
+    /// §19), or 400 as coturn 4.6 answers.
+    no_allocation_code: u16,
     seen: Vec<Seen>,
     /// Data the client sent to peers: (peer, data, via channel).
     to_peers: Vec<(SocketAddr, Vec<u8>, bool)>,
@@ -90,6 +97,8 @@ impl FakeServer {
             wrong_credentials_441: false,
             silent: false,
             silent_refresh: false,
+            unreachable: None,
+            no_allocation_code: error_code::ALLOCATION_MISMATCH,
             seen: Vec::new(),
             to_peers: Vec::new(),
         }
@@ -110,17 +119,18 @@ impl FakeServer {
             if self.transport == TurnTransport::Tcp {
                 assert_eq!(bytes.len() % 4, 0, "ChannelData over TCP is padded");
             }
-            let peer = self.channels[&cd.channel];
-            self.to_peers.push((peer, cd.data.to_vec(), true));
+            let Some(&peer) = self.channels.get(&cd.channel) else {
+                return Vec::new(); // no such channel (any more): dropped, as RFC 8656 §12.4
+            };
+            self.relay(peer, cd.data, true);
             return Vec::new();
         }
         let msg = Message::decode(bytes).expect("valid STUN from the client");
         if msg.class() == Class::Indication {
             assert_eq!(msg.method(), Method::SEND);
             let peer = msg.xor_peer_address().expect("XOR-PEER-ADDRESS");
-            if self.permissions.contains(&peer.ip()) {
-                self.to_peers
-                    .push((peer, msg.data().expect("DATA").to_vec(), false));
+            if self.allocated && self.permissions.contains(&peer.ip()) {
+                self.relay(peer, msg.data().expect("DATA"), false);
             }
             return Vec::new();
         }
@@ -164,6 +174,16 @@ impl FakeServer {
                 if let Some(code) = self.allocate_error {
                     return vec![self.error(method, id, code, false, true)];
                 }
+                if self.allocated {
+                    // RFC 8656 §7.2: the 5-tuple already has an allocation.
+                    return vec![self.error(
+                        method,
+                        id,
+                        error_code::ALLOCATION_MISMATCH,
+                        false,
+                        true,
+                    )];
+                }
                 assert_eq!(msg.requested_transport(), Some(PROTOCOL_UDP));
                 self.allocated = true;
                 let mut enc = MessageEncoder::new(&mut out, Class::SuccessResponse, method, id);
@@ -192,6 +212,10 @@ impl FakeServer {
                     .message_integrity(&self.key)
                     .fingerprint();
             }
+            Method::CREATE_PERMISSION | Method::CHANNEL_BIND if !self.allocated => {
+                let code = self.no_allocation_code;
+                return vec![self.error(method, id, code, false, true)];
+            }
             Method::CREATE_PERMISSION => {
                 for p in msg.xor_peer_addresses() {
                     self.permissions.insert(p.ip());
@@ -210,6 +234,19 @@ impl FakeServer {
             other => panic!("unexpected method {other:?}"),
         }
         vec![out]
+    }
+
+    /// Relays data from the client to `peer`; a send to the unreachable address ends the
+    /// allocation.
+    fn relay(&mut self, peer: SocketAddr, data: &[u8], channel: bool) {
+        if self.unreachable == Some(peer.ip()) {
+            self.allocated = false;
+            self.permissions.clear();
+            self.channels.clear();
+            self.rotate_nonce();
+            return;
+        }
+        self.to_peers.push((peer, data.to_vec(), channel));
     }
 
     fn error(
@@ -1052,6 +1089,182 @@ fn close_deallocates_with_lifetime_zero() {
     let mut h = Harness::new(TurnTransport::Udp);
     h.client.close(h.now);
     assert_eq!(h.client.poll_event(), Some(TurnEvent::Closed));
+}
+
+#[test]
+fn coturn_tears_the_allocation_down_and_answers_400_the_loss_is_found_and_its_suspect_named() {
+    // coturn 4.6 answers a CreatePermission on a 5-tuple without allocation with 400 (and
+    // a Refresh with 437): the 400 makes the client verify the allocation at once.
+    let mut h = Harness::allocated(TurnTransport::Udp);
+    h.server.no_allocation_code = error_code::BAD_REQUEST;
+    let private = SocketAddr::from(([10, 0, 2, 10], 40_000));
+    h.server.unreachable = Some(private.ip());
+    // A peer heard from before the loss, and one whose permission the server refused.
+    h.client.send_to(peer(1), b"hello", h.now).unwrap();
+    h.exchange();
+    h.peer_sends(peer(1), b"hi back");
+    // Another client's relayed address on the same server: never a suspect.
+    let other_relay = SocketAddr::from((SERVER.0, 50_002));
+    h.client.send_to(other_relay, b"to a relay", h.now).unwrap();
+    h.exchange();
+    // A public peer that never answers: a suspect only when no private one is.
+    h.client.send_to(peer(7), b"unanswered", h.now).unwrap();
+    h.exchange();
+    // The send to the private address ends the allocation on the server.
+    h.client.send_to(private, b"check", h.now).unwrap();
+    h.exchange();
+    assert!(!h.server.allocated);
+    assert_eq!(
+        h.take_events(),
+        vec![
+            TurnEvent::PermissionCreated(peer(1).ip()),
+            TurnEvent::PeerData {
+                peer: peer(1),
+                data: b"hi back".to_vec()
+            },
+            TurnEvent::PermissionCreated(other_relay.ip()),
+            TurnEvent::PermissionCreated(peer(7).ip()),
+            TurnEvent::PermissionCreated(private.ip()),
+        ]
+    );
+    assert_eq!(
+        h.client.state(),
+        TurnState::Allocated,
+        "nothing said it yet"
+    );
+    // More data to the other relay (its permission is installed): unanswered from now on.
+    h.client.send_to(other_relay, b"again", h.now).unwrap();
+    // The next permission: 438 from the new session, 400, then the Refresh says 437.
+    h.client.send_to(peer(2), b"check", h.now).unwrap();
+    h.exchange();
+    assert_eq!(
+        h.take_events(),
+        vec![
+            TurnEvent::PermissionFailed {
+                peer: peer(2).ip(),
+                error: TurnError::Rejected {
+                    code: 400,
+                    reason: "Bad Request".into()
+                }
+            },
+            TurnEvent::Expired(TurnError::AllocationMismatch),
+        ]
+    );
+    assert_eq!(h.client.state(), TurnState::Failed);
+    assert_eq!(h.seen(Method::REFRESH).len(), 1, "the check, answered 437");
+    // Only the private address is suspected: peer 1 answered through the relay, peer 2's
+    // permission was refused (so nothing was relayed to it), the other relay is the server's,
+    // and the private address outranks the public peer 7 that never answered.
+    assert_eq!(h.client.loss_suspects(), &[private.ip()]);
+}
+
+#[test]
+fn allocation_mismatch_on_a_permission_or_a_channel_ends_the_allocation_at_once() {
+    for channel in [false, true] {
+        let mut h = Harness::allocated(TurnTransport::Udp);
+        h.server.allocated = false; // the server lost it (a restart...)
+        if channel {
+            h.client.bind_channel(peer(3), h.now).unwrap();
+        } else {
+            h.client.create_permission(peer(3).ip(), h.now).unwrap();
+        }
+        h.exchange();
+        let events = h.take_events();
+        assert_eq!(
+            events.last(),
+            Some(&TurnEvent::Expired(TurnError::AllocationMismatch)),
+            "channel {channel}: {events:?}"
+        );
+        assert!(h.seen(Method::REFRESH).is_empty(), "437 needs no check");
+        assert!(h.client.loss_suspects().is_empty(), "nothing was sent");
+    }
+}
+
+#[test]
+fn check_allocation_refreshes_now_and_reports_a_lost_allocation() {
+    let mut h = Harness::allocated(TurnTransport::Udp);
+    h.client.check_allocation(h.now);
+    h.client.check_allocation(h.now); // one Refresh at a time
+    h.exchange();
+    assert_eq!(h.seen(Method::REFRESH).len(), 1);
+    assert_eq!(
+        h.take_events(),
+        vec![TurnEvent::Refreshed {
+            lifetime: Duration::from_secs(600)
+        }]
+    );
+    // A success after a send clears no one (coturn tears an allocation down a little after
+    // the send that failed, answering requests meanwhile): peer 4, sent to and never heard
+    // from, stays a suspect.
+    h.client.send_to(peer(4), b"x", h.now).unwrap();
+    h.exchange();
+    h.client.check_allocation(h.now);
+    h.exchange();
+    h.take_events();
+    h.server.allocated = false;
+    h.client.send_to(peer(5), b"y", h.now).unwrap();
+    h.client.check_allocation(h.now);
+    h.exchange();
+    assert_eq!(
+        h.take_events(),
+        vec![
+            TurnEvent::PermissionFailed {
+                peer: peer(5).ip(),
+                error: TurnError::AllocationMismatch
+            },
+            TurnEvent::Expired(TurnError::AllocationMismatch),
+        ]
+    );
+    // peer 5's permission was refused: nothing was relayed to it.
+    assert_eq!(h.client.loss_suspects(), &[peer(4).ip()]);
+}
+
+#[test]
+fn refused_credentials_on_a_permission_end_the_allocation_after_a_check() {
+    // Expired time-limited credentials: every request now gets 401, the Refresh too.
+    let mut h = Harness::allocated(TurnTransport::Udp);
+    h.server.key = long_term_key(USER, REALM, "renewed");
+    h.client.create_permission(peer(6).ip(), h.now).unwrap();
+    h.exchange();
+    assert_eq!(
+        h.take_events(),
+        vec![
+            TurnEvent::PermissionFailed {
+                peer: peer(6).ip(),
+                error: TurnError::WrongCredentials
+            },
+            TurnEvent::Expired(TurnError::WrongCredentials),
+        ]
+    );
+    assert_eq!(h.seen(Method::REFRESH).len(), 1);
+}
+
+#[test]
+fn allocate_answered_437_deletes_the_stale_allocation_once_and_allocates_again() {
+    // The server still holds an allocation on this 5-tuple (we gave it up for lost).
+    let mut h = Harness::new(TurnTransport::Udp);
+    h.server.allocated = true;
+    h.exchange();
+    assert!(
+        matches!(h.take_events().as_slice(), [TurnEvent::Allocated { .. }]),
+        "allocated after deleting the stale one"
+    );
+    let allocs = h.seen(Method::ALLOCATE);
+    assert_eq!(allocs.len(), 3, "401, 437, success");
+    let refreshes = h.seen(Method::REFRESH);
+    assert_eq!(refreshes.len(), 1);
+    assert_eq!(refreshes[0].lifetime, Some(0));
+
+    // A server that answers 437 whatever happens: the client gives up, no loop.
+    let mut h = Harness::new(TurnTransport::Udp);
+    h.server.allocate_error = Some(error_code::ALLOCATION_MISMATCH);
+    h.exchange();
+    assert_eq!(
+        h.take_events(),
+        vec![TurnEvent::AllocationFailed(TurnError::AllocationMismatch)]
+    );
+    assert_eq!(h.seen(Method::ALLOCATE).len(), 3);
+    assert_eq!(h.seen(Method::REFRESH).len(), 1);
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //! valid list, nomination (§8.1) and consent freshness (RFC 7675) on the selected pairs.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -69,13 +69,39 @@ pub enum Event {
     /// The role changed after a role conflict (RFC 8445 §7.3.1.1).
     RoleChanged(Role),
     /// A TURN allocation could not be made or was lost (wrong credentials, quota, no answer,
-    /// a broken stream...): no relayed candidate from that server. The agent goes on with its
-    /// other candidates.
+    /// a broken stream, 437...). A lost allocation's relayed candidate is removed first
+    /// ([`Event::LocalCandidateRemoved`]). The agent goes on with its other candidates and
+    /// allocates again after `retry_in` (RFC 8445 §5.1.1.2; the back-off is ours, RFC 8656
+    /// sets none); the new relayed candidate comes as a [`Event::LocalCandidate`] to trickle
+    /// (RFC 8838 §4) and is checked against the remote candidates (RFC 8445 §6.1.2).
     RelayFailed {
         /// The TURN server.
         server: SocketAddr,
-        /// What went wrong.
+        /// What went wrong. [`TurnError::WrongCredentials`] is not retried: time-limited
+        /// credentials (XEP-0215) may have expired; new ones come with
+        /// [`Agent::add_turn_server`].
         error: TurnError,
+        /// When the agent allocates again; `None`: it gave up on this server for the
+        /// component (credentials refused, a redirection, or too many failures in a row).
+        retry_in: Option<Duration>,
+    },
+    /// A local candidate is gone because its TURN allocation was lost (RFC 8656 §8): its
+    /// pairs were dropped from the check list and the valid list (RFC 8445 §6.1.2). Neither
+    /// XEP-0176 nor RFC 8838 can withdraw a candidate: the peer's checks to it just fail.
+    LocalCandidateRemoved(Candidate),
+    /// The selected pair of a component used a local candidate that is gone. Data goes on
+    /// the best other valid pair, if any (RFC 8445 §12.1); another pair cannot be nominated
+    /// in this ICE session (RFC 8445 §8.1.1), so the application should restart ICE
+    /// (RFC 8445 §9, [`Agent::restart`]) to select a new one. Without a restart the agent
+    /// fails when consent on the lost pair runs out (RFC 7675 §5.1: 30 s after its last
+    /// answer).
+    SelectedPairLost {
+        /// The component.
+        component: u16,
+        /// The local candidate of the lost pair.
+        local: Candidate,
+        /// The remote candidate of the lost pair.
+        remote: Candidate,
     },
 }
 
@@ -230,14 +256,32 @@ struct Pair {
 }
 
 /// A TURN allocation that gives a component a relayed candidate (RFC 8445 §5.1.1.2,
-/// RFC 8656).
+/// RFC 8656), made again with back-off when it fails or is lost.
 struct Relay {
     component: u16,
     /// The host socket the allocation is made from (for TCP: the address to bind the stream to).
     base: SocketAddr,
+    /// The server's settings, to allocate again.
+    config: TurnConfig,
     client: TurnClient,
-    /// The allocation ended (allocated or failed): gathering no longer waits for it.
+    /// The first allocation ended (allocated or failed): gathering no longer waits for it.
     done: bool,
+    /// The relayed candidate of the current allocation, once added.
+    relayed: Option<SocketAddr>,
+    /// When the current allocation was made.
+    allocated_at: Option<Instant>,
+    /// An allocation was made once: a lost one is awaited before ICE is declared failed.
+    ever_allocated: bool,
+    /// Failed or short-lived allocations in a row.
+    failures: u32,
+    /// Allocations made so far on this relay (each draws its own transaction ids).
+    attempts: u32,
+    /// When to allocate again.
+    retry_at: Option<Instant>,
+    /// When the allocation was last verified because a pair through it stopped answering.
+    last_check: Option<Instant>,
+    /// The current client was made with credentials that have been replaced since.
+    stale_credentials: bool,
 }
 
 /// An authenticated check that arrived before the peer's credentials were known (RFC 8445
@@ -283,6 +327,19 @@ pub struct Agent {
     buf: Vec<u8>,
     turn_servers: Vec<TurnConfig>,
     relays: Vec<Relay>,
+    /// Per TURN server, peer addresses whose relaying may have ended an allocation (see
+    /// [`TurnClient::loss_suspects`]): new relayed candidates of that server are not paired
+    /// with them.
+    relay_exclusions: HashMap<SocketAddr, Vec<IpAddr>>,
+    /// Per TURN server, peer addresses that sent data through one of its allocations: the
+    /// server can route to them, so they are never excluded.
+    relay_reachable: HashMap<SocketAddr, Vec<IpAddr>>,
+    /// A pair was selected for the component in this ICE session: the controlling agent does
+    /// not nominate another until a restart (RFC 8445 §8.1.1).
+    nominated_once: Vec<bool>,
+    /// The selected pair of the component was lost with its relayed candidate: consent on it
+    /// runs out at this time (RFC 7675 §5.1), and the agent fails then unless it is restarted.
+    lost_consent_deadline: Vec<Option<Instant>>,
     relayed_data: VecDeque<RelayedData>,
     /// The latest time the caller gave us.
     now: Instant,
@@ -300,6 +357,23 @@ const MAX_EARLY_CHECKS: usize = 16;
 const MAX_OLD_TRANSACTIONS: usize = 4;
 /// RFC 7675 §5.1: consent checks are sent at a random interval of 0.8 to 1.2 times the mean.
 const CONSENT_JITTER: (f64, f64) = (0.8, 1.2);
+/// First wait before a failed or lost TURN allocation is made again; it doubles with each
+/// failure in a row up to [`RELAY_RETRY_MAX`]. RFC 8656 sets no retry timing: our choice.
+const RELAY_RETRY_FIRST: Duration = Duration::from_secs(1);
+/// Longest wait between two allocation attempts on one server.
+const RELAY_RETRY_MAX: Duration = Duration::from_secs(16);
+/// Failures in a row after which the agent gives up on a TURN server for a component (with
+/// the waits above, 1 + 2 + 4 + 8 + 16 s: it gives up about 31 s after the first failure).
+const RELAY_MAX_FAILURES: u32 = 6;
+/// An allocation that lived this long resets the count of failures in a row.
+const RELAY_STABLE_AFTER: Duration = Duration::from_secs(60);
+/// Upper bound on peer addresses remembered per TURN server as not to be relayed to.
+const MAX_RELAY_EXCLUSIONS: usize = 16;
+/// Upper bound on peer addresses remembered per TURN server as reachable from it.
+const MAX_RELAY_REACHABLE: usize = 64;
+/// A relay whose selected pair stops answering consent checks is verified (RFC 8656 §8
+/// Refresh) at most this often.
+const RELAY_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 /// Lower bound of the wait for better pairs before the controlling agent nominates.
 const MIN_NOMINATION_WAIT: Duration = Duration::from_millis(10);
 /// The wait for better pairs is this many round trips of the first valid pair.
@@ -349,6 +423,10 @@ impl Agent {
             buf: Vec::with_capacity(256),
             turn_servers: Vec::new(),
             relays: Vec::new(),
+            relay_exclusions: HashMap::new(),
+            relay_reachable: HashMap::new(),
+            nominated_once: vec![false; components],
+            lost_consent_deadline: vec![None; components],
             relayed_data: VecDeque::new(),
             now,
         }
@@ -477,13 +555,35 @@ impl Agent {
     /// Adds a TURN server to allocate a relayed candidate on, for each component (RFC 8445
     /// §5.1.1.2, RFC 8656), from the first host candidate of the server's address family. At
     /// most 8 servers are used; the allocations start with [`Agent::gather`].
+    ///
+    /// A server already added (same address and transport) with other credentials takes the
+    /// new ones for its next allocations, and allocations that gave up (after
+    /// [`TurnError::WrongCredentials`], for instance expired XEP-0215 credentials) start again.
     pub fn add_turn_server(&mut self, config: TurnConfig) {
-        if self.turn_servers.len() >= MAX_TURN_SERVERS
-            || self
-                .turn_servers
-                .iter()
-                .any(|t| t.server == config.server && t.transport == config.transport)
+        if let Some(known) = self
+            .turn_servers
+            .iter_mut()
+            .find(|t| t.server == config.server && t.transport == config.transport)
         {
+            if known.credentials != config.credentials {
+                known.credentials = config.credentials.clone();
+                let now = self.now;
+                for relay in self.relays.iter_mut().filter(|r| {
+                    r.config.server == config.server && r.config.transport == config.transport
+                }) {
+                    relay.config.credentials = config.credentials.clone();
+                    relay.stale_credentials = true;
+                    let gave_up =
+                        relay.client.state() == TurnState::Failed && relay.retry_at.is_none();
+                    if gave_up && self.state != ConnectionState::Closed {
+                        relay.failures = 0;
+                        relay.retry_at = Some(now);
+                    }
+                }
+            }
+            return;
+        }
+        if self.turn_servers.len() >= MAX_TURN_SERVERS {
             return;
         }
         self.turn_servers.push(config);
@@ -527,8 +627,17 @@ impl Agent {
                 self.relays.push(Relay {
                     component,
                     base,
-                    client: TurnClient::new(config, now),
+                    client: TurnClient::new(config.clone(), now),
+                    config,
                     done: false,
+                    relayed: None,
+                    allocated_at: None,
+                    ever_allocated: false,
+                    failures: 0,
+                    attempts: 1,
+                    retry_at: None,
+                    last_check: None,
+                    stale_credentials: false,
                 });
                 self.gathering_complete = false;
             }
@@ -583,21 +692,22 @@ impl Agent {
                 TurnEvent::Allocated {
                     relayed, mapped, ..
                 } => {
-                    self.relays[i].done = true;
+                    let relay = &mut self.relays[i];
+                    relay.done = true;
+                    relay.allocated_at = Some(now);
+                    relay.ever_allocated = true;
+                    relay.relayed = Some(relayed);
                     self.add_relayed(i, relayed, mapped);
                 }
                 TurnEvent::AllocationFailed(error) | TurnEvent::Expired(error) => {
-                    let relay = &mut self.relays[i];
-                    relay.done = true;
-                    let server = relay.client.server();
-                    tracing::warn!(%server, %error, "TURN allocation failed or lost");
-                    self.events.push_back(Event::RelayFailed { server, error });
+                    self.relay_failed(now, i, error);
                 }
                 TurnEvent::PeerData { .. } if self.state == ConnectionState::Closed => {}
                 TurnEvent::PeerData { peer, data } => {
                     let Some(relayed) = self.relays[i].client.relayed_address() else {
                         continue;
                     };
+                    self.relay_reached(self.relays[i].client.server(), peer.ip());
                     if let Received::Data { component } = self.process(now, relayed, peer, &data) {
                         if self.relayed_data.len() >= MAX_RELAYED_DATA {
                             self.stats.relayed_data_dropped += 1;
@@ -613,6 +723,245 @@ impl Agent {
                 other => tracing::trace!(?other, "TURN event"),
             }
         }
+    }
+
+    /// An allocation failed or was lost: its relayed candidate and pairs go, the peers that
+    /// may have ended it are not paired with the server's next relayed candidates, and the
+    /// allocation is made again after a back-off, unless the error rules it out or the
+    /// failures in a row are too many.
+    fn relay_failed(&mut self, now: Instant, i: usize, error: TurnError) {
+        let server = self.relays[i].client.server();
+        let reachable = self.relay_reachable.get(&server);
+        let suspects: Vec<IpAddr> = self.relays[i]
+            .client
+            .loss_suspects()
+            .iter()
+            .filter(|p| !reachable.is_some_and(|r| r.contains(p)))
+            .copied()
+            .collect();
+        if !suspects.is_empty() {
+            tracing::info!(%server, ?suspects, "TURN allocation lost after relaying to these peers: not pairing its next relayed candidates with them");
+            self.exclude_relay_peers(server, &suspects);
+        }
+        let relay = &mut self.relays[i];
+        relay.done = true;
+        let lost = relay.relayed.take();
+        let stable = relay
+            .allocated_at
+            .take()
+            .is_some_and(|t| now.saturating_duration_since(t) >= RELAY_STABLE_AFTER);
+        if stable {
+            relay.failures = 0;
+        }
+        relay.failures += 1;
+        // Refused credentials are not tried again, unless new ones came meanwhile.
+        let retryable = match error {
+            TurnError::WrongCredentials => relay.stale_credentials,
+            TurnError::TryAlternate(_) => false,
+            _ => true,
+        };
+        let closed = matches!(
+            self.state,
+            ConnectionState::Closed | ConnectionState::Failed
+        );
+        let retry_in = (retryable && !closed && relay.failures < RELAY_MAX_FAILURES).then(|| {
+            let doublings = relay.failures.saturating_sub(1).min(16);
+            (RELAY_RETRY_FIRST * (1u32 << doublings)).min(RELAY_RETRY_MAX)
+        });
+        relay.retry_at = retry_in.map(|d| now + d);
+        tracing::warn!(%server, %error, ?retry_in, lost = ?lost, "TURN allocation failed or lost");
+        if let Some(relayed) = lost {
+            self.remove_relayed(relayed);
+        }
+        self.events.push_back(Event::RelayFailed {
+            server,
+            error,
+            retry_in,
+        });
+    }
+
+    /// `peer` sent data through an allocation on `server`: the server reaches it (bounded
+    /// memory), and it is not excluded any more.
+    fn relay_reached(&mut self, server: SocketAddr, peer: IpAddr) {
+        let list = self.relay_reachable.entry(server).or_default();
+        if list.contains(&peer) {
+            return;
+        }
+        if list.len() >= MAX_RELAY_REACHABLE {
+            list.remove(0);
+        }
+        list.push(peer);
+        if let Some(excluded) = self.relay_exclusions.get_mut(&server) {
+            excluded.retain(|p| *p != peer);
+        }
+    }
+
+    /// Remembers peers not to relay to through `server` (bounded), and drops the pairs of the
+    /// server's relayed candidates with them that have not worked yet.
+    fn exclude_relay_peers(&mut self, server: SocketAddr, peers: &[IpAddr]) {
+        let list = self.relay_exclusions.entry(server).or_default();
+        for p in peers {
+            if !list.contains(p) {
+                if list.len() >= MAX_RELAY_EXCLUSIONS {
+                    list.remove(0);
+                }
+                list.push(*p);
+            }
+        }
+        let doomed: Vec<bool> = (0..self.pairs.len())
+            .map(|i| {
+                let p = &self.pairs[i];
+                p.state != PairState::Succeeded && self.pair_is_excluded(p.local, p.remote)
+            })
+            .collect();
+        self.remove_pairs(|i, _| doomed[i]);
+    }
+
+    /// Whether the pair of local candidate `l` and remote candidate `r` would relay to a peer
+    /// excluded for the local candidate's TURN server.
+    fn pair_is_excluded(&self, l: usize, r: usize) -> bool {
+        let (Some(lc), Some(rc)) = (self.local_candidates.get(l), self.remote_candidates.get(r))
+        else {
+            return false;
+        };
+        if lc.kind != CandidateType::Relayed {
+            return false;
+        }
+        let Some(server) = self
+            .relays
+            .iter()
+            .find(|relay| relay.relayed == Some(lc.base))
+            .map(|relay| relay.client.server())
+        else {
+            return false;
+        };
+        self.relay_exclusions
+            .get(&server)
+            .is_some_and(|list| list.contains(&rc.address.ip()))
+    }
+
+    /// Removes the local candidates whose base is the relayed address of a lost allocation,
+    /// and their pairs (RFC 8445 §6.1.2). A selected pair among them is lost: its component
+    /// goes on with its other valid pairs ([`Event::SelectedPairLost`]).
+    fn remove_relayed(&mut self, relayed: SocketAddr) {
+        let gone: Vec<bool> = self
+            .local_candidates
+            .iter()
+            .map(|c| c.base == relayed)
+            .collect();
+        if !gone.iter().any(|g| *g) {
+            return;
+        }
+        let uses_gone = |p: &Pair| {
+            gone.get(p.local).copied().unwrap_or(false)
+                || p.valid_local
+                    .is_some_and(|v| gone.get(v).copied().unwrap_or(false))
+        };
+        for c in 0..self.selected.len() {
+            let Some(idx) = self.selected[c] else {
+                continue;
+            };
+            if !uses_gone(&self.pairs[idx]) {
+                continue;
+            }
+            let p = &self.pairs[idx];
+            let local = self.local_candidates[p.valid_local.unwrap_or(p.local)].clone();
+            let remote = self.remote_candidates[p.remote].clone();
+            let last = p.last_consent.unwrap_or(self.now);
+            self.lost_consent_deadline[c] = Some(last + self.config.consent_timeout);
+            tracing::info!(component = c + 1, local = %local, remote = %remote, "selected pair lost with its relayed candidate");
+            self.events.push_back(Event::SelectedPairLost {
+                component: c as u16 + 1,
+                local,
+                remote,
+            });
+        }
+        let doomed: Vec<bool> = self.pairs.iter().map(uses_gone).collect();
+        self.remove_pairs(|i, _| doomed[i]);
+        // The candidates themselves, and the indices the pairs hold.
+        let mut map = Vec::with_capacity(self.local_candidates.len());
+        let mut next = 0usize;
+        for g in &gone {
+            if *g {
+                map.push(None);
+            } else {
+                map.push(Some(next));
+                next += 1;
+            }
+        }
+        let mut index = 0usize;
+        let mut removed = Vec::new();
+        self.local_candidates.retain(|c| {
+            let keep = !gone.get(index).copied().unwrap_or(false);
+            index += 1;
+            if !keep {
+                removed.push(c.clone());
+            }
+            keep
+        });
+        for p in &mut self.pairs {
+            p.local = map.get(p.local).copied().flatten().unwrap_or(p.local);
+            p.valid_local = p.valid_local.and_then(|v| map.get(v).copied().flatten());
+        }
+        for c in removed {
+            if c.kind == CandidateType::Relayed {
+                tracing::debug!(candidate = %c, "relayed candidate removed");
+                self.events.push_back(Event::LocalCandidateRemoved(c));
+            }
+        }
+        for c in 1..=self.config.components.max(1) {
+            if self.best_valid(c, false).is_none() {
+                self.first_valid_at[usize::from(c) - 1] = None;
+            }
+        }
+        for path in &mut self.previous_paths {
+            if path.is_some_and(|(local, _)| local == relayed) {
+                *path = None;
+            }
+        }
+        self.exhausted_since = None;
+    }
+
+    /// Removes the pairs for which `doomed(index, pair)` holds, and rewrites the indices the
+    /// selected pairs, the triggered-check queue and the pending transactions hold.
+    fn remove_pairs(&mut self, doomed: impl Fn(usize, &Pair) -> bool) {
+        let mut map = Vec::with_capacity(self.pairs.len());
+        let mut next = 0usize;
+        for (i, p) in self.pairs.iter().enumerate() {
+            if doomed(i, p) {
+                map.push(None);
+            } else {
+                map.push(Some(next));
+                next += 1;
+            }
+        }
+        if next == self.pairs.len() {
+            return;
+        }
+        let mut index = 0usize;
+        self.pairs.retain(|_| {
+            let keep = map[index].is_some();
+            index += 1;
+            keep
+        });
+        for sel in &mut self.selected {
+            *sel = sel.and_then(|i| map.get(i).copied().flatten());
+        }
+        self.triggered = self
+            .triggered
+            .iter()
+            .filter_map(|&i| map.get(i).copied().flatten())
+            .collect();
+        self.pending.retain(|_, p| match p {
+            Pending::Check(i) => match map.get(*i).copied().flatten() {
+                Some(n) => {
+                    *i = n;
+                    true
+                }
+                None => false,
+            },
+            Pending::Gather(_) => true,
+        });
     }
 
     /// Adds the relayed candidate of an allocation (and the server-reflexive one its mapped
@@ -1352,6 +1701,9 @@ impl Agent {
                 if self.pairs.iter().any(|p| p.local == l && p.remote == r) {
                     continue;
                 }
+                if self.pair_is_excluded(l, r) {
+                    continue;
+                }
                 if self.pairs.len() >= self.config.max_candidate_pairs {
                     self.stats.candidates_refused += 1;
                     return;
@@ -1377,6 +1729,7 @@ impl Agent {
     /// Advances timers to `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = self.now.max(now);
+        self.retry_relays(now);
         for relay in &mut self.relays {
             relay.client.handle_timeout(now);
         }
@@ -1389,6 +1742,31 @@ impl Agent {
         self.consent(now);
         self.nominate(now);
         self.update_state(now);
+    }
+
+    /// Allocates again on the relays whose back-off is over (RFC 8656 §7.1: a new Allocate
+    /// from the same host socket; the server forgot the lost allocation).
+    fn retry_relays(&mut self, now: Instant) {
+        if matches!(
+            self.state,
+            ConnectionState::Closed | ConnectionState::Failed
+        ) {
+            return;
+        }
+        for relay in &mut self.relays {
+            if relay.retry_at.is_none_or(|t| t > now) {
+                continue;
+            }
+            relay.retry_at = None;
+            relay.attempts += 1;
+            relay.stale_credentials = false;
+            let mut config = relay.config.clone();
+            config.seed = config
+                .seed
+                .map(|seed| seed ^ (u64::from(relay.attempts) << 48));
+            tracing::debug!(server = %config.server, attempt = relay.attempts, "allocating again");
+            relay.client = TurnClient::new(config, now);
+        }
     }
 
     /// Sends what is due: triggered checks at once, then one new transaction per Ta.
@@ -1575,12 +1953,15 @@ impl Agent {
             }
         }
         let mut out = Vec::new();
+        let mut unanswered_relays = Vec::new();
         for idx in 0..self.pairs.len() {
-            let (base, remote) = {
+            let (base, remote, relayed) = {
                 let p = &self.pairs[idx];
+                let local = &self.local_candidates[p.local];
                 (
-                    self.local_candidates[p.local].base,
+                    local.base,
                     self.remote_candidates[p.remote].address,
+                    local.kind == CandidateType::Relayed,
                 )
             };
             let pair = &mut self.pairs[idx];
@@ -1590,6 +1971,12 @@ impl Agent {
             if check.transaction.poll_transmit(now) {
                 self.stats.checks_sent += 1;
                 out.push((base, remote, check.request.clone()));
+                // A consent check through our relay went unanswered for an RTO: the server
+                // may have lost the allocation without telling (a restart, or coturn after a
+                // failed relayed send).
+                if relayed && check.consent && check.transaction.transmits() >= 2 {
+                    unanswered_relays.push(base);
+                }
             }
             check.transaction.handle_timeout(now);
             if check.transaction.state() == TransactionState::TimedOut {
@@ -1608,6 +1995,26 @@ impl Agent {
         for (source, destination, contents) in out {
             self.emit(source, destination, contents);
         }
+        for base in unanswered_relays {
+            self.check_relay(now, base);
+        }
+    }
+
+    /// Verifies the allocation whose relayed address is `base` (RFC 8656 §8), at most once per
+    /// [`RELAY_CHECK_INTERVAL`]: a lost allocation is then reported and replaced.
+    fn check_relay(&mut self, now: Instant, base: SocketAddr) {
+        let Some(relay) = self.relays.iter_mut().find(|r| r.relayed == Some(base)) else {
+            return;
+        };
+        if relay
+            .last_check
+            .is_some_and(|t| now.saturating_duration_since(t) < RELAY_CHECK_INTERVAL)
+        {
+            return;
+        }
+        relay.last_check = Some(now);
+        tracing::debug!(server = %relay.client.server(), relayed = %base, "consent through the relay unanswered: verifying the allocation");
+        relay.client.check_allocation(now);
     }
 
     /// Sends `contents` from the local base `source`: a host socket directly, a relayed
@@ -1688,6 +2095,10 @@ impl Agent {
         if self.selected.get(ci).copied().flatten().is_some() || self.nominating(c) {
             return None;
         }
+        // RFC 8445 §8.1.1: once a pair was nominated, another one needs an ICE restart.
+        if self.nominated_once.get(ci).copied().unwrap_or(false) {
+            return None;
+        }
         let best = self.best_valid(c, false)?;
         let best_priority = self.pair_priority(&self.pairs[best]);
         let untried = (0..self.pairs.len())
@@ -1757,6 +2168,8 @@ impl Agent {
         }
         self.selected[ci] = best;
         self.previous_paths[ci] = None;
+        self.nominated_once[ci] = true;
+        self.lost_consent_deadline[ci] = None;
         if let Some(idx) = best {
             let pair = &self.pairs[idx];
             let local = self.local_candidates[pair.valid_local.unwrap_or(pair.local)].clone();
@@ -1802,6 +2215,18 @@ impl Agent {
         ) {
             return;
         }
+        // The selected pair went with its relayed candidate and no ICE restart came before its
+        // consent ran out (RFC 7675 §5.1).
+        if self
+            .lost_consent_deadline
+            .iter()
+            .flatten()
+            .any(|t| now >= *t)
+        {
+            tracing::info!("consent lost: the selected pair went with its relayed candidate");
+            self.set_state(ConnectionState::Failed);
+            return;
+        }
         // Consent lost on a selected pair: stop sending (RFC 7675 §5.1).
         for c in 0..self.selected.len() {
             if let Some(idx) = self.selected[c] {
@@ -1834,8 +2259,14 @@ impl Agent {
             self.set_state(ConnectionState::Connected);
             return;
         }
-        // Failure: no pair can succeed for some component any more.
-        let gathering_busy = self.gatherers.iter().any(|g| !g.done);
+        // Failure: no pair can succeed for some component any more. A lost allocation being
+        // made again may still bring a candidate that works (one that never worked is not
+        // waited for: its retries are bounded, but by minutes over a silent server).
+        let gathering_busy = self.gatherers.iter().any(|g| !g.done)
+            || self.relays.iter().any(|r| {
+                r.ever_allocated
+                    && (r.retry_at.is_some() || r.client.state() == TurnState::Allocating)
+            });
         let hopeless = (1..=components).any(|c| {
             self.best_valid(c, false).is_none()
                 && !self.pairs.iter().any(|p| {
@@ -1854,9 +2285,17 @@ impl Agent {
             {
                 tracing::info!("ICE failed: no pair works");
                 self.set_state(ConnectionState::Failed);
+                return;
             }
         } else {
             self.exhausted_since = None;
+        }
+        // A component lost its pairs (a relayed candidate went): checking again.
+        if matches!(
+            self.state,
+            ConnectionState::Connected | ConnectionState::Completed | ConnectionState::Disconnected
+        ) {
+            self.set_state(ConnectionState::Checking);
         }
     }
 
@@ -1905,6 +2344,12 @@ impl Agent {
                 next = Some(next.map_or(t, |n| n.min(t)));
             }
         };
+        for r in &self.relays {
+            at(r.retry_at);
+        }
+        for d in &self.lost_consent_deadline {
+            at(*d);
+        }
         for g in &self.gatherers {
             if !g.done {
                 at(g.transaction
@@ -2046,6 +2491,10 @@ impl Agent {
         self.early_checks.clear();
         self.first_valid_at.iter_mut().for_each(|t| *t = None);
         self.selected.iter_mut().for_each(|s| *s = None);
+        self.nominated_once.iter_mut().for_each(|n| *n = false);
+        self.lost_consent_deadline
+            .iter_mut()
+            .for_each(|d| *d = None);
     }
 
     fn pair_path(&self, idx: usize) -> Option<(SocketAddr, SocketAddr)> {
@@ -2089,6 +2538,7 @@ impl Agent {
         // `poll_timeout` returns `None` to let the deallocations go out.
         let now = self.now;
         for relay in &mut self.relays {
+            relay.retry_at = None;
             relay.client.close(now);
         }
     }

@@ -686,6 +686,14 @@ impl IceConnection {
         self.command(Command::EndOfRemoteCandidates).await
     }
 
+    /// Adds a TURN server (RFC 8445 §5.1.1.2, RFC 8656), or gives new credentials to one the
+    /// connection already has (refreshed XEP-0215 ones): allocations that gave up after the
+    /// server refused the old credentials start again. A server over TLS the builder was not
+    /// given is ignored (its TLS settings are made there).
+    pub async fn add_turn_server(&self, server: crate::turn::TurnConfig) -> Result<(), Error> {
+        self.command(Command::AddTurnServer(server)).await
+    }
+
     /// ICE restart (RFC 8445 §9): returns our new credentials, to signal with our candidates
     /// (announced again as events); then give the peer's new credentials and candidates.
     pub async fn restart(&self) -> Result<Credentials, Error> {

@@ -45,6 +45,8 @@ pub(crate) enum Command {
     EndOfRemoteCandidates,
     /// Application data for a component whose path goes through a TURN relay.
     SendRelayed(u16, Vec<u8>),
+    /// A TURN server to add, or new credentials for one already added.
+    AddTurnServer(crate::turn::TurnConfig),
     Restart(oneshot::Sender<Credentials>),
     Close,
 }
@@ -198,6 +200,21 @@ impl Driver {
                 if let Err(error) = agent.send(component, &data) {
                     tracing::debug!(component, %error, "relayed data not sent");
                 }
+            }
+            Command::AddTurnServer(config) => {
+                let tls_known = self
+                    .parts
+                    .tls
+                    .as_ref()
+                    .is_some_and(|tls| tls.knows(config.server));
+                if config.transport == TurnTransport::Tls && !tls_known {
+                    // Its TLS settings are made when the connection is built.
+                    tracing::debug!(server = %config.server, "TURN server over TLS unknown to this connection: ignored");
+                    return;
+                }
+                tracing::debug!(server = %config.server, transport = ?config.transport, "TURN server (or its new credentials)");
+                agent.add_turn_server(config);
+                agent.handle_timeout(now);
             }
             Command::Restart(reply) => {
                 agent.restart(now);
@@ -381,8 +398,22 @@ impl Driver {
                 tracing::info!(?role, "role changed after a conflict");
                 self.parts.shared.view().role = *role;
             }
-            Event::RelayFailed { server, error } => {
-                tracing::warn!(%server, %error, "no relayed candidate from this TURN server");
+            Event::RelayFailed {
+                server,
+                error,
+                retry_in,
+            } => {
+                tracing::warn!(%server, %error, ?retry_in, "TURN allocation failed or lost");
+            }
+            Event::LocalCandidateRemoved(candidate) => {
+                tracing::info!(candidate = %candidate, "local candidate removed");
+            }
+            Event::SelectedPairLost {
+                component,
+                local,
+                remote,
+            } => {
+                tracing::warn!(component, local = %local, remote = %remote, "selected pair lost");
             }
         }
         if let Err(TrySendError::Full(_)) = self.parts.events.try_send(event) {

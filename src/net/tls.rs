@@ -122,6 +122,11 @@ impl TurnTls {
         }))
     }
 
+    /// Whether `server` was configured for TLS (it has a name to verify).
+    pub(crate) fn knows(&self, server: SocketAddr) -> bool {
+        self.names.contains_key(&server)
+    }
+
     /// Runs the TLS handshake with `server` on a connected `tcp` stream, verifying the
     /// server's certificate for its configured name.
     pub(crate) async fn connect(

@@ -1,7 +1,6 @@
 //! [`AgentEndpoint`]: an ICE [`Agent`] attached to the simulated network, keeping its events and
 //! the application data it received.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -9,14 +8,15 @@ use crate::ice::{Agent, Event, Received};
 
 use super::endpoint::{Datagram, Endpoint};
 
-/// Application data an agent received on a usable pair.
+/// Application data an agent received on a usable pair (directly, or unwrapped by its TURN
+/// client).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceivedData {
     /// Virtual time of arrival.
     pub at: Instant,
     /// The component whose pair it arrived on.
     pub component: u16,
-    /// The local address it arrived on.
+    /// The local address it arrived on (the host socket, for data relayed by a TURN server).
     pub local: SocketAddr,
     /// The remote address it came from.
     pub remote: SocketAddr,
@@ -28,12 +28,11 @@ pub struct ReceivedData {
 /// asks for, and keeps a log of its [`Event`]s (stamped with virtual time) and of the
 /// application data it accepted ([`Received::Data`]), so a test can read
 /// `LocalCandidate`, `SelectedPair`, `StateChanged` and the data afterwards. The application
-/// sends its own data with [`AgentEndpoint::send_data`], on [`Agent::send_path`].
+/// sends its own data with [`AgentEndpoint::send_data`], through [`Agent::send`].
 pub struct AgentEndpoint {
     agent: Agent,
     events: Vec<(Instant, Event)>,
     data: Vec<ReceivedData>,
-    outgoing: VecDeque<Datagram>,
     last_now: Option<Instant>,
 }
 
@@ -54,7 +53,6 @@ impl AgentEndpoint {
             agent,
             events: Vec::new(),
             data: Vec::new(),
-            outgoing: VecDeque::new(),
             last_now: None,
         }
     }
@@ -81,18 +79,11 @@ impl AgentEndpoint {
         &self.data
     }
 
-    /// Sends application data for `component` on the agent's current send path. Returns
-    /// `false` (and sends nothing) when the agent has no usable pair for it.
+    /// Sends application data for `component` on the agent's current send path (through
+    /// its TURN allocation when the path is relayed). Returns `false` (and sends nothing) when
+    /// the agent has no usable pair for it, or the data would be taken for STUN.
     pub fn send_data(&mut self, component: u16, contents: impl Into<Vec<u8>>) -> bool {
-        let Some((source, destination)) = self.agent.send_path(component) else {
-            return false;
-        };
-        self.outgoing.push_back(Datagram {
-            source,
-            destination,
-            contents: contents.into(),
-        });
-        true
+        self.agent.send(component, &contents.into()).is_ok()
     }
 
     fn drain_events(&mut self) {
@@ -115,6 +106,15 @@ impl Endpoint for AgentEndpoint {
                 contents: data.to_vec(),
             });
         }
+        while let Some(relayed) = self.agent.poll_relayed_data() {
+            self.data.push(ReceivedData {
+                at: now,
+                component: relayed.component,
+                local,
+                remote: relayed.source,
+                contents: relayed.data,
+            });
+        }
         self.drain_events();
     }
 
@@ -125,14 +125,12 @@ impl Endpoint for AgentEndpoint {
     }
 
     fn poll_transmit(&mut self) -> Option<Datagram> {
-        if let Some(t) = self.agent.poll_transmit() {
-            return Some(Datagram {
-                source: t.source,
-                destination: t.destination,
-                contents: t.contents,
-            });
-        }
-        self.outgoing.pop_front()
+        let t = self.agent.poll_transmit()?;
+        Some(Datagram {
+            source: t.source,
+            destination: t.destination,
+            contents: t.contents,
+        })
     }
 
     fn poll_timeout(&self) -> Option<Instant> {

@@ -1,5 +1,5 @@
 //! A deterministic simulated network in virtual time: hosts, NAT boxes with every RFC 4787
-//! behaviour, links with delay, jitter and loss, and a STUN server.
+//! behaviour, links with delay, jitter and loss, a STUN server and a TURN server.
 //!
 //! Nothing here touches a socket or a clock: time is `start + offset`, advanced by the
 //! [`Network`] from one event to the next, and every random choice (loss, jitter, NAT ports)
@@ -36,6 +36,7 @@ mod link;
 mod nat;
 mod network;
 mod stun_server;
+mod turn_server;
 
 pub use agent::{AgentEndpoint, ReceivedData};
 pub use endpoint::{Datagram, Endpoint, ReceivedDatagram, Recorder};
@@ -49,6 +50,7 @@ pub use network::{
     TraceEvent, TraceKind,
 };
 pub use stun_server::{StunServer, StunServerStats};
+pub use turn_server::{TurnServer, TurnServerStats};
 
 #[cfg(test)]
 mod tests;

@@ -236,7 +236,8 @@ pub enum TurnEvent {
         lifetime: Duration,
     },
     /// The allocation ended without [`TurnClient::close`]: refresh refused or unanswered,
-    /// lifetime over, stream broken. The client is finished.
+    /// lifetime over, stream broken, 437 to any request (RFC 8656 §19). The client is
+    /// finished; [`TurnClient::loss_suspects`] names the peers that may have ended it.
     Expired(TurnError),
     /// A permission for a peer address is installed (RFC 8656 §9).
     PermissionCreated(IpAddr),
@@ -375,6 +376,10 @@ struct Permission {
     in_flight: bool,
     /// Traffic to or from the peer since the last (re)install.
     used: bool,
+    /// Data was sent to this peer while its permission was asked for or installed.
+    sent: bool,
+    /// Data from this peer came through the allocation: the relay has a route to it.
+    heard: bool,
 }
 
 /// A channel binding (RFC 8656 §12).
@@ -409,6 +414,10 @@ pub struct TurnClient {
     events: VecDeque<TurnEvent>,
     data_events: usize,
     stats: TurnStats,
+    /// Allocate was answered 437 and the stale allocation on this 5-tuple was deleted once.
+    stale_allocation_deleted: bool,
+    /// The peers that may have ended the allocation (see [`TurnClient::loss_suspects`]).
+    loss_suspects: Vec<IpAddr>,
 }
 
 impl TurnClient {
@@ -436,6 +445,8 @@ impl TurnClient {
             events: VecDeque::new(),
             data_events: 0,
             stats: TurnStats::default(),
+            stale_allocation_deleted: false,
+            loss_suspects: Vec::new(),
         };
         client.start_request(RequestKind::Allocate, 0, now);
         client
@@ -512,6 +523,8 @@ impl TurnClient {
                 refresh_at: None,
                 in_flight: allocated,
                 used: true,
+                sent: false,
+                heard: false,
             },
         );
         if allocated {
@@ -598,11 +611,50 @@ impl TurnClient {
                 enc.finish();
             }
         }
+        if let Some(p) = self.permissions.get_mut(&peer.ip()) {
+            p.sent = true;
+        }
         self.transmits.push_back(TurnTransmit {
             destination: self.config.server,
             data: bytes,
         });
         Ok(())
+    }
+
+    /// Verifies now that the allocation still exists, with a Refresh (RFC 8656 §8) unless one
+    /// is already on its way: a success renews the allocation, an error or no answer ends it
+    /// with [`TurnEvent::Expired`]. An ICE agent calls it when a pair through the relay stops
+    /// answering: a server that lost the allocation (a restart, or coturn after a relayed
+    /// send failed) says so only when asked.
+    pub fn check_allocation(&mut self, now: Instant) {
+        if self.state != TurnState::Allocated {
+            return;
+        }
+        let start = match &mut self.allocation {
+            Some(a) if !a.refreshing => {
+                a.refreshing = true;
+                true
+            }
+            _ => false,
+        };
+        if start {
+            let lifetime = self.requested_lifetime();
+            self.start_request(RequestKind::Refresh(lifetime), 0, now);
+        }
+    }
+
+    /// The peer addresses that may have ended the last allocation: peers this client sent
+    /// data to after asking for their permission (so the server may have relayed it) whose
+    /// permission was not refused, that never sent anything back through the relay, and that
+    /// are not the server's own addresses; only the private, loopback, link-local and shared
+    /// (RFC 6598) ones among them when there are any. Empty until [`TurnEvent::Expired`].
+    ///
+    /// A server that cannot route to a peer may tear the whole allocation down on the failed
+    /// send (coturn 4.6 does on ENETUNREACH, a little later: requests it answers meanwhile
+    /// succeed, so a later success clears no one), so an agent should not send to these
+    /// through a new allocation on the same server.
+    pub fn loss_suspects(&self) -> &[IpAddr] {
+        &self.loss_suspects
     }
 
     /// Deletes the allocation (RFC 8656 §8: Refresh with LIFETIME 0); [`TurnEvent::Closed`]
@@ -838,6 +890,7 @@ impl TurnClient {
     fn peer_data(&mut self, peer: SocketAddr, data: &[u8]) {
         if let Some(p) = self.permissions.get_mut(&peer.ip()) {
             p.used = true;
+            p.heard = true;
         }
         if self.data_events >= self.config.max_queued_data_events {
             self.stats.dropped_data += 1;
@@ -931,6 +984,17 @@ impl TurnClient {
                 };
                 self.set_auth(&realm, nonce);
                 self.start_request(request.kind, request.stale_retries + 1, now);
+            }
+            error_code::ALLOCATION_MISMATCH
+                if request.kind == RequestKind::Allocate
+                    && request.authenticated
+                    && !self.stale_allocation_deleted =>
+            {
+                // RFC 8656 §7.2: the server still holds an allocation on this 5-tuple, one we
+                // gave up for lost (a refresh that went unanswered). Delete it with our
+                // credentials (§8, LIFETIME 0) and allocate again, once.
+                self.stale_allocation_deleted = true;
+                self.start_request(RequestKind::Refresh(0), 0, now);
             }
             _ => {
                 let error = match code {
@@ -1026,6 +1090,9 @@ impl TurnClient {
                     self.start_request(kind, 0, now);
                 }
             }
+            RequestKind::Refresh(0) if self.state == TurnState::Allocating => {
+                self.start_request(RequestKind::Allocate, 0, now);
+            }
             RequestKind::Refresh(0) => self.finish_close(),
             RequestKind::Refresh(_) => {
                 let seconds = msg.lifetime().unwrap_or_else(|| self.requested_lifetime());
@@ -1079,6 +1146,8 @@ impl TurnClient {
                             refresh_at: Some(later(now, PERMISSION_REFRESH)),
                             in_flight: false,
                             used: false,
+                            sent: false,
+                            heard: false,
                         },
                     );
                     self.events.push_back(TurnEvent::PermissionCreated(ip));
@@ -1102,6 +1171,11 @@ impl TurnClient {
                     self.lose(TurnEvent::AllocationFailed(error));
                 }
             }
+            // Deleting the stale allocation failed (437: it is gone already): allocate again,
+            // and give up if that is answered 437 once more.
+            RequestKind::Refresh(0) if self.state == TurnState::Allocating => {
+                self.start_request(RequestKind::Allocate, 0, now);
+            }
             RequestKind::Refresh(0) => self.finish_close(),
             RequestKind::Refresh(_) => {
                 if self.state == TurnState::Allocated {
@@ -1110,9 +1184,12 @@ impl TurnClient {
             }
             RequestKind::CreatePermission(peer) => {
                 if self.permissions.remove(&peer).is_some() {
-                    self.events
-                        .push_back(TurnEvent::PermissionFailed { peer, error });
+                    self.events.push_back(TurnEvent::PermissionFailed {
+                        peer,
+                        error: error.clone(),
+                    });
                 }
+                self.after_peer_request_failed(&error, now);
             }
             RequestKind::ChannelBind(number, peer) => {
                 if self.channels.get(&peer).is_some_and(|c| c.number == number) {
@@ -1122,10 +1199,35 @@ impl TurnClient {
                     self.events.push_back(TurnEvent::ChannelBindFailed {
                         peer,
                         channel: number,
-                        error,
+                        error: error.clone(),
                     });
                 }
+                self.after_peer_request_failed(&error, now);
             }
+        }
+    }
+
+    /// A CreatePermission or ChannelBind failed: 437 says the allocation is gone (RFC 8656
+    /// §19); 400, a server error or no answer may mean the same from a server that answers a
+    /// request for a missing allocation so (coturn 4.6 answers 400), and refused credentials
+    /// mean the allocation cannot be refreshed, so it is verified with a Refresh. Refusals
+    /// about the peer itself (403, 443...) say nothing of it.
+    fn after_peer_request_failed(&mut self, error: &TurnError, now: Instant) {
+        if self.state != TurnState::Allocated {
+            return;
+        }
+        match error {
+            TurnError::AllocationMismatch => {
+                self.lose(TurnEvent::Expired(TurnError::AllocationMismatch));
+            }
+            // Refused credentials (expired time-limited ones) will not refresh it either.
+            TurnError::Timeout | TurnError::WrongCredentials => self.check_allocation(now),
+            TurnError::Rejected { code, .. }
+                if *code == error_code::BAD_REQUEST || *code == error_code::SERVER_ERROR =>
+            {
+                self.check_allocation(now);
+            }
+            _ => {}
         }
     }
 
@@ -1268,6 +1370,28 @@ impl TurnClient {
 
     /// Ends the client with a failure event.
     fn lose(&mut self, event: TurnEvent) {
+        if self.state == TurnState::Allocated {
+            // The server's own addresses (another client's relayed address on it) are always
+            // routable from it: a relay-to-relay path must survive a server restart.
+            let own = [
+                Some(self.config.server.ip()),
+                self.allocation.as_ref().map(|a| a.relayed.ip()),
+            ];
+            let mut suspects: Vec<IpAddr> = self
+                .permissions
+                .iter()
+                .filter(|(peer, p)| p.sent && !p.heard && !own.contains(&Some(**peer)))
+                .map(|(peer, _)| *peer)
+                .collect();
+            // A relay host without a route to a private network is the usual case (coturn
+            // tears the allocation down on ENETUNREACH): when such peers are among the
+            // suspects, they are the ones.
+            if suspects.iter().any(|p| !is_global(*p)) {
+                suspects.retain(|p| !is_global(*p));
+            }
+            suspects.sort();
+            self.loss_suspects = suspects;
+        }
         self.clear();
         self.state = TurnState::Failed;
         self.events.push_back(event);
@@ -1278,6 +1402,28 @@ impl TurnClient {
         self.permissions.clear();
         self.channels.clear();
         self.allocation = None;
+    }
+}
+
+/// Whether `ip` is an address a relay on the internet can route to: not private (RFC 1918,
+/// RFC 4193), loopback, link-local, shared (RFC 6598) or unspecified.
+fn is_global(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || (a == 100 && (64..128).contains(&b)))
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80)
+        }
     }
 }
 

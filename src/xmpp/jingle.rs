@@ -7,9 +7,11 @@
 //! extension emits ([`JingleIce::next_outgoing`]). A session is opened with
 //! [`JingleIce::connect`] (initiator, controlling agent) or taken from
 //! [`JingleIce::next_incoming`] and accepted (responder, controlled agent); both return a
-//! [`JingleSession`] once ICE has connected. Local candidates are trickled as they are gathered,
-//! remote ones reach the agent as they arrive (before `session-accept` included), a failed agent
-//! ends the session with `<failed-transport/>`, and a peer's ICE restart restarts ours.
+//! [`JingleSession`] once ICE has connected. Local candidates are trickled as they are gathered
+//! (a relayed candidate that replaces a lost TURN allocation too, long after gathering), remote
+//! ones reach the agent as they arrive (before `session-accept` included), a failed agent ends
+//! the session with `<failed-transport/>` (a failed or lost TURN allocation does not), a peer's
+//! ICE restart restarts ours, and a selected pair lost with its TURN allocation restarts ICE.
 //!
 //! By default sessions carry Conversations' `webrtc-datachannel:1` transport: the ICE-UDP
 //! transport wrapped with our DTLS certificate's fingerprint (XEP-0320), and once ICE has
@@ -230,6 +232,8 @@ enum Fallback {
 enum IceCmd {
     /// The peer's credentials and candidates (offer, accept, transport-info).
     Remote(Box<IceUdpTransport>, bool),
+    /// TURN servers with refreshed credentials (XEP-0215).
+    TurnServers(Vec<TurnConfig>),
     /// The session ended.
     Close,
 }
@@ -355,9 +359,18 @@ impl JingleIce {
     }
 
     /// Replaces the STUN and TURN servers used by sessions opened from now on (for example
-    /// after a XEP-0215 query, or when its credentials were refreshed).
+    /// after a XEP-0215 query, or when its credentials were refreshed). Running sessions get
+    /// the TURN servers too: new credentials for a server they use replace the old ones, and
+    /// their allocations that gave up because the server refused the old ones (time-limited
+    /// credentials that expired) start again.
     pub fn set_ice_servers(&self, stun: Vec<SocketAddr>, turn: Vec<TurnConfig>) {
-        *self.inner.servers.lock().unwrap_or_else(|e| e.into_inner()) = (stun, turn);
+        *self.inner.servers.lock().unwrap_or_else(|e| e.into_inner()) = (stun, turn.clone());
+        let st = self.inner.lock();
+        for slot in st.slots.values() {
+            if let Some(ice) = &slot.ice {
+                let _ = ice.send(IceCmd::TurnServers(turn.clone()));
+            }
+        }
     }
 
     /// Takes a stanza received on the XMPP connection; returns whether it was for Jingle (the
@@ -912,26 +925,19 @@ fn spawn_ice_task(
     let (tx, mut rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut remote_known = false;
+        // We restarted ICE and wait for the peer's new credentials: they answer ours, they do
+        // not start another restart (both sides restarting at once settle on each other's).
+        let mut awaiting_answer = false;
         loop {
             tokio::select! {
                 cmd = rx.recv() => match cmd {
                     Some(IceCmd::Remote(t, restart)) => {
-                        if restart && remote_known {
+                        if restart && awaiting_answer {
+                            awaiting_answer = false;
+                        } else if restart && remote_known {
                             // The peer restarted ICE (RFC 8445 §9): restart ours and signal
                             // our new credentials.
-                            if conn.restart().await.is_ok() {
-                                let creds = conn.local_credentials();
-                                let mut st = inner.lock();
-                                let cands = match st.slots.get_mut(&key) {
-                                    Some(slot) => {
-                                        slot.sent.clear();
-                                        signal_candidates(&conn, &mut slot.sent)
-                                    }
-                                    None => Vec::new(),
-                                };
-                                let _ = st.mgr.restart(&key, CONTENT_NAME, creds, cands, Instant::now());
-                                inner.process(&mut st);
-                            }
+                            restart_ice(&inner, &key, &conn).await;
                         }
                         if let Some(c) = t.credentials() {
                             let _ = conn.set_remote_credentials(c).await;
@@ -939,6 +945,11 @@ fn spawn_ice_task(
                         }
                         for c in t.ice_candidates() {
                             let _ = conn.add_remote_candidate(c.clone()).await;
+                        }
+                    }
+                    Some(IceCmd::TurnServers(servers)) => {
+                        for server in servers {
+                            let _ = conn.add_turn_server(server).await;
                         }
                     }
                     Some(IceCmd::Close) | None => {
@@ -960,6 +971,13 @@ fn spawn_ice_task(
                         }
                         drop(st);
                         inner.wake.notify_one();
+                    }
+                    Some(IceEvent::SelectedPairLost { .. }) if !awaiting_answer => {
+                        // Our relayed candidate of the selected pair is gone (its TURN
+                        // allocation was lost): another pair needs an ICE restart (RFC 8445
+                        // §8.1.1, §9). The new allocation's candidate follows by trickle.
+                        tracing::info!(key = %key, "selected pair lost: restarting ICE");
+                        awaiting_answer = restart_ice(&inner, &key, &conn).await;
                     }
                     Some(IceEvent::StateChanged(ConnectionState::Failed)) => {
                         let mut st = inner.lock();
@@ -983,6 +1001,30 @@ fn spawn_ice_task(
         }
     });
     tx
+}
+
+/// Restarts the session's ICE agent (RFC 8445 §9) and signals its new credentials with every
+/// local candidate in a `transport-info` (XEP-0176 §5.6). Returns whether it was restarted.
+async fn restart_ice(inner: &Arc<Inner>, key: &SessionKey, conn: &IceConnection) -> bool {
+    if conn.restart().await.is_err() {
+        return false;
+    }
+    let creds = conn.local_credentials();
+    let mut st = inner.lock();
+    let cands = match st.slots.get_mut(key) {
+        Some(slot) => {
+            slot.sent.clear();
+            signal_candidates(conn, &mut slot.sent)
+        }
+        None => Vec::new(),
+    };
+    let _ = st
+        .mgr
+        .restart(key, CONTENT_NAME, creds, cands, Instant::now());
+    inner.process(&mut st);
+    drop(st);
+    inner.wake.notify_one();
+    true
 }
 
 /// A session offered by a peer, acknowledged and waiting for the application's decision.

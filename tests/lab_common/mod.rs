@@ -714,6 +714,33 @@ impl LineProcess {
 // ---- server faults -----------------------------------------------------------------------------
 
 impl Lab {
+    /// Kills the lab's main coturn (`lab.sh stop-turn`, SIGKILL): every allocation on it is
+    /// gone, its TCP and TLS streams close. Panics when the script fails.
+    pub fn stop_turn(&self) {
+        self.turn_script("stop-turn");
+    }
+
+    /// Starts the lab's main coturn again with its settings (`lab.sh start-turn`); returns once
+    /// it listens. Panics when the script fails.
+    pub fn start_turn(&self) {
+        self.turn_script("start-turn");
+    }
+
+    fn turn_script(&self, action: &str) {
+        let out = Command::new("bash")
+            .arg(script())
+            .args([action, "--prefix", &self.prefix])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("run tests/lab/lab.sh {action}: {e}"));
+        assert!(
+            out.status.success(),
+            "lab.sh {action} failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// The lab's work directory (configs, logs), removed by `down` (`LAB_TMP` or `/tmp`, as
     /// `lab.sh` picks it).
     pub fn work_dir(&self) -> PathBuf {
