@@ -542,6 +542,8 @@ impl JingleIce {
 
     /// Ends every session with `reason` (for example `<gone/>` before logging off).
     pub fn terminate_all(&self, reason: Reason) {
+        // Sessions the application dropped end with their own reason first.
+        self.inner.end_abandoned();
         let mut st = self.inner.lock();
         let keys: Vec<SessionKey> = st.mgr.sessions().cloned().collect();
         for k in keys {
@@ -610,15 +612,7 @@ impl Inner {
         let mut st = self.lock();
         for mut gone in abandoned {
             gone.armed = false;
-            let live = st
-                .slots
-                .get(&gone.key)
-                .is_some_and(|slot| gone.claimer || !slot.claimed);
-            if live {
-                tracing::debug!(key = %gone.key, "session dropped while live: ending it");
-                let reason = Reason::with_text(gone.reason.clone(), "dropped by the application");
-                let _ = st.mgr.terminate(&gone.key, reason, Instant::now());
-            }
+            gone.end(&mut st);
         }
         self.process(&mut st);
     }
@@ -1334,6 +1328,19 @@ impl EndOnDrop {
         }
     }
 
+    /// Ends the session if it is still live and this guard's to end.
+    fn end(&self, st: &mut State) {
+        let live = st
+            .slots
+            .get(&self.key)
+            .is_some_and(|slot| self.claimer || !slot.claimed);
+        if live {
+            tracing::debug!(key = %self.key, "session dropped while live: ending it");
+            let reason = Reason::with_text(self.reason.clone(), "dropped by the application");
+            let _ = st.mgr.terminate(&self.key, reason, Instant::now());
+        }
+    }
+
     /// The same guard for the accepted session: dropping it cancels.
     fn accepted(mut self) -> Self {
         self.reason = ReasonCondition::Cancel;
@@ -1347,6 +1354,14 @@ impl Drop for EndOnDrop {
             return;
         }
         let inner = self.inner.clone();
+        // At once when the state is free, so that the terminate goes out before anything the
+        // application does next (a log-off's <gone/>, say); else (it is locked, perhaps by
+        // this very thread) by the timer task.
+        if let Ok(mut st) = inner.state.try_lock() {
+            self.end(&mut st);
+            inner.process(&mut st);
+            return;
+        }
         let mut pending = inner.abandoned.lock().unwrap_or_else(|e| e.into_inner());
         pending.push(EndOnDrop {
             inner: self.inner.clone(),
