@@ -524,19 +524,7 @@ async fn bind(
         .await
         .map_err(|e| XmppError::Disconnected(format!("sending the bind request: {e}")))?;
     loop {
-        let el = match stream.next().await {
-            Some(Ok(el)) => el,
-            Some(Err(ReadError::SoftTimeout)) => continue,
-            Some(Err(e)) => return Err(read_failure(e)),
-            None => {
-                return Err(XmppError::Disconnected(
-                    "the server closed the connection during resource binding".into(),
-                ))
-            }
-        };
-        if let Some(error) = stream_error(&el) {
-            return Err(error);
-        }
+        let el = next_login_element(stream, "resource binding").await?;
         if !(el.name() == "iq" && el.attr("id") == Some(BIND_ID)) {
             tracing::debug!(element = %String::from(&el), "ignored before resource binding");
             continue;
@@ -559,6 +547,34 @@ async fn bind(
 }
 
 /// A read failure of an established stream, as an error.
+/// The next element of the stream during a login step (`during` names it: "SASL", "resource
+/// binding"): soft read timeouts are waited out; the end of the stream, a read error or a
+/// stream error fail the step.
+async fn next_login_element<Io>(
+    stream: &mut XmlStream<Io, Element>,
+    during: &str,
+) -> Result<Element, XmppError>
+where
+    Io: tokio::io::AsyncBufRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        let el = match stream.next().await {
+            Some(Ok(el)) => el,
+            Some(Err(ReadError::SoftTimeout)) => continue,
+            Some(Err(e)) => return Err(read_failure(e)),
+            None => {
+                return Err(XmppError::Disconnected(format!(
+                    "the server closed the connection during {during}"
+                )))
+            }
+        };
+        return match stream_error(&el) {
+            Some(error) => Err(error),
+            None => Ok(el),
+        };
+    }
+}
+
 fn read_failure(e: ReadError) -> XmppError {
     match e {
         ReadError::StreamFooterReceived => {

@@ -27,12 +27,12 @@ use ::sasl::common::scram::{Sha1, Sha256};
 use ::sasl::common::ChannelBinding;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use minidom::Element;
 use tokio::io::{AsyncBufRead, AsyncWrite};
-use tokio_xmpp::xmlstream::{ReadError, XmlStream};
+use tokio_xmpp::xmlstream::XmlStream;
 
-use super::{read_failure, set_attr, stream_error, XmppError};
+use super::{next_login_element, set_attr, XmppError};
 
 /// The SASL namespace of RFC 6120 §6.4.
 const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
@@ -547,19 +547,7 @@ where
         .await
         .map_err(|e| XmppError::Disconnected(format!("sending <auth/>: {e}")))?;
     loop {
-        let el = match stream.next().await {
-            Some(Ok(el)) => el,
-            Some(Err(ReadError::SoftTimeout)) => continue,
-            Some(Err(e)) => return Err(read_failure(e)),
-            None => {
-                return Err(XmppError::Disconnected(
-                    "the server closed the connection during SASL".into(),
-                ))
-            }
-        };
-        if let Some(error) = stream_error(&el) {
-            return Err(error);
-        }
+        let el = next_login_element(stream, "SASL").await?;
         match sasl.handle(&el).map_err(XmppError::Auth)? {
             SaslStep::Send(response) => stream
                 .send(&response)
