@@ -590,6 +590,16 @@ impl Outbox {
         self.queue.len()
     }
 
+    /// Jingle requests that have not reached their peer yet: waiting to be sent again after a
+    /// bounce, back in the queue, or sent and not answered. A log-off waits for them (bounded),
+    /// or the peer, briefly offline, would never get our last `session-terminate`.
+    fn undelivered_jingle(&self) -> usize {
+        self.tracked
+            .values()
+            .filter(|t| t.retry_bounce && t.stanza.has_child("jingle", NS_JINGLE))
+            .count()
+    }
+
     /// Records a sent stanza: an iq request to a full JID is remembered until answered (or
     /// [`ReconnectPolicy::peer_wait`] after it was first sent).
     fn sent(&mut self, stanza: &Element, now: Instant) {
@@ -878,7 +888,7 @@ impl Pump {
     async fn serve(&mut self, conn: &mut XmppConnection) -> Result<(), String> {
         let sender = conn.sender();
         self.flush(&sender).await?;
-        if self.closing.is_some() {
+        if self.closing.is_some() && self.outbox.undelivered_jingle() == 0 {
             return Ok(());
         }
         loop {
@@ -887,7 +897,22 @@ impl Pump {
                 _ = &mut self.shutdown, if self.closing.is_none() => {
                     self.closing = Some(Instant::now() + self.policy.flush_timeout);
                     self.drain_ready().await;
-                    return self.flush(&sender).await;
+                    self.flush(&sender).await?;
+                    let left = self.outbox.undelivered_jingle();
+                    if left == 0 {
+                        return Ok(());
+                    }
+                    tracing::info!(
+                        "logging off once {left} Jingle request(s) reach their peer (at most {:?})",
+                        self.policy.flush_timeout
+                    );
+                }
+                _ = sleep_until(self.closing), if self.closing.is_some() => {
+                    tracing::warn!(
+                        "logged off with {} Jingle request(s) not delivered: their peer stayed away",
+                        self.outbox.undelivered_jingle()
+                    );
+                    return Ok(());
                 }
                 stanza = conn.next_stanza() => {
                     let Some(stanza) = stanza else {
@@ -896,6 +921,9 @@ impl Pump {
                             .map_or_else(|| "the stream ended".to_owned(), |e| e.to_string()));
                     };
                     self.received(&sender, stanza).await;
+                    if self.closing.is_some() && self.outbox.undelivered_jingle() == 0 {
+                        return Ok(());
+                    }
                 }
                 out = self.ext.next_outgoing() => {
                     // The extension lives as long as this task holds it.
@@ -1089,7 +1117,7 @@ impl Pump {
                 out = &mut fut => return Ok(out),
                 _ = &mut self.shutdown, if self.closing.is_none() => {
                     self.drain_ready().await;
-                    if self.outbox.queued() == 0 {
+                    if self.outbox.queued() == 0 && self.outbox.undelivered_jingle() == 0 {
                         return Err(Stop::LoggedOff);
                     }
                     tracing::info!(
@@ -1159,6 +1187,36 @@ mod tests {
         std::iter::from_fn(|| outbox.pop())
             .map(|s| s.attr("id").unwrap_or_default().to_owned())
             .collect()
+    }
+
+    #[test]
+    fn a_bounced_terminate_holds_the_log_off_until_it_is_answered() {
+        // The peer is offline when our last session-terminate goes out: the log-off must wait
+        // for it to be sent again and answered (bounded by the flush timeout), or the peer
+        // never learns that the transfer ended.
+        let t0 = Instant::now();
+        let mut o = Outbox::new(16, Duration::from_secs(30));
+        o.sent(&jingle_iq("end", "session-terminate"), t0);
+        assert_eq!(o.undelivered_jingle(), 1, "sent, not answered");
+        assert!(
+            o.answer(&bounce("end", PEER), t0),
+            "the bounce is swallowed"
+        );
+        assert_eq!(o.undelivered_jingle(), 1, "waiting to be sent again");
+        o.due(t0 + BOUNCE_RETRY);
+        assert_eq!(ids(&mut o), ["end"]);
+        o.sent(&jingle_iq("end", "session-terminate"), t0 + BOUNCE_RETRY);
+        assert_eq!(o.undelivered_jingle(), 1);
+        assert!(!o.answer(&result("end"), t0 + BOUNCE_RETRY));
+        assert_eq!(o.undelivered_jingle(), 0, "delivered");
+        // A disco probe is not a Jingle request: nothing waits for it.
+        let probe = disco::info_query(
+            &format!("{PROBE_ID_PREFIX}1"),
+            &Jid::new(PEER).unwrap(),
+            None,
+        );
+        o.sent(&probe, t0);
+        assert_eq!(o.undelivered_jingle(), 0);
     }
 
     #[test]
