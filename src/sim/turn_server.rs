@@ -325,36 +325,21 @@ impl TurnServer {
         }
         // RFC 8489 §9.2.4: authentication first.
         let nonce = self.nonce(client);
-        if !msg.has_message_integrity() {
-            let mut enc = MessageEncoder::new(&mut out, Class::ErrorResponse, method, id);
-            enc.error_code(error_code::UNAUTHORIZED, "Unauthorized")
-                .realm(&self.realm)
-                .nonce(&nonce);
-            enc.fingerprint();
-            enc.finish();
-            self.stats.errors += 1;
-            let port = self.listen_port;
-            self.send(port, client, out);
-            return;
-        }
-        if msg.username() != Some(self.username.as_str())
+        let unauthorised = !msg.has_message_integrity()
+            || msg.username() != Some(self.username.as_str())
             || msg.realm() != Some(self.realm.as_str())
-            || msg.verify_integrity(&self.key).is_err()
-        {
+            || msg.verify_integrity(&self.key).is_err();
+        let refused = if unauthorised {
+            Some((error_code::UNAUTHORIZED, "Unauthorized"))
+        } else if msg.nonce() != Some(nonce.as_str()) {
+            Some((error_code::STALE_NONCE, "Stale Nonce"))
+        } else {
+            None
+        };
+        if let Some((code, reason)) = refused {
+            // The challenge (RFC 8489 §9.2.4): the realm and a fresh nonce, no integrity.
             let mut enc = MessageEncoder::new(&mut out, Class::ErrorResponse, method, id);
-            enc.error_code(error_code::UNAUTHORIZED, "Unauthorized")
-                .realm(&self.realm)
-                .nonce(&nonce);
-            enc.fingerprint();
-            enc.finish();
-            self.stats.errors += 1;
-            let port = self.listen_port;
-            self.send(port, client, out);
-            return;
-        }
-        if msg.nonce() != Some(nonce.as_str()) {
-            let mut enc = MessageEncoder::new(&mut out, Class::ErrorResponse, method, id);
-            enc.error_code(error_code::STALE_NONCE, "Stale Nonce")
+            enc.error_code(code, reason)
                 .realm(&self.realm)
                 .nonce(&nonce);
             enc.fingerprint();
