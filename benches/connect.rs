@@ -1,7 +1,7 @@
 //! Connect-time benchmark: from "remote credentials and candidates given" to "both connected"
 //! and "both completed" (a pair nominated on both sides).
 //!
-//! (a) In the simulated network (`jingle_ice::sim`, virtual time) with a 20 ms round trip,
+//! (a) In the simulated network (`jingle_ice_sim`, virtual time) with a 20 ms round trip,
 //!     reported in round trips; alongside, our agent and str0m's `is::IceAgent` 0.12 in the
 //!     same small back-to-back harness with the same round trip (`common::b2b`).
 //! (b) Over real loopback sockets with the tokio driver (`jingle_ice::net`), against the
@@ -21,7 +21,7 @@ use common::b2b::{ours_pair, theirs_pair};
 use common::{full_run, median, Table};
 use jingle_ice::ice::{Agent, AgentConfig, Candidate, ConnectionState, Event, Role};
 use jingle_ice::net::IceConnection;
-use jingle_ice::sim::{AgentEndpoint, EndpointHandle, LinkConfig, Network, Realm};
+use jingle_ice_sim::{AgentEndpoint, EndpointHandle, LinkConfig, Network, Realm};
 
 /// Round trip of the simulated paths: 5 ms on each host's access link, each way.
 const RTT: Duration = Duration::from_millis(20);
@@ -251,7 +251,7 @@ fn main() {
         let (pm, pr) = fmt_opt(p);
         table.row(vec![name.into(), cm, cr, pm, pr]);
     };
-    row("jingle-ice, jingle_ice::sim", sim_connected, sim_completed);
+    row("jingle-ice, jingle_ice_sim", sim_connected, sim_completed);
     row(
         "jingle-ice, back-to-back harness",
         ours.both_connected,

@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 
 use jid::{FullJid, Jid};
 use jingle_ice::channel::ChannelOptions;
-use jingle_ice::jingle::stanza::{iq, set_attr, IqType, StanzaError};
 use jingle_ice::jingle::{IceUdpTransport, Reason, ReasonCondition, NS_JINGLE};
 use jingle_ice::net::DataChannels;
+use jingle_ice::xmpp::stanza::{iq, set_attr, IqType, StanzaError};
 use jingle_ice::xmpp::{
     JingleClient, JingleClientConfig, JingleSession, XmppConfig, XmppConnection, XmppError,
 };

@@ -1,31 +1,47 @@
 //! # jingle-ice
 //!
-//! Peer-to-peer channels for XMPP clients and bots through NATs and firewalls: a sans-IO
-//! ICE agent ([RFC 8445]) with its own STUN codec ([RFC 8489]), driven over real sockets by a
-//! thin tokio layer, meant to carry Jingle ICE-UDP sessions (XEP-0166, XEP-0176).
+//! Peer-to-peer channels for XMPP clients and bots through NATs and firewalls: Jingle sessions
+//! (XEP-0166) with ICE-UDP transports (XEP-0176) negotiated through the XMPP server, our own ICE
+//! agent ([RFC 8445]) with STUN ([RFC 8489]) and TURN ([RFC 8656]), and encrypted WebRTC data
+//! channels over the selected path, as Conversations uses them for file transfer.
 //!
-//! The protocol cores ([`stun`], [`ice`]) never touch a socket, a clock or a task: they take
-//! input and the current time, and say what to send, when to wake and what happened. The
-//! [`net`] module is the one place with I/O. The [`sim`] module is a deterministic simulated
-//! network (hosts, NATs with every RFC 4787 behaviour, lossy links, a STUN server) in virtual
-//! time, used by the test suite and the benchmarks, and available to anyone who wants to test
-//! an application built on the agent.
+//! The workspace has three crates:
+//! - `jingle-ice-proto`: the sans-IO protocol cores ([`stun`], [`turn`], [`ice`], [`channel`],
+//!   [`jingle`], [`ibb`], the stanza helpers and disco/extdisco elements of [`xmpp`], the
+//!   application descriptions of [`apps`]). They never touch a socket, a clock or a task: they
+//!   take input and the current time, and say what to send, when to wake and what happened.
+//!   This crate re-exports them under the same names.
+//! - `jingle-ice-sim`: a deterministic simulated network (hosts, NATs with every RFC 4787
+//!   behaviour, lossy links, STUN and TURN servers) in virtual time, used by the tests of every
+//!   core and by the benchmarks.
+//! - `jingle-ice` (this crate): the tokio layer, the one place with I/O. [`net`] owns the
+//!   sockets and timers of an ICE connection and drives its data channels; [`xmpp`] holds the
+//!   Jingle extension to plug into a tokio-xmpp client, the bot client and its connection;
+//!   [`apps`] carries files (XEP-0234) and tubes over a session.
+//!
+//! Features: `xmpp` (default) builds the Jingle extension, the bot client and the applications;
+//! `channel` (implied by `xmpp`) builds the data-channel driver. With `default-features = false`
+//! the crate is the ICE connection driver alone ([`net::IceConnection`] over STUN, TURN and ICE),
+//! without XMPP, DTLS or SCTP.
 //!
 //! [RFC 8445]: https://www.rfc-editor.org/rfc/rfc8445
 //! [RFC 8489]: https://www.rfc-editor.org/rfc/rfc8489
+//! [RFC 8656]: https://www.rfc-editor.org/rfc/rfc8656
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-/// Applications over the channel: XEP-0234 file transfer (elements, safe names, storage, transfer).
+#[cfg(feature = "channel")]
+pub use jingle_ice_proto::channel;
+#[cfg(feature = "xmpp")]
+pub use jingle_ice_proto::{ibb, jingle};
+pub use jingle_ice_proto::{ice, stun, turn};
+
+/// Applications over the channel: XEP-0234 file transfer (elements, safe names, storage,
+/// transfer) and tubes.
+#[cfg(feature = "xmpp")]
 pub mod apps;
-pub mod channel;
-pub mod ibb;
-pub mod ice;
-pub mod jingle;
 pub mod net;
-pub mod sim;
-pub mod stun;
-pub mod turn;
 /// XMPP glue: the Jingle extension for a tokio-xmpp client, a bot client, XEP-0215 external
 /// STUN/TURN services, XEP-0030 disco and XEP-0115 caps.
+#[cfg(feature = "xmpp")]
 pub mod xmpp;

@@ -18,7 +18,7 @@ use base64::Engine;
 use jid::FullJid;
 use jingle_ice::apps::file_sink::SinkConfig;
 use jingle_ice::apps::file_transfer::{IncomingFile, TransferReport, TransportUsed};
-use jingle_ice::jingle::stanza::{iq_type, IqType};
+use jingle_ice::xmpp::stanza::{iq_type, IqType};
 use jingle_ice::xmpp::{JingleIce, JingleIceConfig};
 use minidom::Element;
 use sha2::{Digest, Sha256};

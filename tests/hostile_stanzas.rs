@@ -11,7 +11,6 @@ use jid::FullJid;
 use jingle_ice::apps::file_description::FileDescription;
 use jingle_ice::apps::tube::TubeDescription;
 use jingle_ice::ibb::IbbPacket;
-use jingle_ice::jingle::stanza::{iq_type, IqType, StanzaError, NS_CLIENT};
 use jingle_ice::jingle::{
     dismantle, Condition, Jingle, LimitExceeded, SessionConfig, SessionEvent, SessionManager,
     StanzaLimits, TransportLimits,
@@ -19,6 +18,7 @@ use jingle_ice::jingle::{
 use jingle_ice::xmpp::disco::parse_info_result;
 use jingle_ice::xmpp::extdisco::parse_services;
 use jingle_ice::xmpp::jingle::{JingleIce, JingleIceConfig};
+use jingle_ice::xmpp::stanza::{iq_type, IqType, StanzaError, NS_CLIENT};
 use minidom::Element;
 
 /// How deep the hostile child is nested: the depth that crashed recv_file.

@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 use jid::FullJid;
 use jingle_ice::ice::{Candidate, CandidateType, Credentials};
 use jingle_ice::jingle::datachannel::{read_bundle_group, NS_GROUPING};
-use jingle_ice::jingle::stanza::{iq_type, IqType, NS_CLIENT, NS_JINGLE_ERRORS, NS_STANZAS};
 use jingle_ice::jingle::{
     dtls_role, Content, DataChannelTransport, DtlsFingerprint, DtlsRole, IceUdpCandidate,
     IceUdpTransport, Jingle, ReasonCondition, Senders, SessionConfig, SessionEvent, SessionKey,
     SessionManager, SessionRole, SessionState, Setup, Transport, TransportLimits, NS_DTLS,
     NS_ICE_UDP, NS_JINGLE, NS_WEBRTC_DATACHANNEL,
 };
+use jingle_ice::xmpp::stanza::{iq_type, IqType, NS_CLIENT, NS_JINGLE_ERRORS, NS_STANZAS};
 use minidom::Element;
 
 const APP_NS: &str = "urn:example:test-app:0";
@@ -1018,7 +1018,7 @@ fn many_candidates(n: u16, first: u16) -> String {
 
 /// A stanza of thousands of candidates within the stanza bounds every reader checks first.
 fn within_stanza_limits(stanza: &Element) {
-    jingle_ice::jingle::stanza::StanzaLimits::DEFAULT
+    jingle_ice::xmpp::stanza::StanzaLimits::DEFAULT
         .check(stanza)
         .expect("the test stanza is within StanzaLimits::DEFAULT");
 }

@@ -13,11 +13,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use jingle_ice::ice::{Agent, AgentConfig, Candidate, CandidateType, ConnectionState, Event, Role};
-use jingle_ice::sim::{
+use jingle_ice::stun::{split_message_type, Class, HEADER_LEN};
+use jingle_ice_sim::{
     AgentEndpoint, EndpointHandle, FilteringBehavior, LinkConfig, MappingBehavior, NatConfig,
     NatId, Network, Realm, StunServer, TraceEvent, TraceKind,
 };
-use jingle_ice::stun::{split_message_type, Class, HEADER_LEN};
 
 const SIGNALLING_DELAY: Duration = Duration::from_millis(50);
 /// Each NAT uplink and the STUN server's link: 5 ms, so agent to agent is 10 ms one way and

@@ -24,11 +24,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use jingle_ice::ice::{Agent, AgentConfig, Candidate, CandidateType, ConnectionState, Event, Role};
-use jingle_ice::sim::{
+use jingle_ice::turn::{Credentials, TurnConfig, TurnError, TurnTransport};
+use jingle_ice_sim::{
     AgentEndpoint, EndpointHandle, FilteringBehavior, LinkConfig, MappingBehavior, NatConfig,
     Network, Realm, TurnServer,
 };
-use jingle_ice::turn::{Credentials, TurnConfig, TurnError, TurnTransport};
 
 const SIGNALLING_DELAY: Duration = Duration::from_millis(50);
 const HALF_PATH: Duration = Duration::from_millis(5);

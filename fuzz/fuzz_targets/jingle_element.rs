@@ -10,7 +10,7 @@ use std::time::Instant;
 use jid::FullJid;
 use jingle_ice::apps::file_description::FileDescription;
 use jingle_ice::apps::tube::TubeDescription;
-use jingle_ice::jingle::stanza::{set_attr, NS_CLIENT};
+use jingle_ice::xmpp::stanza::{set_attr, NS_CLIENT};
 use jingle_ice::jingle::{dismantle, Jingle, SessionConfig, SessionManager, TransportLimits};
 use jingle_ice::xmpp::nesting::{NestingFilter, MAX_STREAM_DEPTH};
 use libfuzzer_sys::fuzz_target;

@@ -7,8 +7,6 @@
 //! safe, [`file_sink`] stores a received file (temporary file, size and SHA-256 checks, then the
 //! final name), [`transfer`] moves the bytes with progress.
 
-pub mod file_description;
-pub mod file_name;
 pub mod file_sink;
 pub mod file_transfer;
 pub mod transfer;
@@ -18,3 +16,4 @@ pub use file_description::{
     Checksum, File, FileDescription, FileDescriptionError, FileInfo, Hash, HashAlgo, HashUsed,
     Range, Received, NS_FILE_TRANSFER, NS_HASHES,
 };
+pub use jingle_ice_proto::apps::{file_description, file_name};

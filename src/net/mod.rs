@@ -36,6 +36,7 @@
 //! ```
 
 mod connection;
+#[cfg(feature = "channel")]
 mod datachannel;
 mod driver;
 mod interfaces;
@@ -45,6 +46,7 @@ pub use connection::{
     ConnectionStats, Datagram, Error, IceConnection, IceConnectionBuilder, SelectedPair,
     DEFAULT_EVENT_QUEUE, DEFAULT_RECEIVE_QUEUE,
 };
+#[cfg(feature = "channel")]
 pub use datachannel::{DataChannel, DataChannels, DataChannelsConfig, DataChannelsInfo};
 pub use interfaces::{usable_addresses, AddressPolicy, LocalAddress};
 pub use tls::{TurnStreamError, TurnStreamFailure, ALPN_STUN_TURN};

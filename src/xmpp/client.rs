@@ -32,8 +32,8 @@ use super::connection::{XmppConfig, XmppConnection, XmppError, XmppSender};
 use super::disco::{self, Features, Identity};
 use super::extdisco::{self, IceServers};
 use super::jingle::{IncomingSession, JingleIce, JingleIceConfig, JingleIceError, JingleSession};
-use crate::jingle::stanza::{iq_error, iq_type, Condition, IqType, StanzaError, NS_CLIENT};
 use crate::jingle::{Reason, ReasonCondition, NS_JINGLE};
+use crate::xmpp::stanza::{iq_error, iq_type, Condition, IqType, StanzaError, NS_CLIENT};
 
 /// Node of our XEP-0115 capabilities.
 pub const CAPS_NODE: &str = "https://github.com/jingle-ice/jingle-ice";

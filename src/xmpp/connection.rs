@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::nesting::NestingGuard;
-use crate::jingle::stanza::limit_error;
 use crate::jingle::{dismantle, StanzaLimits};
+use crate::xmpp::stanza::limit_error;
 use ::sasl::common::ChannelBinding;
 use futures::{SinkExt, StreamExt};
 use jid::{FullJid, Jid};

@@ -46,7 +46,6 @@ use super::ibb::{IbbChannel, IbbShared};
 use crate::channel::{Certificate, ChannelError, DtlsRole, Fingerprint, RemoteParameters};
 use crate::ibb::{IbbConfig, IbbStream, IbbTransport};
 use crate::ice::{ConnectionState, Credentials, Event as IceEvent, Role};
-use crate::jingle::stanza::limit_error;
 use crate::jingle::{
     dtls_role, Content, DataChannelTransport, DtlsFingerprint, IceUdpCandidate, IceUdpTransport,
     Reason, ReasonCondition, Senders, SessionConfig, SessionError, SessionEvent, SessionKey,
@@ -56,6 +55,7 @@ use crate::net::{
     DataChannels, DataChannelsConfig, IceConnection, IceConnectionBuilder, SelectedPair,
 };
 use crate::turn::TurnConfig;
+use crate::xmpp::stanza::limit_error;
 
 /// Name of the single content our sessions carry: `"0"`, because Conversations routes
 /// candidates by content name as libwebrtc's media id (see `xep/webrtc-datachannel.md`).
@@ -585,8 +585,8 @@ impl Inner {
     /// it when we go offline even without a roster subscription, and ours tells us (XEP-0166
     /// §6.7 relies on unavailable presence).
     fn directed_presence(&self, peer: &FullJid) {
-        let mut p = Element::bare("presence", crate::jingle::stanza::NS_CLIENT);
-        crate::jingle::stanza::set_attr(&mut p, "to", peer.as_str());
+        let mut p = Element::bare("presence", crate::xmpp::stanza::NS_CLIENT);
+        crate::xmpp::stanza::set_attr(&mut p, "to", peer.as_str());
         if self.outgoing.try_send(p).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }

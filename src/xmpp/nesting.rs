@@ -28,7 +28,7 @@ use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::jingle::stanza::MAX_STANZA_DEPTH;
+use crate::xmpp::stanza::MAX_STANZA_DEPTH;
 
 /// Deepest element kept, counting the stream's root element as level 1 and its stanzas as
 /// level 2: one level more than [`MAX_STANZA_DEPTH`] allows inside a stanza, so that a
@@ -511,7 +511,7 @@ mod tests {
         let leaf = ("[a-c]{1,3}", "[<>/'\"&a ]{0,6}", "[<>/'\"&a ]{0,6}").prop_map(
             |(name, value, text)| {
                 let mut el = Element::builder(name, "urn:t").build();
-                crate::jingle::stanza::set_attr(&mut el, "v", value);
+                crate::xmpp::stanza::set_attr(&mut el, "v", value);
                 el.append_text_node(text);
                 el
             },

@@ -10,7 +10,7 @@
 //! the tube (a TCP FIN becomes `fin`, a refused or failed connection resets the other end).
 //! [`Tube::run`] carries connections until the session ends.
 
-pub mod description;
+pub use jingle_ice_proto::apps::tube_description as description;
 pub mod pipe;
 
 use std::net::SocketAddr;

@@ -1,6 +1,7 @@
-//! The XMPP stanza pieces the Jingle layer reads and writes with minidom: `<iq/>` requests,
-//! results and errors (RFC 6120 §8.2.3, §8.3), the stanza error conditions Jingle uses, and the
-//! Jingle-specific error conditions of XEP-0166 §10 (`urn:xmpp:jingle:errors:1`).
+//! The one module of XMPP stanza helpers, read and written with minidom: `<iq/>` requests,
+//! results and errors (RFC 6120 §8.2.3, §8.3), the stanza error conditions we answer with, the
+//! Jingle-specific error conditions of XEP-0166 §10 (`urn:xmpp:jingle:errors:1`), and the
+//! bounds every element from the network is checked against before it is walked.
 
 use minidom::rxml::{Namespace, NcName};
 use minidom::{Element, IntoAttributeValue};
@@ -72,12 +73,16 @@ pub fn iq_type(el: &Element) -> Option<IqType> {
     }
 }
 
-/// A new `<iq/>` with `type`, `id` and `to` set, and `payload` as its only child.
+/// A new `<iq/>` with `type`, `id` and `to` set, and `payload` as its only child. An empty
+/// `to` is left out: the stanza then goes to our own account (RFC 6120 §10.3), as an answer to
+/// a request that came without `from` must.
 pub fn iq(kind: IqType, id: &str, to: &str, payload: Option<Element>) -> Element {
     let mut el = Element::bare("iq", NS_CLIENT);
     set_attr(&mut el, "type", kind.as_str());
     set_attr(&mut el, "id", id);
-    set_attr(&mut el, "to", to);
+    if !to.is_empty() {
+        set_attr(&mut el, "to", to);
+    }
     if let Some(p) = payload {
         el.append_child(p);
     }

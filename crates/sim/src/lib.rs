@@ -5,11 +5,11 @@
 //! [`Network`] from one event to the next, and every random choice (loss, jitter, NAT ports)
 //! comes from one generator seeded with the seed given to [`Network::new`], so one seed gives
 //! one exact run. The test suite and benchmarks use it to put ICE agents behind every kind of
-//! NAT; applications built on [`crate::ice::Agent`] can use it the same way.
+//! NAT; applications built on [`jingle_ice_proto::ice::Agent`] can use it the same way.
 //!
 //! ```
 //! use std::time::{Duration, Instant};
-//! use jingle_ice::sim::{LinkConfig, Network, NatConfig, MappingBehavior, FilteringBehavior,
+//! use jingle_ice_sim::{LinkConfig, Network, NatConfig, MappingBehavior, FilteringBehavior,
 //!     Realm, Recorder};
 //!
 //! let mut net = Network::new(7, Instant::now());

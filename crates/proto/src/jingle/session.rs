@@ -56,11 +56,11 @@ use super::element::{
     Action, Content, Jingle, JingleError, Reason, ReasonCondition, Transport, NS_JINGLE,
 };
 use super::ice_udp::{IceUdpCandidate, IceUdpTransport, Skipped, TransportLimits, NS_ICE_UDP};
-use super::stanza::{
+use crate::ice::Credentials;
+use crate::xmpp::stanza::{
     iq, iq_error, iq_result, iq_type, jingle_error, limit_error, set_attr, Condition, IqType,
     JingleCondition, StanzaError, StanzaLimits, NS_CLIENT,
 };
-use crate::ice::Credentials;
 
 /// The transport namespaces the manager accepts in an incoming offer or `transport-replace`,
 /// most preferred first: Conversations' WebRTC data channel (encrypted and authenticated by

@@ -28,7 +28,7 @@ use std::net::{IpAddr, SocketAddr};
 use minidom::Element;
 
 use super::dtls::{DtlsError, DtlsFingerprint};
-use super::stanza::set_attr as set;
+use crate::xmpp::stanza::set_attr as set;
 
 use crate::ice::{Candidate, CandidateType, Credentials};
 

@@ -9,7 +9,7 @@
 
 use minidom::Element;
 
-use crate::jingle::stanza::{set_attr, LimitExceeded, StanzaLimits};
+use crate::xmpp::stanza::{set_attr, LimitExceeded, StanzaLimits};
 
 /// Namespace of the tube description and of the data channels' sub-protocol (`xep/tube.md`
 /// §1: our own, versioned; the Telepathy-era tubes used

@@ -1,11 +1,11 @@
 //! A STUN server endpoint for the simulated network: plain Binding (RFC 8489 §3, §6.3), no
-//! authentication, built on [`crate::stun`].
+//! authentication, built on [`jingle_ice_proto::stun`].
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use crate::stun::{error_code, Class, Message, MessageEncoder, Method};
+use jingle_ice_proto::stun::{error_code, Class, Message, MessageEncoder, Method};
 
 use super::endpoint::{Datagram, Endpoint};
 
@@ -35,7 +35,7 @@ pub struct StunServer {
 
 impl StunServer {
     /// A server; bind it to its port (3478 is the default port, RFC 8489 §18.6) with
-    /// [`crate::sim::Network::add_endpoint`].
+    /// [`crate::Network::add_endpoint`].
     pub fn new() -> Self {
         StunServer::default()
     }

@@ -18,7 +18,7 @@ pub struct Datagram {
 }
 
 /// Anything that sits on a simulated host, bound to one or more ports, and takes datagrams and
-/// time and emits datagrams (the sans-IO shape of [`crate::ice::Agent`]).
+/// time and emits datagrams (the sans-IO shape of [`jingle_ice_proto::ice::Agent`]).
 ///
 /// The network calls [`Endpoint::handle_receive`] and [`Endpoint::handle_timeout`] in virtual
 /// time order and, after each, drains [`Endpoint::poll_transmit`] until it returns `None` and
@@ -33,7 +33,7 @@ pub trait Endpoint {
     /// When [`Endpoint::handle_timeout`] should next be called, if ever.
     fn poll_timeout(&self) -> Option<Instant>;
     /// Called after the application changed the endpoint outside the network's own calls
-    /// (through [`crate::sim::Network::with_endpoint`]), before its transmits are drained.
+    /// (through [`crate::Network::with_endpoint`]), before its transmits are drained.
     /// The default does nothing.
     fn touched(&mut self, now: Instant) {
         let _ = now;

@@ -1,5 +1,5 @@
 //! A TURN server endpoint for the simulated network (RFC 8656 over UDP), built on
-//! [`crate::stun`]: long-term authentication, allocations, refreshes, permissions, channels,
+//! [`jingle_ice_proto::stun`]: long-term authentication, allocations, refreshes, permissions, channels,
 //! Send and Data indications, ChannelData. It can also behave as coturn 4.6 does when a relayed
 //! send fails with ENETUNREACH: the whole allocation is torn down, and the client's next
 //! requests meet a new session.
@@ -8,8 +8,8 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use crate::stun::{error_code, long_term_key, Class, Message, MessageEncoder, Method};
-use crate::turn::{
+use jingle_ice_proto::stun::{error_code, long_term_key, Class, Message, MessageEncoder, Method};
+use jingle_ice_proto::turn::{
     encode_channel_data, is_valid_channel, ChannelData, PERMISSION_LIFETIME, PROTOCOL_UDP,
 };
 
@@ -53,7 +53,7 @@ struct Allocation {
 
 /// A TURN server over UDP (RFC 8656) for the simulated network, with one long-term user
 /// (RFC 8489 §9.2); it answers STUN Binding requests too, as coturn does. Bind it to its listening port and every port of its relay range with
-/// [`crate::sim::Network::add_endpoint`]; relayed addresses are its own IP with a port of the
+/// [`crate::Network::add_endpoint`]; relayed addresses are its own IP with a port of the
 /// range.
 ///
 /// Every answer after authentication carries MESSAGE-INTEGRITY and FINGERPRINT. A request
@@ -297,7 +297,7 @@ impl TurnServer {
                 }
             }
             None => {
-                let id = crate::stun::TransactionId([0x5a; 12]);
+                let id = jingle_ice_proto::stun::TransactionId([0x5a; 12]);
                 let mut enc = MessageEncoder::new(&mut out, Class::Indication, Method::DATA, id);
                 enc.xor_peer_address(peer).data(data);
                 enc.fingerprint();
@@ -484,8 +484,10 @@ impl TurnServer {
             return Err(error_code::BAD_REQUEST);
         }
         // RFC 8656 §12.2: the channel lasts 10 minutes and installs a permission.
-        a.channels
-            .insert(number, (peer, now + crate::turn::CHANNEL_LIFETIME));
+        a.channels.insert(
+            number,
+            (peer, now + jingle_ice_proto::turn::CHANNEL_LIFETIME),
+        );
         a.permissions.insert(peer.ip(), now + PERMISSION_LIFETIME);
         Ok(Vec::new())
     }

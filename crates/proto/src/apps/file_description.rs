@@ -24,7 +24,7 @@ use base64::Engine as _;
 use minidom::Element;
 
 use crate::jingle::element::{Creator, CONTENT_NAME_MAX_LEN};
-use crate::jingle::stanza::{set_attr, LimitExceeded, StanzaLimits};
+use crate::xmpp::stanza::{set_attr, LimitExceeded, StanzaLimits};
 
 /// Namespace of Jingle File Transfer, version 5 (XEP-0234 §5, §14.1).
 pub const NS_FILE_TRANSFER: &str = "urn:xmpp:jingle:apps:file-transfer:5";
@@ -943,11 +943,12 @@ mod tests {
     use crate::jingle::element::NS_JINGLE;
     use proptest::prelude::*;
 
-    const OFFER: &str = include_str!("../../xep/fixtures/ft-offer.xml");
-    const OFFER_CONVERSATIONS: &str = include_str!("../../xep/fixtures/ft-offer-conversations.xml");
-    const CHECKSUM: &str = include_str!("../../xep/fixtures/ft-checksum.xml");
-    const RECEIVED: &str = include_str!("../../xep/fixtures/ft-received.xml");
-    const RANGE_REQUEST: &str = include_str!("../../xep/fixtures/ft-range-request.xml");
+    const OFFER: &str = include_str!("../../../../xep/fixtures/ft-offer.xml");
+    const OFFER_CONVERSATIONS: &str =
+        include_str!("../../../../xep/fixtures/ft-offer-conversations.xml");
+    const CHECKSUM: &str = include_str!("../../../../xep/fixtures/ft-checksum.xml");
+    const RECEIVED: &str = include_str!("../../../../xep/fixtures/ft-received.xml");
+    const RANGE_REQUEST: &str = include_str!("../../../../xep/fixtures/ft-range-request.xml");
 
     fn b64(s: &str) -> Vec<u8> {
         STANDARD.decode(s).unwrap()

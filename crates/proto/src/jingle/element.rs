@@ -11,7 +11,7 @@ use minidom::Element;
 
 use super::datachannel::{DataChannelError, DataChannelTransport, NS_WEBRTC_DATACHANNEL};
 use super::ice_udp::{IceUdpTransport, TransportError, TransportLimits, NS_ICE_UDP};
-use super::stanza::{set_attr, LimitExceeded, StanzaLimits};
+use crate::xmpp::stanza::{set_attr, LimitExceeded, StanzaLimits};
 
 /// Namespace of Jingle (XEP-0166 §7.1).
 pub const NS_JINGLE: &str = "urn:xmpp:jingle:1";

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 
 use super::*;
-use crate::stun::{Class, Message, MessageEncoder, Method, TransactionId};
+use jingle_ice_proto::stun::{Class, Message, MessageEncoder, Method, TransactionId};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()

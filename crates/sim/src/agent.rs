@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use crate::ice::{Agent, Event, Received};
+use jingle_ice_proto::ice::{Agent, Event, Received};
 
 use super::endpoint::{Datagram, Endpoint};
 
@@ -47,7 +47,7 @@ impl std::fmt::Debug for AgentEndpoint {
 
 impl AgentEndpoint {
     /// Wraps an agent. Bind it to the ports of its host candidates with
-    /// [`crate::sim::Network::add_endpoint`].
+    /// [`crate::Network::add_endpoint`].
     pub fn new(agent: Agent) -> Self {
         AgentEndpoint {
             agent,
@@ -63,7 +63,7 @@ impl AgentEndpoint {
     }
 
     /// The agent, to drive it (signalling, gathering). Use it inside
-    /// [`crate::sim::Network::with_endpoint`] so that what it then sends goes out and its events
+    /// [`crate::Network::with_endpoint`] so that what it then sends goes out and its events
     /// are logged at the right virtual time.
     pub fn agent_mut(&mut self) -> &mut Agent {
         &mut self.agent

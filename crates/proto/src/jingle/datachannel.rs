@@ -23,7 +23,7 @@ use minidom::Element;
 
 use super::dtls::DtlsFingerprint;
 use super::ice_udp::{IceUdpTransport, TransportError, TransportLimits, NS_ICE_UDP};
-use super::stanza::set_attr;
+use crate::xmpp::stanza::set_attr;
 
 /// Namespace of Conversations' WebRTC data channel transport (Conversations'
 /// `Namespace.JINGLE_TRANSPORT_WEBRTC_DATA_CHANNEL`; no XEP defines it).

@@ -22,7 +22,7 @@ use base64::Engine as _;
 use minidom::Element;
 use sha1::{Digest, Sha1};
 
-use super::{error_condition, error_reply, iq, is_iq, set_attr};
+use super::stanza::{iq, iq_error, iq_result, iq_type, set_attr, Condition, IqType, StanzaError};
 use crate::jingle::{LimitExceeded, StanzaLimits};
 
 /// Namespace of disco#info (XEP-0030 §3, §11.1).
@@ -298,19 +298,15 @@ impl Features {
 /// caps `node#ver`), the `<item-not-found/>` error of XEP-0030 §3.2 (`type='cancel'`,
 /// RFC 6120 §8.3.3.7). `None` for any other stanza, which is not ours to answer.
 pub fn answer_info_query(stanza: &Element, features: &Features) -> Option<Element> {
-    if !is_iq(stanza, "get") {
+    if iq_type(stanza) != Some(IqType::Get) {
         return None;
     }
     let query = stanza.get_child("query", NS_DISCO_INFO)?;
     let node = query.attr("node");
     if !features.knows_node(node) {
-        return Some(error_reply(stanza, "cancel", "item-not-found"));
+        return Some(iq_error(stanza, Condition::ItemNotFound, None, None));
     }
-    let mut reply = iq(
-        "result",
-        stanza.attr("id").unwrap_or_default(),
-        stanza.attr("from"),
-    );
+    let mut reply = iq_result(stanza);
     reply.append_child(features.info_payload(node));
     Some(reply)
 }
@@ -322,7 +318,7 @@ pub fn info_query(id: &str, to: &jid::Jid, node: Option<&str>) -> Element {
     if let Some(node) = node {
         set_attr(&mut query, "node", node);
     }
-    let mut el = iq("get", id, Some(to.as_str()));
+    let mut el = iq(IqType::Get, id, to.as_str(), None);
     el.append_child(query);
     el
 }
@@ -427,11 +423,13 @@ pub fn parse_info_result(el: &Element) -> Result<PeerInfo, DiscoError> {
         .map_err(DiscoError::Limits)?;
     let query = if el.is("query", NS_DISCO_INFO) {
         el
-    } else if is_iq(el, "error") {
+    } else if iq_type(el) == Some(IqType::Error) {
         return Err(DiscoError::IqError {
-            condition: error_condition(el).unwrap_or_else(|| "undefined-condition".to_owned()),
+            condition: StanzaError::from_stanza(el)
+                .map(|e| e.condition_name)
+                .unwrap_or_else(|| "undefined-condition".to_owned()),
         });
-    } else if is_iq(el, "result") {
+    } else if iq_type(el) == Some(IqType::Result) {
         el.get_child("query", NS_DISCO_INFO)
             .ok_or(DiscoError::NotInfoResult)?
     } else {

@@ -2,15 +2,17 @@
 //! ([`element`]), the XEP-0176 ICE-UDP transport mapped to the agent's credentials and
 //! candidates ([`ice_udp`]), the XEP-0320 DTLS fingerprint ([`dtls`]), Conversations'
 //! `webrtc-datachannel:1` transport wrapping ICE-UDP ([`datachannel`]), the sans-IO session
-//! state machine ([`session`]) and the stanza errors it answers with ([`stanza`]).
+//! state machine ([`session`]). The stanza errors it answers with are in [`crate::xmpp::stanza`].
 
 pub mod datachannel;
 pub mod dtls;
 pub mod element;
 pub mod ice_udp;
 pub mod session;
-pub mod stanza;
 
+pub use crate::xmpp::stanza::{
+    dismantle, Condition, JingleCondition, LimitExceeded, StanzaError, StanzaLimits,
+};
 pub use datachannel::{DataChannelError, DataChannelTransport, NS_WEBRTC_DATACHANNEL};
 pub use dtls::{dtls_role, DtlsError, DtlsFingerprint, DtlsRole, Setup, NS_DTLS};
 pub use element::{
@@ -25,4 +27,3 @@ pub use session::{
     SessionConfig, SessionError, SessionEvent, SessionKey, SessionManager, SessionRole,
     SessionState, SUPPORTED_TRANSPORTS,
 };
-pub use stanza::{dismantle, Condition, JingleCondition, LimitExceeded, StanzaError, StanzaLimits};

@@ -5,7 +5,7 @@ use base64::Engine;
 use minidom::Element;
 
 use super::{MAX_SID_LEN, NS_IBB, NS_JINGLE_IBB};
-use crate::jingle::stanza::{set_attr, LimitExceeded, StanzaLimits};
+use crate::xmpp::stanza::{set_attr, LimitExceeded, StanzaLimits};
 
 /// Why an IBB element could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -228,7 +228,7 @@ mod tests {
     use super::*;
 
     fn iq_with(child: Element) -> Element {
-        let mut iq = Element::bare("iq", crate::jingle::stanza::NS_CLIENT);
+        let mut iq = Element::bare("iq", crate::xmpp::stanza::NS_CLIENT);
         iq.append_child(child);
         iq
     }
@@ -314,7 +314,7 @@ mod tests {
 
     #[test]
     fn fixtures_past_65535_are_read() {
-        let all: Element = include_str!("../../xep/fixtures/ibb-data-past-65535.xml")
+        let all: Element = include_str!("../../../../xep/fixtures/ibb-data-past-65535.xml")
             .parse()
             .unwrap();
         let seqs: Vec<(String, u32, Vec<u8>)> = all
@@ -389,12 +389,12 @@ mod tests {
         let sid = "c2f0a7e4-5b19-4d36-9e0b-2a7c1f3d8e55";
         for (xml, action, block_size) in [
             (
-                include_str!("../../xep/fixtures/ibb-transport-replace.xml"),
+                include_str!("../../../../xep/fixtures/ibb-transport-replace.xml"),
                 Action::TransportReplace,
                 8192,
             ),
             (
-                include_str!("../../xep/fixtures/ibb-transport-accept.xml"),
+                include_str!("../../../../xep/fixtures/ibb-transport-accept.xml"),
                 Action::TransportAccept,
                 4096,
             ),
@@ -412,7 +412,7 @@ mod tests {
                 }))
             );
         }
-        let all: Element = include_str!("../../xep/fixtures/ibb-open-data-close.xml")
+        let all: Element = include_str!("../../../../xep/fixtures/ibb-open-data-close.xml")
             .parse()
             .unwrap();
         let packets: Vec<IbbPacket> = all

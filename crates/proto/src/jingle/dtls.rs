@@ -19,7 +19,7 @@ use std::fmt;
 use minidom::Element;
 use subtle::ConstantTimeEq;
 
-use super::stanza::set_attr;
+use crate::xmpp::stanza::set_attr;
 
 /// Namespace of the DTLS fingerprint element (XEP-0320 §3, §7).
 pub const NS_DTLS: &str = "urn:xmpp:jingle:apps:dtls:0";

@@ -15,7 +15,7 @@
 //!
 //! ```
 //! use std::time::{Duration, Instant, SystemTime};
-//! use jingle_ice::turn::{Credentials, TurnClient, TurnConfig, TurnEvent, TurnTransport};
+//! use jingle_ice_proto::turn::{Credentials, TurnClient, TurnConfig, TurnEvent, TurnTransport};
 //!
 //! let now = Instant::now();
 //! // XEP-0215 / coturn `use-auth-secret` credentials, valid for an hour.

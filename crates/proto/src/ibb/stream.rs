@@ -23,7 +23,7 @@ use minidom::Element;
 
 use super::element::IbbPacket;
 use super::{NS_IBB, SEQ_MODULUS};
-use crate::jingle::stanza::{iq, iq_error, iq_result, iq_type, Condition, IqType, StanzaError};
+use crate::xmpp::stanza::{iq, iq_error, iq_result, iq_type, Condition, IqType, StanzaError};
 
 /// Settings of an [`IbbStream`].
 #[derive(Debug, Clone)]
@@ -560,7 +560,7 @@ fn copy_front(q: &VecDeque<u8>, dst: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jingle::stanza::set_attr;
+    use crate::xmpp::stanza::set_attr;
 
     const A: &str = "a@example.test/1";
     const B: &str = "b@example.test/2";
