@@ -32,16 +32,12 @@
 
 #[cfg(feature = "channel")]
 pub use jingle_ice_proto::channel;
+pub use jingle_ice_proto::{hex, ice, stun, turn};
 #[cfg(feature = "xmpp")]
 pub use jingle_ice_proto::{ibb, jingle};
-pub use jingle_ice_proto::{ice, stun, turn};
 
-/// Applications over the channel: XEP-0234 file transfer (elements, safe names, storage,
-/// transfer) and tubes.
 #[cfg(feature = "xmpp")]
 pub mod apps;
 pub mod net;
-/// XMPP glue: the Jingle extension for a tokio-xmpp client, a bot client, XEP-0215 external
-/// STUN/TURN services, XEP-0030 disco and XEP-0115 caps.
 #[cfg(feature = "xmpp")]
 pub mod xmpp;

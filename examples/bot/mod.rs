@@ -165,7 +165,7 @@ pub fn report(r: &TransferReport) {
 }
 
 fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    jingle_ice::hex::encode(b)
 }
 
 /// The signals that cancel a transfer (SIGINT from a terminal's Ctrl-C, SIGTERM from a service

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use super::file_name::{free_name, sanitize};
+use crate::hex;
 
 /// Where and how received files are stored.
 #[derive(Debug, Clone)]
@@ -256,8 +257,8 @@ impl FileSink {
         let sha256: [u8; 32] = self.hasher.clone().finalize().into();
         if let Some(expected) = self.expected_sha256.iter().find(|e| **e != sha256) {
             return Err(SinkError::HashMismatch {
-                announced: hex(expected),
-                got: hex(&sha256),
+                announced: hex::encode(expected),
+                got: hex::encode(&sha256),
             });
         }
         if let Some(mut file) = self.file.take() {
@@ -340,22 +341,13 @@ fn part_name(name: &str, offered: &str, size: u64, sha256: Option<[u8; 32]>) -> 
         h.update(s);
     }
     let key: [u8; 32] = h.finalize().into();
-    let key = hex(&key[..8]);
+    let key = hex::encode(&key[..8]);
     let room = super::file_name::MAX_NAME_BYTES - key.len() - ".".len() * 2 - ".part".len();
     let mut cut = name.len().min(room);
     while !name.is_char_boundary(cut) {
         cut -= 1;
     }
     format!(".{}.{key}.part", &name[..cut])
-}
-
-/// Lowercase hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 #[cfg(test)]

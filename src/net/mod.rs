@@ -40,7 +40,7 @@ mod connection;
 mod datachannel;
 mod driver;
 mod interfaces;
-mod tls;
+pub(crate) mod tls;
 
 pub use connection::{
     ConnectionStats, Datagram, Error, IceConnection, IceConnectionBuilder, SelectedPair,

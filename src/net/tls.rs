@@ -172,38 +172,52 @@ fn client_config(roots: RootCertStore) -> Result<Arc<ClientConfig>, rustls::Erro
 /// The system's root certificates. Unreadable or unparsable ones are skipped (and logged);
 /// an empty store makes every handshake fail with an unknown issuer.
 fn system_roots() -> RootCertStore {
-    let found = rustls_native_certs::load_native_certs();
-    for error in &found.errors {
-        tracing::debug!(%error, "a system root certificate could not be loaded");
-    }
     let mut store = RootCertStore::empty();
-    let (added, ignored) = store.add_parsable_certificates(found.certs);
-    if ignored > 0 {
-        tracing::debug!(ignored, "system root certificates rustls cannot use");
-    }
-    if added == 0 {
+    if add_system_roots(&mut store) == 0 {
         tracing::warn!("no system root certificate found: TURN over TLS cannot verify servers");
     }
     store
 }
 
-/// The CA certificates of the PEM file at `path`.
-fn ca_file_roots(path: &Path) -> Result<RootCertStore, Error> {
-    let fail = |reason: String| Error::CaFile {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
-    let mut store = RootCertStore::empty();
+/// Adds the system's root certificates (`rustls-native-certs`, which honours `SSL_CERT_FILE`)
+/// to `store`; returns how many were added. Used for TURN over TLS and for the XMPP stream.
+pub(crate) fn add_system_roots(store: &mut RootCertStore) -> usize {
+    let found = rustls_native_certs::load_native_certs();
+    for error in &found.errors {
+        tracing::debug!(%error, "a system root certificate could not be loaded");
+    }
+    let (added, ignored) = store.add_parsable_certificates(found.certs);
+    if ignored > 0 {
+        tracing::debug!(ignored, "system root certificates rustls cannot use");
+    }
+    added
+}
+
+/// Adds the CA certificates of the PEM file at `path` to `store`; the reason when the file
+/// cannot be read, holds a certificate rustls cannot use, or holds none.
+pub(crate) fn add_ca_file(store: &mut RootCertStore, path: &Path) -> Result<(), String> {
+    let pem = std::fs::read(path).map_err(|e| e.to_string())?;
+    let mut added = 0;
     for cert in CertificateDer::pem_slice_iter(&pem) {
-        let cert = cert.map_err(|e| fail(format!("bad PEM: {e}")))?;
+        let cert = cert.map_err(|e| format!("bad PEM: {e}"))?;
         store
             .add(cert)
-            .map_err(|e| fail(format!("unusable certificate: {e}")))?;
+            .map_err(|e| format!("unusable certificate: {e}"))?;
+        added += 1;
     }
-    if store.is_empty() {
-        return Err(fail("no certificate in the file".into()));
+    if added == 0 {
+        return Err("no certificate in the file".into());
     }
+    Ok(())
+}
+
+/// The CA certificates of the PEM file at `path`.
+fn ca_file_roots(path: &Path) -> Result<RootCertStore, Error> {
+    let mut store = RootCertStore::empty();
+    add_ca_file(&mut store, path).map_err(|reason| Error::CaFile {
+        path: path.to_path_buf(),
+        reason,
+    })?;
     Ok(store)
 }
 

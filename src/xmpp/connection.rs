@@ -28,15 +28,16 @@ use crate::xmpp::stanza::limit_error;
 use ::sasl::common::ChannelBinding;
 use futures::{SinkExt, StreamExt};
 use jid::{FullJid, Jid};
-use minidom::rxml::{Namespace, NcName};
 use minidom::Element;
 use tokio::io::BufStream;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_rustls::client::TlsStream;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+
+use crate::net::tls::{add_ca_file, add_system_roots};
+use crate::xmpp::stanza::{set_attr, NS_CLIENT};
 use tokio_rustls::TlsConnector;
 use tokio_xmpp::connect::{DnsConfig, ServerConnector, ServerConnectorError};
 use tokio_xmpp::xmlstream::{
@@ -56,12 +57,8 @@ mod sasl;
 
 pub use sasl::{AuthFailure, Gs2Binding, SaslChoice, TLS_EXPORTER};
 
-/// The client stream namespace (RFC 6120 §4.8.2).
-const NS_CLIENT: &str = "jabber:client";
 /// The stream namespace, of `<stream:error/>` (RFC 6120 §4.9).
 const NS_STREAM: &str = "http://etherx.jabber.org/streams";
-/// Stanza error conditions (RFC 6120 §8.3.3).
-const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 /// The id of the resource-binding request (RFC 6120 §7.6).
 const BIND_ID: &str = "jingle-ice-bind";
 /// Prefix of the ids of our keep-alive pings to the server (XEP-0199 §4.2), whose replies the
@@ -239,14 +236,13 @@ impl XmppTlsConnector {
     ) -> Result<Self, XmppError> {
         let mut roots = RootCertStore::empty();
         if system_roots {
-            let found = rustls_native_certs::load_native_certs();
-            for error in &found.errors {
-                tracing::debug!(%error, "a system root certificate could not be loaded");
-            }
-            roots.add_parsable_certificates(found.certs);
+            add_system_roots(&mut roots);
         }
         if let Some(path) = ca_file {
-            add_ca_file(&mut roots, path)?;
+            add_ca_file(&mut roots, path).map_err(|reason| XmppError::CaFile {
+                path: path.to_path_buf(),
+                reason,
+            })?;
         }
         if roots.is_empty() {
             return Err(XmppError::Config(
@@ -374,27 +370,6 @@ impl ServerConnector for XmppTlsConnector {
         let (stream, _binding) = self.connect_starttls(jid, ns, timeouts).await?;
         Ok((stream, ChannelBinding::None))
     }
-}
-
-/// Adds the certificates of the PEM file at `path` to `roots`.
-fn add_ca_file(roots: &mut RootCertStore, path: &Path) -> Result<(), XmppError> {
-    let fail = |reason: String| XmppError::CaFile {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
-    let mut added = 0;
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        let cert = cert.map_err(|e| fail(format!("bad PEM: {e}")))?;
-        roots
-            .add(cert)
-            .map_err(|e| fail(format!("unusable certificate: {e}")))?;
-        added += 1;
-    }
-    if added == 0 {
-        return Err(fail("no certificate in the file".into()));
-    }
-    Ok(())
 }
 
 /// The rustls reason inside a failed handshake, else the I/O error.
@@ -602,20 +577,13 @@ fn stream_error(el: &Element) -> Option<XmppError> {
     })
 }
 
-/// The defined condition and text of an error stanza (RFC 6120 §8.3.2).
+/// The defined condition and text of an error stanza (RFC 6120 §8.3.2), as
+/// [`crate::xmpp::stanza::StanzaError::from_stanza`] reads them; `undefined-condition` when it has no `<error/>`.
 fn stanza_error_condition(el: &Element) -> (String, Option<String>) {
-    let error = el.children().find(|c| c.name() == "error");
-    let condition = error
-        .and_then(|e| {
-            e.children()
-                .find(|c| c.ns() == NS_STANZAS && c.name() != "text")
-        })
-        .map(|c| c.name().to_owned())
-        .unwrap_or_else(|| "undefined-condition".into());
-    let text = error
-        .and_then(|e| e.get_child("text", NS_STANZAS))
-        .map(Element::text);
-    (condition, text)
+    match crate::xmpp::stanza::StanzaError::from_stanza(el) {
+        Some(e) => (e.condition_name, e.text),
+        None => ("undefined-condition".into(), None),
+    }
 }
 
 // ---- the connection ------------------------------------------------------------------------
@@ -818,15 +786,6 @@ struct PendingGuard<'a> {
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
         self.shared.pending().remove(self.id);
-    }
-}
-
-/// Sets an unqualified attribute; `name` is one of this module's literal attribute names.
-fn set_attr(el: &mut Element, name: &'static str, value: &str) {
-    if let Ok(n) = NcName::try_from(name) {
-        el.set_attr(Namespace::NONE, n, value.to_owned());
-    } else {
-        debug_assert!(false, "attribute name {name:?} is not an NCName");
     }
 }
 

@@ -49,7 +49,7 @@ impl Drop for Cleanup {
 
 /// Lower-case hex.
 pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    jingle_ice::hex::encode(b)
 }
 
 /// Writes a file of `size` pseudo-random bytes (block by block, so that big files need no big

@@ -14,6 +14,7 @@
 //! | [`xmpp`] | stanza helpers, bounds on received elements, disco and caps, external services | RFC 6120, XEP-0030, XEP-0115, XEP-0215 |
 //! | [`jingle`] | the Jingle elements, the ICE-UDP and data-channel transports, the session machine | XEP-0166, XEP-0176, XEP-0320, XEP-0343 |
 //! | [`ibb`] | In-Band Bytestreams and their Jingle transport | XEP-0047, XEP-0261 |
+//! | [`hex`] | the one hex codec (plain and RFC 8122 colon pairs) | RFC 8122 §5 |
 //! | [`apps`] | the elements of the applications: file descriptions, safe file names, tube descriptions | XEP-0234, XEP-0300 |
 //!
 //! Features: `channel` builds the data-channel stack (DTLS from `dimpl`, SCTP from
@@ -34,6 +35,7 @@
 pub mod apps;
 #[cfg(feature = "channel")]
 pub mod channel;
+pub mod hex;
 #[cfg(feature = "jingle")]
 pub mod ibb;
 pub mod ice;

@@ -6,7 +6,7 @@
 //! [`TcpListener`]. Each TCP connection accepted there opens a reliable, ordered data channel
 //! (its own SCTP stream) in the session's association, and the sharing side connects it to the
 //! service. Bytes flow both ways with per-connection credit (`xep/tube.md` §4, see
-//! [`pipe`]), so one slow consumer cannot starve the others; half-close and failures cross
+//! [`pipe`](mod@pipe)), so one slow consumer cannot starve the others; half-close and failures cross
 //! the tube (a TCP FIN becomes `fin`, a refused or failed connection resets the other end).
 //! [`Tube::run`] carries connections until the session ends.
 

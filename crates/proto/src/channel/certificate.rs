@@ -55,13 +55,8 @@ impl Fingerprint {
 
     /// Parses the RFC 8122 form `AB:CD:...` (hex, either case).
     pub fn parse(hash: &str, value: &str) -> Result<Self, FingerprintError> {
-        let mut bytes = Vec::with_capacity(FINGERPRINT_LEN);
-        for pair in value.trim().split(':') {
-            if pair.len() != 2 || bytes.len() == FINGERPRINT_LEN {
-                return Err(FingerprintError::Malformed);
-            }
-            bytes.push(u8::from_str_radix(pair, 16).map_err(|_| FingerprintError::Malformed)?);
-        }
+        let bytes =
+            crate::hex::decode_pairs(value.trim()).map_err(|_| FingerprintError::Malformed)?;
         Fingerprint::from_bytes(hash, &bytes)
     }
 
@@ -74,13 +69,7 @@ impl Fingerprint {
 impl fmt::Display for Fingerprint {
     /// Uppercase hex pairs separated by colons, as Conversations and browsers write them.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, b) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(":")?;
-            }
-            write!(f, "{b:02X}")?;
-        }
-        Ok(())
+        f.write_str(&crate::hex::encode_pairs(&self.0))
     }
 }
 

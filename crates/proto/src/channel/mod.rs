@@ -2,8 +2,8 @@
 //! browsers use them: DTLS 1.2 authenticated by certificate fingerprints (RFC 8842), SCTP over
 //! DTLS (RFC 8261) and DCEP (RFC 8832).
 //!
-//! [`Association`] is the sans-IO core; [`crate::net::DataChannels`] drives it over an
-//! [`crate::net::IceConnection`] and gives each channel a tokio byte stream.
+//! [`Association`] is the sans-IO core; `jingle_ice::net::DataChannels` drives it over an
+//! `jingle_ice::net::IceConnection` and gives each channel a tokio byte stream.
 //!
 //! DTLS comes from `dimpl` (sans-IO, DTLS 1.2 with ECDSA certificates and AES-GCM, made for
 //! WebRTC), SCTP from `sctp-proto` (sans-IO); both are kept by the str0m maintainers. OpenSSL's

@@ -218,15 +218,6 @@ fn is_hash_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.!#$%&'*+^`{|}~".contains(&b))
 }
 
-fn hex_digit(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
 impl DtlsFingerprint {
     /// A fingerprint of `value` computed with `hash` (stored lowercase).
     pub fn new(hash: &str, setup: Setup, value: Vec<u8>) -> Self {
@@ -239,16 +230,7 @@ impl DtlsFingerprint {
 
     /// The digest as RFC 8122 §5 writes it: uppercase hex pairs separated by `:`.
     pub fn hex(&self) -> String {
-        const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
-        let mut out = String::with_capacity(self.value.len() * 3);
-        for (i, b) in self.value.iter().enumerate() {
-            if i > 0 {
-                out.push(':');
-            }
-            out.push(char::from(DIGITS[usize::from(b >> 4)]));
-            out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-        }
-        out
+        crate::hex::encode_pairs(&self.value)
     }
 
     /// Whether `digest`, computed with `hash` over the certificate the peer presented in the
@@ -289,22 +271,10 @@ impl DtlsFingerprint {
         if text.len() > FINGERPRINT_MAX_LEN * 3 - 1 {
             return Err(DtlsError::TooLong(text.len()));
         }
-        let mut value = Vec::with_capacity(text.len().div_ceil(3));
-        for (index, group) in text.split(':').enumerate() {
-            let byte = match group.as_bytes() {
-                &[hi, lo] => hex_digit(hi).zip(hex_digit(lo)).map(|(h, l)| h << 4 | l),
-                _ => None,
-            };
-            match byte {
-                Some(b) => value.push(b),
-                None => {
-                    return Err(DtlsError::BadHex {
-                        index,
-                        group: group.chars().take(8).collect(),
-                    })
-                }
-            }
-        }
+        let value = crate::hex::decode_pairs(text).map_err(|bad| DtlsError::BadHex {
+            index: bad.index,
+            group: bad.group,
+        })?;
         let expected = digest_len(&hash);
         if let Some(expected) = expected {
             if value.len() != expected {
