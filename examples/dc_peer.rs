@@ -220,7 +220,11 @@ async fn run(o: Options) -> Result<(), BoxError> {
         .collect();
     let ours = |setup: Setup| {
         let ice_t = IceUdpTransport::new(&ice.local_credentials(), candidates.clone());
-        let fp = DtlsFingerprint::new("sha-256", setup, our_fp.clone());
+        let fp = DtlsFingerprint::new(
+            setup,
+            Fingerprint::new(jingle_ice::channel::FINGERPRINT_HASH, our_fp.clone())
+                .expect("a SHA-256 digest"),
+        );
         let mut t = DataChannelTransport::with_fingerprint(ice_t, fp);
         t.max_message_size = Some(jingle_ice::channel::DEFAULT_MAX_MESSAGE_SIZE);
         t
@@ -245,7 +249,10 @@ async fn run(o: Options) -> Result<(), BoxError> {
     let dtls: DtlsRole = dtls_role(offer_setup, answer_setup, o.offer)?;
     let peer_fp = peer.fingerprint().ok_or("no fingerprint")?;
     let remote = RemoteParameters {
-        fingerprint: Fingerprint::from_bytes(&peer_fp.hash, &peer_fp.value)?,
+        fingerprint: {
+            peer_fp.fingerprint.check_supported()?;
+            peer_fp.fingerprint.clone()
+        },
         max_message_size: peer.max_message_size_or_default(),
         sctp_port: Some(peer.sctp_port_or_default()),
     };

@@ -114,7 +114,7 @@ fn conversations_fixture_keeps_fingerprint_and_skips_tcp_and_mdns() {
     assert_eq!(t.candidates[0].candidate.foundation, "3322110044");
     assert_eq!(t.candidates[1].id, "2");
     let fp = t.fingerprint.as_ref().unwrap();
-    assert_eq!(fp.hash, "sha-256");
+    assert_eq!(fp.hash(), "sha-256");
     assert_eq!(fp.setup, jingle_ice::jingle::Setup::Actpass);
     assert!(fp.to_element().is("fingerprint", NS_DTLS));
     assert!(fp.hex().starts_with("5E:2B"));

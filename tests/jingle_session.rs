@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use jid::FullJid;
+use jingle_ice::channel::Fingerprint;
 use jingle_ice::ice::{Candidate, CandidateType, Credentials};
 use jingle_ice::jingle::datachannel::{read_bundle_group, NS_GROUPING};
 use jingle_ice::jingle::{
@@ -1357,7 +1358,7 @@ fn file_description() -> Element {
 /// A file-transfer content named `0` (as Conversations names it) over a data channel with a
 /// SHA-256 fingerprint of 32 `byte`s.
 fn dc_content(creds: &Credentials, cands: Vec<IceUdpCandidate>, setup: Setup, byte: u8) -> Content {
-    let fp = DtlsFingerprint::new("sha-256", setup, vec![byte; 32]);
+    let fp = DtlsFingerprint::new(setup, Fingerprint::new("sha-256", vec![byte; 32]).unwrap());
     let t = DataChannelTransport::with_fingerprint(IceUdpTransport::new(creds, cands), fp);
     let mut c = Content::new("0", file_description(), Transport::DataChannel(t));
     c.senders = Senders::Initiator;
@@ -1431,7 +1432,7 @@ fn data_channel_session_end_to_end() {
     assert_eq!(offered.sctp_port, Some(5000));
     let their_fp = offered.fingerprint().unwrap().clone();
     assert_eq!(their_fp.setup, Setup::Actpass);
-    assert_eq!(their_fp.value, vec![0xAA; 32]);
+    assert_eq!(their_fp.value(), &[0xAA; 32]);
     // The ICE part reads the same as for plain ICE-UDP.
     assert_eq!(offer[0].ice_credentials(), Some(creds("a")));
 
@@ -1554,9 +1555,9 @@ fn conversations_fixtures_parse() {
     assert!(t.ice.candidates.is_empty());
     assert_eq!(t.ice.ufrag.as_deref(), Some("Rk7q"));
     let fp = t.fingerprint().unwrap();
-    assert_eq!((fp.hash.as_str(), fp.setup), ("sha-256", Setup::Actpass));
-    assert_eq!(fp.value.len(), 32);
-    assert_eq!(fp.value[0], 0x3C);
+    assert_eq!((fp.hash(), fp.setup), ("sha-256", Setup::Actpass));
+    assert_eq!(fp.value().len(), 32);
+    assert_eq!(fp.value()[0], 0x3C);
     t.check_offer_or_answer().unwrap();
     let group = j.payloads.iter().find_map(read_bundle_group).unwrap();
     assert_eq!(group, vec!["0".to_owned()]);

@@ -43,7 +43,7 @@ use rand::Rng;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use super::ibb::{IbbChannel, IbbShared};
-use crate::channel::{Certificate, ChannelError, DtlsRole, Fingerprint, RemoteParameters};
+use crate::channel::{Certificate, ChannelError, DtlsRole, RemoteParameters};
 use crate::ibb::{IbbConfig, IbbStream, IbbTransport};
 use crate::ice::{ConnectionState, Credentials, Event as IceEvent, Role};
 use crate::jingle::{
@@ -175,7 +175,10 @@ fn channel_params(
     let fp = peer
         .fingerprint()
         .ok_or("the peer signalled no DTLS fingerprint")?;
-    let fingerprint = Fingerprint::from_bytes(&fp.hash, &fp.value).map_err(|e| e.to_string())?;
+    fp.fingerprint
+        .check_supported()
+        .map_err(|e| e.to_string())?;
+    let fingerprint = fp.fingerprint.clone();
     let role = dtls_role(offer, answer, local_offered).map_err(|e| e.to_string())?;
     Ok((
         RemoteParameters {
@@ -199,11 +202,7 @@ fn our_transport(
     let ice = IceUdpTransport::new(creds, cands);
     match (certificate, setup) {
         (Some(cert), Some(setup)) => {
-            let fp = DtlsFingerprint::new(
-                crate::channel::FINGERPRINT_HASH,
-                setup,
-                cert.fingerprint().as_bytes().to_vec(),
-            );
+            let fp = DtlsFingerprint::new(setup, cert.fingerprint());
             let mut t = DataChannelTransport::with_fingerprint(ice, fp);
             t.max_message_size = Some(max_message_size);
             Transport::DataChannel(t)

@@ -111,7 +111,8 @@ impl Default for AssociationConfig {
 /// What the peer signalled about its end of the association.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteParameters {
-    /// The SHA-256 fingerprint of its certificate (XEP-0320 `<fingerprint/>`).
+    /// The fingerprint of its certificate (XEP-0320 `<fingerprint/>`); only a SHA-256 one
+    /// can match.
     pub fingerprint: Fingerprint,
     /// Its `max-message-size`, if signalled.
     pub max_message_size: Option<u32>,
@@ -840,12 +841,12 @@ impl Association {
                 }
                 dimpl::Output::Connected => connected = true,
                 dimpl::Output::PeerCert(der) => {
-                    let expected = self.remote.fingerprint;
+                    let expected = &self.remote.fingerprint;
                     verdict = Some(if expected.matches_der(der) {
                         Ok(())
                     } else {
                         Err(ChannelError::FingerprintMismatch {
-                            expected,
+                            expected: expected.clone(),
                             got: Fingerprint::of_der(der),
                         })
                     });

@@ -20,7 +20,8 @@ pub use association::{
     IMPLICIT_MAX_MESSAGE_SIZE,
 };
 pub use certificate::{
-    Certificate, CertificateError, Fingerprint, FingerprintError, FINGERPRINT_HASH, FINGERPRINT_LEN,
+    digest_len, Certificate, CertificateError, Fingerprint, FingerprintError, FINGERPRINT_HASH,
+    FINGERPRINT_LEN, FINGERPRINT_MAX_LEN, HASH_NAME_MAX_LEN,
 };
 pub use dcep::{
     ChannelOptions, DcepError, DcepMessage, Reliability, PPID_BINARY, PPID_BINARY_EMPTY, PPID_DCEP,

@@ -291,7 +291,7 @@ mod tests {
         assert_eq!(t.max_message_size, Some(262_144));
         let fp = t.fingerprint().unwrap();
         assert_eq!(fp.setup, Setup::Actpass);
-        assert_eq!(fp.value.len(), 32);
+        assert_eq!(fp.value().len(), 32);
         t.check_offer_or_answer().unwrap();
         let back = DataChannelTransport::from_element(&t.to_element(), TransportLimits::default())
             .unwrap();

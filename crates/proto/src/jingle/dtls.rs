@@ -17,8 +17,8 @@
 use std::fmt;
 
 use minidom::Element;
-use subtle::ConstantTimeEq;
 
+use crate::channel::{Fingerprint, FingerprintError};
 use crate::xmpp::stanza::set_attr;
 
 /// Namespace of the DTLS fingerprint element (XEP-0320 §3, §7).
@@ -31,31 +31,10 @@ const HASH: &str = "hash";
 /// Attribute carrying the connection role (XEP-0320 §3, values of RFC 4145 §4).
 const SETUP: &str = "setup";
 
-/// Longest digest accepted: SHA-512's 64 bytes, the longest hash RFC 8122 §5 names.
-pub const FINGERPRINT_MAX_LEN: usize = 64;
-/// Longest hash function name accepted (RFC 8122 §5 `hash-func` is a token without bound).
-pub const HASH_NAME_MAX_LEN: usize = 32;
+use crate::channel::HASH_NAME_MAX_LEN;
+pub use crate::channel::{digest_len, FINGERPRINT_MAX_LEN};
 /// The hash function Conversations (libwebrtc) and we use (RFC 8122 §5 `sha-256`).
-pub const SHA_256: &str = "sha-256";
-
-/// Digest lengths of the hash functions RFC 8122 §5 names.
-const KNOWN_HASHES: &[(&str, usize)] = &[
-    ("sha-1", 20),
-    ("sha-224", 28),
-    ("sha-256", 32),
-    ("sha-384", 48),
-    ("sha-512", 64),
-    ("md5", 16),
-    ("md2", 16),
-];
-
-/// Digest length of a hash function named in RFC 8122 §5 (lowercase name), if it is one.
-pub fn digest_len(hash: &str) -> Option<usize> {
-    KNOWN_HASHES
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case(hash))
-        .map(|&(_, len)| len)
-}
+pub const SHA_256: &str = crate::channel::FINGERPRINT_HASH;
 
 /// The `setup` attribute: which side opens the DTLS connection (RFC 4145 §4, as RFC 8842 §5
 /// applies it to DTLS; XEP-0320 §3 carries it on `<fingerprint/>`).
@@ -199,47 +178,55 @@ pub enum DtlsError {
     },
 }
 
-/// A DTLS certificate fingerprint with its connection role (XEP-0320 §3).
+/// A DTLS certificate fingerprint with its connection role: the XEP-0320 §3 element.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DtlsFingerprint {
-    /// The hash function (RFC 8122 §5 name, ASCII lowercase), normally [`SHA_256`].
-    pub hash: String,
     /// Which side opens the DTLS connection.
     pub setup: Setup,
-    /// The digest of the certificate.
-    pub value: Vec<u8>,
+    /// The hash function and the digest of the certificate.
+    pub fingerprint: Fingerprint,
 }
 
-/// Whether `s` is a bounded RFC 4566 token as used by RFC 8122 §5 `hash-func`.
-fn is_hash_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= HASH_NAME_MAX_LEN
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.!#$%&'*+^`{|}~".contains(&b))
+impl From<FingerprintError> for DtlsError {
+    fn from(e: FingerprintError) -> Self {
+        match e {
+            FingerprintError::InvalidHash(h) => DtlsError::InvalidHash(h),
+            FingerprintError::Empty => DtlsError::Empty,
+            FingerprintError::TooLong(n) => DtlsError::TooLong(n),
+            FingerprintError::BadHex { index, group } => DtlsError::BadHex { index, group },
+            FingerprintError::WrongLength {
+                hash,
+                expected,
+                got,
+            } => DtlsError::WrongLength {
+                hash,
+                expected,
+                got,
+            },
+            FingerprintError::UnsupportedHash(h) => DtlsError::InvalidHash(h),
+        }
+    }
 }
 
 impl DtlsFingerprint {
-    /// A fingerprint of `value` computed with `hash` (stored lowercase).
-    pub fn new(hash: &str, setup: Setup, value: Vec<u8>) -> Self {
-        DtlsFingerprint {
-            hash: hash.to_ascii_lowercase(),
-            setup,
-            value,
-        }
+    /// `fingerprint` with the role `setup`.
+    pub fn new(setup: Setup, fingerprint: Fingerprint) -> Self {
+        DtlsFingerprint { setup, fingerprint }
+    }
+
+    /// The hash function name, ASCII lowercase.
+    pub fn hash(&self) -> &str {
+        self.fingerprint.hash()
+    }
+
+    /// The digest.
+    pub fn value(&self) -> &[u8] {
+        self.fingerprint.as_bytes()
     }
 
     /// The digest as RFC 8122 §5 writes it: uppercase hex pairs separated by `:`.
     pub fn hex(&self) -> String {
-        crate::hex::encode_pairs(&self.value)
-    }
-
-    /// Whether `digest`, computed with `hash` over the certificate the peer presented in the
-    /// DTLS handshake, is this fingerprint (RFC 8122 §5, RFC 8842 §5: a mismatch must fail the
-    /// connection). The comparison of the bytes takes the same time wherever they differ.
-    pub fn matches(&self, hash: &str, digest: &[u8]) -> bool {
-        self.hash.eq_ignore_ascii_case(hash)
-            && self.value.len() == digest.len()
-            && bool::from(self.value.as_slice().ct_eq(digest))
+        self.fingerprint.hex()
     }
 
     /// Reads a `<fingerprint xmlns='urn:xmpp:jingle:apps:dtls:0'/>` (XEP-0320 §3) with the
@@ -252,47 +239,19 @@ impl DtlsFingerprint {
             });
         }
         let hash = el.attr(HASH).ok_or(DtlsError::MissingHash)?;
-        if !is_hash_name(hash) {
-            return Err(DtlsError::InvalidHash(
-                hash.chars().take(HASH_NAME_MAX_LEN).collect(),
-            ));
-        }
-        let hash = hash.to_ascii_lowercase();
         let setup_text = el.attr(SETUP).ok_or(DtlsError::MissingSetup)?;
         let setup = Setup::parse(setup_text).ok_or_else(|| {
             DtlsError::UnknownSetup(setup_text.chars().take(HASH_NAME_MAX_LEN).collect())
         })?;
-        let text = el.text();
-        let text = text.trim();
-        if text.is_empty() {
-            return Err(DtlsError::Empty);
-        }
-        // "XX:" per byte, less the last colon.
-        if text.len() > FINGERPRINT_MAX_LEN * 3 - 1 {
-            return Err(DtlsError::TooLong(text.len()));
-        }
-        let value = crate::hex::decode_pairs(text).map_err(|bad| DtlsError::BadHex {
-            index: bad.index,
-            group: bad.group,
-        })?;
-        let expected = digest_len(&hash);
-        if let Some(expected) = expected {
-            if value.len() != expected {
-                return Err(DtlsError::WrongLength {
-                    hash,
-                    expected,
-                    got: value.len(),
-                });
-            }
-        }
-        Ok(DtlsFingerprint { hash, setup, value })
+        let fingerprint = Fingerprint::parse(hash, &el.text())?;
+        Ok(DtlsFingerprint { setup, fingerprint })
     }
 
     /// Renders the element of XEP-0320 §3, the digest in uppercase hex as Conversations writes
     /// it.
     pub fn to_element(&self) -> Element {
         let mut el = Element::bare(FINGERPRINT, NS_DTLS);
-        set_attr(&mut el, HASH, self.hash.as_str());
+        set_attr(&mut el, HASH, self.hash());
         set_attr(&mut el, SETUP, self.setup.as_str());
         el.append_text_node(self.hex());
         el
@@ -302,7 +261,7 @@ impl DtlsFingerprint {
 impl fmt::Display for DtlsFingerprint {
     /// The SDP form of RFC 8122 §5 (`sha-256 AB:CD:…`) followed by the role in parentheses.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} (setup {})", self.hash, self.hex(), self.setup)
+        write!(f, "{} (setup {})", self.fingerprint, self.setup)
     }
 }
 
@@ -341,10 +300,10 @@ mod tests {
             &HEX32.to_lowercase(),
         ))
         .unwrap();
-        assert_eq!(fp.hash, "sha-256");
+        assert_eq!(fp.hash(), "sha-256");
         assert_eq!(fp.setup, Setup::Actpass);
-        assert_eq!(fp.value.len(), 32);
-        assert_eq!(fp.value[0], 0x5e);
+        assert_eq!(fp.value().len(), 32);
+        assert_eq!(fp.value()[0], 0x5e);
         assert_eq!(fp.hex(), HEX32);
         let back = fp.to_element();
         assert_eq!(back.text(), HEX32);
@@ -412,7 +371,7 @@ mod tests {
         // An unknown hash takes any length up to the bound.
         let fp = DtlsFingerprint::from_element(&el(Some("x-new-hash"), Some("active"), "01:02"))
             .unwrap();
-        assert_eq!(fp.value, vec![1, 2]);
+        assert_eq!(fp.value(), &[1, 2]);
         let long = vec!["AB"; FINGERPRINT_MAX_LEN + 1].join(":");
         assert!(matches!(
             DtlsFingerprint::from_element(&el(Some("x-new-hash"), Some("active"), &long)),
@@ -483,11 +442,13 @@ mod tests {
     }
 
     #[test]
-    fn matching_a_digest() {
-        let fp = DtlsFingerprint::new("SHA-256", Setup::Active, vec![7; 32]);
-        assert!(fp.matches("sha-256", &[7; 32]));
-        assert!(!fp.matches("sha-256", &[8; 32]));
-        assert!(!fp.matches("sha-256", &[7; 31]));
-        assert!(!fp.matches("sha-1", &[7; 32]));
+    fn matching_a_certificate() {
+        let cert = crate::channel::Certificate::generate().unwrap();
+        let fp = DtlsFingerprint::new(Setup::Active, cert.fingerprint());
+        assert!(fp.fingerprint.matches_der(cert.der()));
+        let other = crate::channel::Certificate::generate().unwrap();
+        assert!(!fp.fingerprint.matches_der(other.der()));
+        let back = DtlsFingerprint::from_element(&fp.to_element()).unwrap();
+        assert_eq!(back, fp);
     }
 }
