@@ -32,9 +32,11 @@
 
 #[cfg(feature = "channel")]
 pub use jingle_ice_proto::channel;
-pub use jingle_ice_proto::{hex, ice, stun, turn};
 #[cfg(feature = "xmpp")]
-pub use jingle_ice_proto::{ibb, jingle};
+pub use jingle_ice_proto::jingle;
+#[cfg(feature = "xmpp")]
+pub use jingle_ice_proto::jingle::transports::ibb;
+pub use jingle_ice_proto::{hex, ice, stun, turn};
 
 #[cfg(feature = "xmpp")]
 pub mod apps;

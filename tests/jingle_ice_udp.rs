@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use jingle_ice::ice::{Candidate, CandidateType, Credentials};
-use jingle_ice::jingle::ice_udp::{NS_DTLS, NS_ICE_UDP};
+use jingle_ice::jingle::transports::ice_udp::{NS_DTLS, NS_ICE_UDP};
 use jingle_ice::jingle::{
     CandidateError, IceUdpCandidate, IceUdpTransport, Skipped, TransportError, TransportLimits,
 };

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use jid::FullJid;
 use jingle_ice::channel::Fingerprint;
 use jingle_ice::ice::{Candidate, CandidateType, Credentials};
-use jingle_ice::jingle::datachannel::{read_bundle_group, NS_GROUPING};
+use jingle_ice::jingle::transports::webrtc_datachannel::{read_bundle_group, NS_GROUPING};
 use jingle_ice::jingle::{
     dtls_role, Content, DataChannelTransport, DtlsFingerprint, DtlsRole, IceUdpCandidate,
     IceUdpTransport, Jingle, ReasonCondition, Senders, SessionConfig, SessionEvent, SessionKey,

@@ -8,7 +8,7 @@ use jid::{BareJid, Jid};
 use jingle_ice::turn::{Credentials, TurnTransport};
 use jingle_ice::xmpp::disco::{
     answer_info_query, caps_ver, info_query, parse_info_result, DiscoError, Features, Identity,
-    NS_CAPS, NS_DISCO_INFO, NS_JINGLE, NS_JINGLE_ICE_UDP,
+    NS_CAPS, NS_DISCO_INFO, NS_ICE_UDP, NS_JINGLE,
 };
 use jingle_ice::xmpp::extdisco::{
     credentials_query, parse_services, plan, push_ack, refresh_at, resolve, services_from_response,
@@ -519,7 +519,7 @@ fn disco_info_query_is_answered_with_our_features() {
             NS_DISCO_INFO,
             NS_CAPS,
             NS_JINGLE,
-            NS_JINGLE_ICE_UDP,
+            NS_ICE_UDP,
             "urn:xmpp:jingle:transports:webrtc-datachannel:1",
             "urn:xmpp:jingle:apps:dtls:0",
             "urn:xmpp:jingle:transports:ibb:1",
@@ -656,7 +656,7 @@ fn xep_0115_simple_example_vector() {
         "http://code.google.com/p/exodus",
     );
     f.remove_feature(NS_JINGLE)
-        .remove_feature(NS_JINGLE_ICE_UDP)
+        .remove_feature(NS_ICE_UDP)
         .remove_feature("urn:xmpp:jingle:transports:webrtc-datachannel:1")
         .remove_feature("urn:xmpp:jingle:apps:dtls:0")
         .remove_feature("urn:xmpp:jingle:transports:ibb:1")

@@ -49,7 +49,7 @@ pub const CHANNEL_PROTOCOL: &str = "xmpp-jingle";
 /// the receiver for a `<checksum/>` when the offer carried no hash.
 pub const END_WAIT: Duration = Duration::from_secs(30);
 /// Content name of the file (the libwebrtc mid Conversations expects, fact 7).
-const CONTENT: &str = crate::jingle::datachannel::CONVERSATIONS_CONTENT_NAME;
+const CONTENT: &str = crate::jingle::transports::webrtc_datachannel::CONVERSATIONS_CONTENT_NAME;
 
 /// A progress callback (see [`Progress`]).
 pub type OnProgress = Box<dyn FnMut(&Progress) + Send>;

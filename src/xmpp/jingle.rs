@@ -59,7 +59,8 @@ use crate::xmpp::stanza::limit_error;
 
 /// Name of the single content our sessions carry: `"0"`, because Conversations routes
 /// candidates by content name as libwebrtc's media id (see `xep/webrtc-datachannel.md`).
-pub const CONTENT_NAME: &str = crate::jingle::datachannel::CONVERSATIONS_CONTENT_NAME;
+pub const CONTENT_NAME: &str =
+    crate::jingle::transports::webrtc_datachannel::CONVERSATIONS_CONTENT_NAME;
 /// Capacity of the outgoing stanza queue; past it stanzas are dropped and counted
 /// ([`JingleIce::dropped_stanzas`]).
 pub const OUTGOING_QUEUE: usize = 1024;

@@ -12,8 +12,7 @@
 //! | [`ice`] | the ICE agent: gathering, checks, nomination, consent | RFC 8445, RFC 7675, RFC 8838 |
 //! | [`channel`] | WebRTC data channels: DTLS, SCTP, DCEP (feature `channel`) | RFC 8831, RFC 8832, RFC 8261 |
 //! | [`xmpp`] | stanza helpers, bounds on received elements, disco and caps, external services | RFC 6120, XEP-0030, XEP-0115, XEP-0215 |
-//! | [`jingle`] | the Jingle elements, the ICE-UDP and data-channel transports, the session machine | XEP-0166, XEP-0176, XEP-0320, XEP-0343 |
-//! | [`ibb`] | In-Band Bytestreams and their Jingle transport | XEP-0047, XEP-0261 |
+//! | [`jingle`] | the Jingle elements, the session machine, and the transports, each in its folder: ICE-UDP, webrtc-datachannel (with the DTLS fingerprint), In-Band Bytestreams | XEP-0166, XEP-0176, XEP-0320, XEP-0343, XEP-0047, XEP-0261 |
 //! | [`hex`] | the one hex codec (plain and RFC 8122 colon pairs) | RFC 8122 §5 |
 //! | [`apps`] | the elements of the applications: file descriptions, safe file names, tube descriptions | XEP-0234, XEP-0300 |
 //!
@@ -36,8 +35,6 @@ pub mod apps;
 #[cfg(feature = "channel")]
 pub mod channel;
 pub mod hex;
-#[cfg(feature = "jingle")]
-pub mod ibb;
 pub mod ice;
 #[cfg(feature = "jingle")]
 pub mod jingle;

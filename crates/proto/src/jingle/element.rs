@@ -9,8 +9,10 @@
 
 use minidom::Element;
 
-use super::datachannel::{DataChannelError, DataChannelTransport, NS_WEBRTC_DATACHANNEL};
-use super::ice_udp::{IceUdpTransport, TransportError, TransportLimits, NS_ICE_UDP};
+use super::transports::ice_udp::{IceUdpTransport, TransportError, TransportLimits, NS_ICE_UDP};
+use super::transports::webrtc_datachannel::{
+    DataChannelError, DataChannelTransport, NS_WEBRTC_DATACHANNEL,
+};
 use crate::xmpp::stanza::{set_attr, LimitExceeded, StanzaLimits};
 
 /// Namespace of Jingle (XEP-0166 §7.1).
@@ -168,10 +170,10 @@ pub enum Transport {
     /// XEP-0176 ICE-UDP, read into our mapping.
     IceUdp(IceUdpTransport),
     /// Conversations' `webrtc-datachannel:1` transport wrapping an ICE-UDP one (see
-    /// [`super::datachannel`]).
+    /// [`super::transports::webrtc_datachannel`]).
     DataChannel(DataChannelTransport),
     /// XEP-0261 In-Band Bytestreams, the fallback through the XMPP server.
-    Ibb(crate::ibb::IbbTransport),
+    Ibb(crate::jingle::transports::ibb::IbbTransport),
     /// Any other transport method, kept as received (its namespace says which).
     Other(Element),
 }
@@ -182,7 +184,7 @@ impl Transport {
         match self {
             Transport::IceUdp(_) => NS_ICE_UDP.to_owned(),
             Transport::DataChannel(_) => NS_WEBRTC_DATACHANNEL.to_owned(),
-            Transport::Ibb(_) => crate::ibb::NS_JINGLE_IBB.to_owned(),
+            Transport::Ibb(_) => crate::jingle::transports::ibb::NS_JINGLE_IBB.to_owned(),
             Transport::Other(el) => el.ns(),
         }
     }
@@ -207,7 +209,7 @@ impl Transport {
     }
 
     /// The In-Band Bytestreams transport, if this is one.
-    pub fn ibb(&self) -> Option<&crate::ibb::IbbTransport> {
+    pub fn ibb(&self) -> Option<&crate::jingle::transports::ibb::IbbTransport> {
         match self {
             Transport::Ibb(t) => Some(t),
             _ => None,
@@ -260,8 +262,11 @@ impl Transport {
             Transport::DataChannel(
                 DataChannelTransport::from_element(el, limits).map_err(JingleError::DataChannel)?,
             )
-        } else if ns == crate::ibb::NS_JINGLE_IBB {
-            Transport::Ibb(crate::ibb::IbbTransport::from_element(el).map_err(JingleError::Ibb)?)
+        } else if ns == crate::jingle::transports::ibb::NS_JINGLE_IBB {
+            Transport::Ibb(
+                crate::jingle::transports::ibb::IbbTransport::from_element(el)
+                    .map_err(JingleError::Ibb)?,
+            )
         } else {
             Transport::Other(el.clone())
         })
@@ -575,7 +580,7 @@ pub enum JingleError {
     DataChannel(DataChannelError),
     /// An In-Band Bytestreams transport is invalid.
     #[error("invalid IBB transport: {0}")]
-    Ibb(crate::ibb::IbbElementError),
+    Ibb(crate::jingle::transports::ibb::IbbElementError),
     /// The element breaks [`StanzaLimits::DEFAULT`] (too deep or too large to read safely).
     #[error("{0}")]
     Limits(LimitExceeded),

@@ -50,24 +50,20 @@ use rand::distr::Alphanumeric;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::datachannel::{bundle_group, NS_WEBRTC_DATACHANNEL};
-use super::dtls::dtls_role;
 use super::element::{
     Action, Content, Jingle, JingleError, Reason, ReasonCondition, Transport, NS_JINGLE,
 };
-use super::ice_udp::{IceUdpCandidate, IceUdpTransport, Skipped, TransportLimits, NS_ICE_UDP};
+use super::transports::ice_udp::{
+    IceUdpCandidate, IceUdpTransport, Skipped, TransportLimits, NS_ICE_UDP,
+};
+use super::transports::webrtc_datachannel::bundle_group;
+use super::transports::webrtc_datachannel::dtls::dtls_role;
+use super::transports::SUPPORTED_TRANSPORTS;
 use crate::ice::Credentials;
 use crate::xmpp::stanza::{
     iq, iq_error, iq_result, iq_type, jingle_error, limit_error, set_attr, Condition, IqType,
     JingleCondition, StanzaError, StanzaLimits, NS_CLIENT,
 };
-
-/// The transport namespaces the manager accepts in an incoming offer or `transport-replace`,
-/// most preferred first: Conversations' WebRTC data channel (encrypted and authenticated by
-/// DTLS), plain XEP-0176 ICE-UDP, and XEP-0261 In-Band Bytestreams (through the server, the
-/// fallback). [`SessionConfig::extra_transports`] adds others.
-pub const SUPPORTED_TRANSPORTS: [&str; 3] =
-    [NS_WEBRTC_DATACHANNEL, NS_ICE_UDP, crate::ibb::NS_JINGLE_IBB];
 
 /// How long an ended session is remembered, so that a `session-info` or `session-terminate`
 /// that crossed our `session-terminate` gets an empty result rather than `<unknown-session/>`:

@@ -29,10 +29,8 @@ use crate::jingle::{LimitExceeded, StanzaLimits};
 pub const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
 /// Namespace of entity capabilities (XEP-0115 §4, §7: an entity using caps advertises it).
 pub const NS_CAPS: &str = "http://jabber.org/protocol/caps";
-/// Jingle (XEP-0166 §11).
-pub const NS_JINGLE: &str = crate::jingle::element::NS_JINGLE;
-/// The Jingle ICE-UDP transport (XEP-0176 §7).
-pub const NS_JINGLE_ICE_UDP: &str = crate::jingle::ice_udp::NS_ICE_UDP;
+pub use crate::jingle::transports::ibb::{NS_IBB, NS_JINGLE_IBB};
+pub use crate::jingle::{NS_DTLS, NS_ICE_UDP, NS_JINGLE, NS_WEBRTC_DATACHANNEL};
 /// Namespace of data forms (XEP-0004), for XEP-0128 extensions in disco#info results.
 pub const NS_DATA_FORMS: &str = "jabber:x:data";
 /// The `xml:lang` attribute's namespace (XML 1.0 §2.12).
@@ -46,16 +44,12 @@ pub const OUR_FEATURES: [&str; 8] = [
     NS_DISCO_INFO,
     NS_CAPS,
     NS_JINGLE,
-    NS_JINGLE_ICE_UDP,
+    NS_ICE_UDP,
     NS_WEBRTC_DATACHANNEL,
     NS_DTLS,
-    crate::ibb::NS_JINGLE_IBB,
-    crate::ibb::NS_IBB,
+    NS_JINGLE_IBB,
+    NS_IBB,
 ];
-/// The WebRTC data-channel transport Conversations uses (see `xep/webrtc-datachannel.md`).
-pub const NS_WEBRTC_DATACHANNEL: &str = crate::jingle::datachannel::NS_WEBRTC_DATACHANNEL;
-/// XEP-0320 DTLS fingerprints in Jingle.
-pub const NS_DTLS: &str = crate::jingle::dtls::NS_DTLS;
 
 /// Identity category of clients and bots (XEP-0030 §3.1, Service Discovery Identities
 /// registry).
@@ -367,7 +361,7 @@ impl PeerInfo {
     /// it advertises both `urn:xmpp:jingle:1` (XEP-0166 §11) and
     /// `urn:xmpp:jingle:transports:ice-udp:1` (XEP-0176 §7).
     pub fn supports_jingle_ice_udp(&self) -> bool {
-        self.supports(NS_JINGLE) && self.supports(NS_JINGLE_ICE_UDP)
+        self.supports(NS_JINGLE) && self.supports(NS_ICE_UDP)
     }
 
     /// Whether the peer takes Conversations' `webrtc-datachannel:1` transport (encrypted
@@ -510,11 +504,11 @@ mod tests {
             "http://code.google.com/p/exodus",
         );
         f.remove_feature(NS_JINGLE)
-            .remove_feature(NS_JINGLE_ICE_UDP)
+            .remove_feature(NS_ICE_UDP)
             .remove_feature(NS_WEBRTC_DATACHANNEL)
             .remove_feature(NS_DTLS)
-            .remove_feature(crate::ibb::NS_JINGLE_IBB)
-            .remove_feature(crate::ibb::NS_IBB);
+            .remove_feature(NS_JINGLE_IBB)
+            .remove_feature(NS_IBB);
         f.add_feature("http://jabber.org/protocol/disco#items")
             .add_feature("http://jabber.org/protocol/muc");
         f
@@ -535,7 +529,7 @@ mod tests {
     #[test]
     fn our_defaults_claim_the_data_channel_transport() {
         let f = Features::new(Identity::client_bot("b"), "https://example.org/b");
-        assert!(f.contains(NS_JINGLE_ICE_UDP));
+        assert!(f.contains(NS_ICE_UDP));
         // Conversations offers webrtc-datachannel:1 only to peers that advertise it.
         assert!(f.contains("urn:xmpp:jingle:transports:webrtc-datachannel:1"));
         assert!(f.contains("urn:xmpp:jingle:apps:dtls:0"));

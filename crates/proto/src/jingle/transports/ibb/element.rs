@@ -314,7 +314,7 @@ mod tests {
 
     #[test]
     fn fixtures_past_65535_are_read() {
-        let all: Element = include_str!("../../../../xep/fixtures/ibb-data-past-65535.xml")
+        let all: Element = include_str!("../../../../../../xep/fixtures/ibb-data-past-65535.xml")
             .parse()
             .unwrap();
         let seqs: Vec<(String, u32, Vec<u8>)> = all
@@ -389,12 +389,12 @@ mod tests {
         let sid = "c2f0a7e4-5b19-4d36-9e0b-2a7c1f3d8e55";
         for (xml, action, block_size) in [
             (
-                include_str!("../../../../xep/fixtures/ibb-transport-replace.xml"),
+                include_str!("../../../../../../xep/fixtures/ibb-transport-replace.xml"),
                 Action::TransportReplace,
                 8192,
             ),
             (
-                include_str!("../../../../xep/fixtures/ibb-transport-accept.xml"),
+                include_str!("../../../../../../xep/fixtures/ibb-transport-accept.xml"),
                 Action::TransportAccept,
                 4096,
             ),
@@ -412,7 +412,7 @@ mod tests {
                 }))
             );
         }
-        let all: Element = include_str!("../../../../xep/fixtures/ibb-open-data-close.xml")
+        let all: Element = include_str!("../../../../../../xep/fixtures/ibb-open-data-close.xml")
             .parse()
             .unwrap();
         let packets: Vec<IbbPacket> = all

@@ -27,7 +27,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use minidom::Element;
 
-use super::dtls::{DtlsError, DtlsFingerprint};
+use super::webrtc_datachannel::dtls::{DtlsError, DtlsFingerprint};
 use crate::xmpp::stanza::set_attr as set;
 
 use crate::ice::{Candidate, CandidateType, Credentials};
@@ -35,8 +35,8 @@ use crate::ice::{Candidate, CandidateType, Credentials};
 /// Namespace of the ICE-UDP transport (XEP-0176 §12.1).
 pub const NS_ICE_UDP: &str = "urn:xmpp:jingle:transports:ice-udp:1";
 /// Namespace of the DTLS fingerprint element carried inside the transport (XEP-0320 §3);
-/// defined in [`super::dtls`].
-pub use super::dtls::NS_DTLS;
+/// defined in [`super::webrtc_datachannel::dtls`].
+pub use super::webrtc_datachannel::dtls::NS_DTLS;
 
 /// Minimum length of `ice-ufrag` (RFC 8839 §5.4).
 pub const UFRAG_MIN_LEN: usize = 4;
@@ -134,7 +134,7 @@ pub struct Skipped {
     /// Candidates beyond a bound, ignored: the `<candidate/>` children after
     /// [`TransportLimits::max_candidates`] usable ones (not read), and candidates beyond the
     /// session's bound on remote candidates per content
-    /// ([`super::SessionConfig::max_remote_candidates`]). XEP-0166 gives no error for them.
+    /// ([`crate::jingle::SessionConfig::max_remote_candidates`]). XEP-0166 gives no error for them.
     pub over_limit: usize,
 }
 

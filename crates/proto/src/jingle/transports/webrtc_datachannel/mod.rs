@@ -19,9 +19,11 @@
 //! Conversations refuses a transport without them (`SessionDescription.java` throws
 //! "missing required sctp-port attribute" / "missing required max-message-size").
 
+pub mod dtls;
+
 use minidom::Element;
 
-use super::dtls::DtlsFingerprint;
+use self::dtls::DtlsFingerprint;
 use super::ice_udp::{IceUdpTransport, TransportError, TransportLimits, NS_ICE_UDP};
 use crate::xmpp::stanza::set_attr;
 
@@ -265,7 +267,7 @@ pub fn read_bundle_group(el: &Element) -> Option<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jingle::dtls::{DtlsError, Setup};
+    use crate::jingle::transports::webrtc_datachannel::dtls::{DtlsError, Setup};
 
     const FP: &str = "<fingerprint xmlns='urn:xmpp:jingle:apps:dtls:0' hash='sha-256' setup='actpass'>\
         5E:2B:9A:11:00:FF:3C:7D:8E:41:6A:B2:C3:D4:E5:F6:07:18:29:3A:4B:5C:6D:7E:8F:90:A1:B2:C3:D4:E5:F6\
@@ -301,7 +303,10 @@ mod tests {
         assert_eq!(el.attr("max-message-size"), Some("262144"));
         let ice = el.get_child("transport", NS_ICE_UDP).unwrap();
         assert!(ice
-            .get_child("fingerprint", crate::jingle::dtls::NS_DTLS)
+            .get_child(
+                "fingerprint",
+                crate::jingle::transports::webrtc_datachannel::dtls::NS_DTLS
+            )
             .is_some());
     }
 
