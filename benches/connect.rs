@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use common::b2b::{ours_pair, theirs_pair};
 use common::{full_run, median, Table};
-use jingle_ice::ice::{Agent, AgentConfig, Candidate, ConnectionState, Event, Role};
+use jingle_ice::ice::{Agent, AgentConfig, Candidate, ConnectionState, IceEvent, Role};
 use jingle_ice::net::IceConnection;
 use jingle_ice_sim::{AgentEndpoint, EndpointHandle, LinkConfig, Network, Realm};
 
@@ -168,7 +168,7 @@ async fn wait_completed(c: &IceConnection) -> Option<Instant> {
         return Some(Instant::now());
     }
     while let Some(e) = c.next_event().await {
-        if e == Event::StateChanged(ConnectionState::Completed) {
+        if e == IceEvent::StateChanged(ConnectionState::Completed) {
             return Some(Instant::now());
         }
     }

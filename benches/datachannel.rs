@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 
 use common::{full_run, median, Table};
 use jingle_ice::channel::{
-    Association, AssociationConfig, Certificate, ChannelError, ChannelId, ChannelOptions, DtlsRole,
-    Event, RemoteParameters, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_SCTP_PORT,
+    Association, AssociationConfig, Certificate, ChannelError, ChannelEvent, ChannelId,
+    ChannelOptions, DtlsRole, RemoteParameters, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_SCTP_PORT,
 };
 use jingle_ice::ice::{Candidate, Role};
 use jingle_ice::net::{DataChannels, DataChannelsConfig, IceConnection};
@@ -322,7 +322,7 @@ impl Sim {
         }
         for (side, assoc) in [("A", &mut self.a), ("B", &mut self.b)] {
             while let Some(e) = assoc.poll_event() {
-                if let Event::Closed(reason) = e {
+                if let ChannelEvent::Closed(reason) = e {
                     if !self.closing {
                         return Err(format!("association {side} closed: {reason}"));
                     }

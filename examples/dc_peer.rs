@@ -30,13 +30,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jingle_ice::channel::{Certificate, ChannelOptions, DtlsRole, Fingerprint, RemoteParameters};
-use jingle_ice::ice::{Event, Role};
+use jingle_ice::ice::{IceEvent, Role};
 use jingle_ice::jingle::{
     dtls_role, DataChannelTransport, DtlsFingerprint, IceUdpCandidate, IceUdpTransport, Setup,
     TransportLimits,
 };
 use jingle_ice::net::{DataChannels, DataChannelsConfig, IceConnection};
-use jingle_ice::turn::{Credentials as TurnCredentials, TurnConfig, TurnTransport};
+use jingle_ice::turn::{TurnConfig, TurnCredentials, TurnTransport};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
@@ -203,7 +203,7 @@ async fn run(o: Options) -> Result<(), BoxError> {
     let ice = Arc::new(builder.start().await?);
     // Gather everything first: aiortc does not trickle, and one line each way is simplest.
     while let Some(event) = ice.next_event().await {
-        if event == Event::GatheringComplete {
+        if event == IceEvent::GatheringComplete {
             break;
         }
     }

@@ -56,9 +56,9 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use jingle_ice::ice::{AgentConfig, Candidate, ConnectionState, Credentials, Event, Role};
+use jingle_ice::ice::{AgentConfig, Candidate, ConnectionState, Credentials, IceEvent, Role};
 use jingle_ice::net::{IceConnection, SelectedPair};
-use jingle_ice::turn::{Credentials as TurnCredentials, TurnConfig, TurnTransport};
+use jingle_ice::turn::{TurnConfig, TurnCredentials, TurnTransport};
 use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
 
@@ -367,12 +367,12 @@ async fn run(options: Options) -> Result<(), BoxError> {
         tokio::spawn(async move {
             while let Some(event) = conn.next_event().await {
                 match event {
-                    Event::LocalCandidate(c) => println!("cand {}", c.to_sdp()),
-                    Event::GatheringComplete => {
+                    IceEvent::LocalCandidate(c) => println!("cand {}", c.to_sdp()),
+                    IceEvent::GatheringComplete => {
                         lock(&times).gathered.get_or_insert_with(Instant::now);
                         println!("eoc")
                     }
-                    Event::StateChanged(state) => {
+                    IceEvent::StateChanged(state) => {
                         eprintln!("ice_peer: state {state:?}");
                         if matches!(
                             state,
@@ -381,25 +381,25 @@ async fn run(options: Options) -> Result<(), BoxError> {
                             lock(&times).connected.get_or_insert_with(Instant::now);
                         }
                     }
-                    Event::SelectedPair { local, remote, .. } => {
+                    IceEvent::SelectedPair { local, remote, .. } => {
                         eprintln!(
                             "ice_peer: selected {} {} <-> {} {}",
                             local.kind, local.address, remote.kind, remote.address
                         );
                         lock(&times).nominated.get_or_insert_with(Instant::now);
                     }
-                    Event::RoleChanged(role) => eprintln!("ice_peer: role is now {role:?}"),
-                    Event::RelayFailed {
+                    IceEvent::RoleChanged(role) => eprintln!("ice_peer: role is now {role:?}"),
+                    IceEvent::RelayFailed {
                         server,
                         error,
                         retry_in,
                     } => {
                         eprintln!("ice_peer: TURN server {server} failed: {error} (again in {retry_in:?})")
                     }
-                    Event::LocalCandidateRemoved(c) => {
+                    IceEvent::LocalCandidateRemoved(c) => {
                         eprintln!("ice_peer: candidate removed: {}", c.to_sdp())
                     }
-                    Event::SelectedPairLost { local, remote, .. } => eprintln!(
+                    IceEvent::SelectedPairLost { local, remote, .. } => eprintln!(
                         "ice_peer: selected pair lost: {} {} <-> {} {}",
                         local.kind, local.address, remote.kind, remote.address
                     ),

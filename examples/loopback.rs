@@ -19,7 +19,7 @@ use jingle_ice::channel::{
     Certificate, ChannelOptions, DtlsRole, RemoteParameters, DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_SCTP_PORT,
 };
-use jingle_ice::ice::{Candidate, Event, Role};
+use jingle_ice::ice::{Candidate, IceEvent, Role};
 use jingle_ice::net::{DataChannels, DataChannelsConfig, IceConnection, SelectedPair};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
@@ -241,7 +241,7 @@ fn print_pair(side: &str, pair: &SelectedPair) {
 async fn signal(name: &'static str, from: Arc<IceConnection>, to: Arc<IceConnection>) {
     while let Some(event) = from.next_event().await {
         let forwarded = match event {
-            Event::LocalCandidate(candidate) => {
+            IceEvent::LocalCandidate(candidate) => {
                 let line = candidate.to_sdp();
                 println!("{name}: local {line}");
                 match line.parse::<Candidate>() {
@@ -252,20 +252,20 @@ async fn signal(name: &'static str, from: Arc<IceConnection>, to: Arc<IceConnect
                     }
                 }
             }
-            Event::GatheringComplete => {
+            IceEvent::GatheringComplete => {
                 println!("{name}: gathering complete");
                 to.end_of_remote_candidates().await
             }
-            Event::StateChanged(state) => {
+            IceEvent::StateChanged(state) => {
                 println!("{name}: state {state:?}");
                 Ok(())
             }
-            Event::RoleChanged(role) => {
+            IceEvent::RoleChanged(role) => {
                 println!("{name}: role is now {role:?}");
                 Ok(())
             }
-            Event::SelectedPair { .. } => Ok(()),
-            Event::RelayFailed {
+            IceEvent::SelectedPair { .. } => Ok(()),
+            IceEvent::RelayFailed {
                 server,
                 error,
                 retry_in,
@@ -273,11 +273,11 @@ async fn signal(name: &'static str, from: Arc<IceConnection>, to: Arc<IceConnect
                 println!("{name}: TURN server {server} failed: {error} (again in {retry_in:?})");
                 Ok(())
             }
-            Event::LocalCandidateRemoved(candidate) => {
+            IceEvent::LocalCandidateRemoved(candidate) => {
                 println!("{name}: candidate removed: {candidate}");
                 Ok(())
             }
-            Event::SelectedPairLost { .. } => {
+            IceEvent::SelectedPairLost { .. } => {
                 println!("{name}: selected pair lost");
                 Ok(())
             }

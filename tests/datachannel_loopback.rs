@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jingle_ice::channel::{Certificate, ChannelError, ChannelOptions, DtlsRole, RemoteParameters};
-use jingle_ice::ice::{Candidate, Event, Role};
+use jingle_ice::ice::{Candidate, IceEvent, Role};
 use jingle_ice::net::{DataChannels, DataChannelsConfig, IceConnection};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -38,7 +38,7 @@ async fn ice_pair() -> (Arc<IceConnection>, Arc<IceConnection>) {
     for (from, to) in [(a.clone(), b.clone()), (b.clone(), a.clone())] {
         tokio::spawn(async move {
             while let Some(event) = from.next_event().await {
-                if let Event::LocalCandidate(c) = event {
+                if let IceEvent::LocalCandidate(c) = event {
                     let c: Candidate = c.to_sdp().parse().unwrap();
                     if to.add_remote_candidate(c).await.is_err() {
                         return;

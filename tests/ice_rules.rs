@@ -7,11 +7,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use jingle_ice::ice::{
-    Agent, AgentConfig, Candidate, CandidateType, ConnectionState, Credentials, Event, Received,
-    Role, Transmit,
+    Agent, AgentConfig, Candidate, CandidateType, ConnectionState, Credentials, IceEvent,
+    ReceiveOutcome, Role, Transmit,
 };
 use jingle_ice::stun::{Class, Message, MessageEncoder, Method, TransactionId};
-use jingle_ice::turn::{Credentials as TurnCredentials, TurnConfig, TurnError, TurnTransport};
+use jingle_ice::turn::{TurnConfig, TurnCredentials, TurnError, TurnTransport};
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -22,7 +22,7 @@ struct Side {
     host: SocketAddr,
     /// Further local addresses of this side (other components).
     extra: Vec<SocketAddr>,
-    events: Vec<Event>,
+    events: Vec<IceEvent>,
     data: Vec<Vec<u8>>,
 }
 
@@ -204,7 +204,8 @@ impl Harness {
                 let (_, _, to, local, remote, bytes) = self.queue.remove(pos);
                 let now = self.now;
                 let side = &mut self.sides[to];
-                if let Received::Data { .. } = side.agent.handle_receive(now, local, remote, &bytes)
+                if let ReceiveOutcome::Data { .. } =
+                    side.agent.handle_receive(now, local, remote, &bytes)
                 {
                     side.data.push(bytes);
                 }
@@ -264,8 +265,8 @@ fn two_agents_connect_and_carry_data() {
         assert!(s
             .events
             .iter()
-            .any(|e| matches!(e, Event::SelectedPair { component: 1, .. })));
-        assert!(s.events.contains(&Event::GatheringComplete));
+            .any(|e| matches!(e, IceEvent::SelectedPair { component: 1, .. })));
+        assert!(s.events.contains(&IceEvent::GatheringComplete));
     }
     h.send(0, b"\x80hello");
     h.send(1, b"\x80world");
@@ -286,7 +287,7 @@ fn role_conflict_is_resolved(role: Role, switched_to: Role) {
     assert!(h
         .sides
         .iter()
-        .any(|s| s.events.contains(&Event::RoleChanged(switched_to))));
+        .any(|s| s.events.contains(&IceEvent::RoleChanged(switched_to))));
 }
 
 #[test]
@@ -398,7 +399,10 @@ fn aggressive_nomination_from_the_peer_is_accepted() {
     enc.message_integrity(b_creds.pwd.as_bytes());
     enc.fingerprint();
     enc.finish();
-    assert_eq!(b.handle_receive(now, b_host, peer, &buf), Received::Stun);
+    assert_eq!(
+        b.handle_receive(now, b_host, peer, &buf),
+        ReceiveOutcome::Stun
+    );
     // B answers, then sends its triggered check to the peer.
     let mut triggered = None;
     while let Some(t) = b.poll_transmit() {
@@ -426,7 +430,10 @@ fn aggressive_nomination_from_the_peer_is_accepted() {
     enc.fingerprint();
     enc.finish();
     let later = now + Duration::from_millis(5);
-    assert_eq!(b.handle_receive(later, b_host, peer, &resp), Received::Stun);
+    assert_eq!(
+        b.handle_receive(later, b_host, peer, &resp),
+        ReceiveOutcome::Stun
+    );
     let (l, r) = b
         .selected_pair(1)
         .expect("selected after aggressive nomination");
@@ -472,7 +479,10 @@ fn unauthenticated_checks_are_refused_and_create_no_state() {
             enc.message_integrity(key);
             enc.fingerprint();
             enc.finish();
-            assert_eq!(b.handle_receive(now, b_host, from, &buf), Received::Dropped);
+            assert_eq!(
+                b.handle_receive(now, b_host, from, &buf),
+                ReceiveOutcome::Dropped
+            );
         }
     }
     assert!(b.remote_candidates().is_empty());
@@ -489,13 +499,13 @@ fn unauthenticated_checks_are_refused_and_create_no_state() {
     // Garbage is counted as malformed.
     assert_eq!(
         b.handle_receive(now, b_host, addr("192.0.2.1:1"), &[0, 1, 0, 0]),
-        Received::Dropped
+        ReceiveOutcome::Dropped
     );
     assert_eq!(b.stats().malformed_stun, 1);
     // Data from a stranger is dropped.
     assert_eq!(
         b.handle_receive(now, b_host, addr("192.0.2.1:1"), b"\x80data"),
-        Received::Dropped
+        ReceiveOutcome::Dropped
     );
 }
 
@@ -517,7 +527,7 @@ fn consent_loss_stops_sending_after_30_seconds() {
     );
     assert!(h.sides[0]
         .events
-        .contains(&Event::StateChanged(ConnectionState::Disconnected)));
+        .contains(&IceEvent::StateChanged(ConnectionState::Disconnected)));
     assert!(h.sides[0].agent.send_path(1).is_none());
 }
 
@@ -545,7 +555,7 @@ fn ice_restart_selects_a_new_pair_and_keeps_data_flowing() {
     let before = h.sides[0]
         .events
         .iter()
-        .filter(|e| matches!(e, Event::SelectedPair { .. }))
+        .filter(|e| matches!(e, IceEvent::SelectedPair { .. }))
         .count();
     h.exchange_credentials();
     h.exchange_candidates();
@@ -554,7 +564,7 @@ fn ice_restart_selects_a_new_pair_and_keeps_data_flowing() {
         && h.sides[0]
             .events
             .iter()
-            .filter(|e| matches!(e, Event::SelectedPair { .. }))
+            .filter(|e| matches!(e, IceEvent::SelectedPair { .. }))
             .count()
             > before));
     // Checks with the old credentials are refused now.
@@ -576,7 +586,7 @@ fn server_reflexive_candidates_are_gathered_and_redundant_ones_dropped() {
     assert!(h.run(Duration::from_secs(5), |h| h
         .sides
         .iter()
-        .all(|s| s.events.contains(&Event::GatheringComplete))));
+        .all(|s| s.events.contains(&IceEvent::GatheringComplete))));
     assert_eq!(h.stun_answered, 2);
     let a: Vec<CandidateType> = h.sides[0]
         .agent
@@ -597,11 +607,11 @@ fn server_reflexive_candidates_are_gathered_and_redundant_ones_dropped() {
         .collect();
     assert_eq!(b, vec![CandidateType::Host]);
     // Every local candidate was announced once, before gathering completed.
-    let announced: Vec<&Event> = h.sides[0]
+    let announced: Vec<&IceEvent> = h.sides[0]
         .events
         .iter()
-        .take_while(|e| **e != Event::GatheringComplete)
-        .filter(|e| matches!(e, Event::LocalCandidate(_)))
+        .take_while(|e| **e != IceEvent::GatheringComplete)
+        .filter(|e| matches!(e, IceEvent::LocalCandidate(_)))
         .collect();
     assert_eq!(announced.len(), 2);
 }
@@ -615,7 +625,7 @@ fn an_unanswered_stun_server_does_not_block_gathering_forever() {
     h.gather();
     assert!(h.run(Duration::from_secs(30), |h| h.sides[0]
         .events
-        .contains(&Event::GatheringComplete)));
+        .contains(&IceEvent::GatheringComplete)));
     assert_eq!(h.sides[0].agent.local_candidates().len(), 1);
 }
 
@@ -725,7 +735,10 @@ fn authenticated_floods_are_bounded_by_the_configured_limits() {
         enc.message_integrity(b_creds.pwd.as_bytes());
         enc.fingerprint();
         enc.finish();
-        assert_eq!(b.handle_receive(now, b_host, from, &buf), Received::Stun);
+        assert_eq!(
+            b.handle_receive(now, b_host, from, &buf),
+            ReceiveOutcome::Stun
+        );
         while b.poll_transmit().is_some() {}
     }
     for n in 0..100u16 {
@@ -835,11 +848,11 @@ fn a_dead_turn_server_or_a_broken_stream_does_not_stop_the_agent() {
         .handle_turn_stream(now, broken, b"SSH-2.0-OpenSSH_9.2\r\n");
     assert!(h.run(Duration::from_secs(60), |h| h.sides[0]
         .events
-        .contains(&Event::GatheringComplete)));
+        .contains(&IceEvent::GatheringComplete)));
     // The first failure of each server (the agent then tries again with back-off).
     let mut failures: Vec<(SocketAddr, TurnError)> = Vec::new();
     for e in &h.sides[0].events {
-        if let Event::RelayFailed { server, error, .. } = e {
+        if let IceEvent::RelayFailed { server, error, .. } = e {
             if !failures.iter().any(|(s, _)| s == server) {
                 failures.push((*server, error.clone()));
             }

@@ -15,16 +15,17 @@ use std::time::{Duration, Instant, SystemTime};
 
 use coturn::{start_coturn, turnserver_available, SECRET};
 use jingle_ice::ice::{
-    Agent, AgentConfig, Candidate, CandidateType, ConnectionState, Event, Received, Role, Transport,
+    Agent, AgentConfig, Candidate, CandidateType, Carrier, ConnectionState, IceEvent,
+    ReceiveOutcome, Role,
 };
-use jingle_ice::turn::{Credentials, TurnConfig, TurnTransport};
+use jingle_ice::turn::{TurnConfig, TurnCredentials, TurnTransport};
 
 struct Peer {
     agent: Agent,
     socket: UdpSocket,
     host: SocketAddr,
     stream: Option<TcpStream>,
-    events: Vec<Event>,
+    events: Vec<IceEvent>,
     data: Vec<Vec<u8>>,
 }
 
@@ -61,11 +62,11 @@ impl Peer {
                 continue; // the firewall drops direct traffic
             }
             match t.transport {
-                Transport::Udp => {
+                Carrier::Udp => {
                     let _ = self.socket.send_to(&t.contents, t.destination);
                 }
-                Transport::Tls => panic!("this test configures no TURN over TLS"),
-                Transport::Tcp => {
+                Carrier::Tls => panic!("this test configures no TURN over TLS"),
+                Carrier::Tcp => {
                     let stream = self.stream.get_or_insert_with(|| {
                         let s = TcpStream::connect(server).unwrap();
                         s.set_nonblocking(true).unwrap();
@@ -92,7 +93,7 @@ impl Peer {
             match self.socket.recv_from(&mut buf) {
                 Ok((n, from)) => {
                     let now = Instant::now();
-                    if let Received::Data { .. } =
+                    if let ReceiveOutcome::Data { .. } =
                         self.agent.handle_receive(now, self.host, from, &buf[..n])
                     {
                         panic!("data arrived directly, around the firewall");
@@ -133,7 +134,7 @@ fn run(transport: TurnTransport) {
     let coturn = start_coturn();
     let server: SocketAddr = format!("127.0.0.1:{}", coturn.port).parse().unwrap();
     let credentials = || {
-        Credentials::time_limited_for(
+        TurnCredentials::time_limited_for(
             SECRET.as_bytes(),
             SystemTime::now(),
             Duration::from_secs(600),
@@ -159,7 +160,7 @@ fn run(transport: TurnTransport) {
     // Gather: both get a relayed candidate.
     while ![&a, &b]
         .iter()
-        .all(|p| p.events.contains(&Event::GatheringComplete))
+        .all(|p| p.events.contains(&IceEvent::GatheringComplete))
     {
         assert!(Instant::now() < deadline, "gathering did not complete");
         a.poll(server);
@@ -308,7 +309,7 @@ fn wrong_turn_credentials_are_reported_and_gathering_completes() {
     }
     let coturn = start_coturn();
     let server: SocketAddr = format!("127.0.0.1:{}", coturn.port).parse().unwrap();
-    let wrong = Credentials::time_limited_for(
+    let wrong = TurnCredentials::time_limited_for(
         b"not-the-secret",
         SystemTime::now(),
         Duration::from_secs(600),
@@ -322,13 +323,13 @@ fn wrong_turn_credentials_are_reported_and_gathering_completes() {
     );
     a.flush(server);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !a.events.contains(&Event::GatheringComplete) {
+    while !a.events.contains(&IceEvent::GatheringComplete) {
         assert!(Instant::now() < deadline, "gathering did not complete");
         a.poll(server);
         std::thread::sleep(Duration::from_millis(1));
     }
     // Refused credentials are not tried again (new ones come with add_turn_server).
-    assert!(a.events.contains(&Event::RelayFailed {
+    assert!(a.events.contains(&IceEvent::RelayFailed {
         server,
         error: jingle_ice::turn::TurnError::WrongCredentials,
         retry_in: None,
@@ -352,7 +353,7 @@ async fn new_credentials_restart_an_allocation_refused_for_the_old_ones() {
     let coturn = start_coturn();
     let server: SocketAddr = format!("127.0.0.1:{}", coturn.port).parse().unwrap();
     let credentials = |secret: &[u8]| {
-        Credentials::time_limited_for(
+        TurnCredentials::time_limited_for(
             secret,
             SystemTime::now(),
             Duration::from_secs(600),
@@ -372,7 +373,7 @@ async fn new_credentials_restart_an_allocation_refused_for_the_old_ones() {
     let step = Duration::from_secs(20);
     let refused = tokio::time::timeout(step, async {
         while let Some(event) = conn.next_event().await {
-            if let Event::RelayFailed {
+            if let IceEvent::RelayFailed {
                 error, retry_in, ..
             } = event
             {
@@ -398,8 +399,8 @@ async fn new_credentials_restart_an_allocation_refused_for_the_old_ones() {
     let relayed = tokio::time::timeout(step, async {
         while let Some(event) = conn.next_event().await {
             match event {
-                Event::LocalCandidate(c) if c.kind == CandidateType::Relayed => return c,
-                Event::RelayFailed { error, .. } => panic!("failed again: {error}"),
+                IceEvent::LocalCandidate(c) if c.kind == CandidateType::Relayed => return c,
+                IceEvent::RelayFailed { error, .. } => panic!("failed again: {error}"),
                 _ => {}
             }
         }

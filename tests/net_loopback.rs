@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use jingle_ice::ice::{Candidate, ConnectionState, Event, Role};
+use jingle_ice::ice::{Candidate, ConnectionState, IceEvent, Role};
 use jingle_ice::net::{Error, IceConnection, IceConnectionBuilder};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -46,11 +46,11 @@ fn signal(from: Arc<IceConnection>, to: Arc<IceConnection>) -> JoinHandle<()> {
     tokio::spawn(async move {
         while let Some(event) = from.next_event().await {
             let result = match event {
-                Event::LocalCandidate(c) => {
+                IceEvent::LocalCandidate(c) => {
                     let remote: Candidate = c.to_sdp().parse().expect("own candidate re-parses");
                     to.add_remote_candidate(remote).await
                 }
-                Event::GatheringComplete => to.end_of_remote_candidates().await,
+                IceEvent::GatheringComplete => to.end_of_remote_candidates().await,
                 _ => Ok(()),
             };
             if result.is_err() {

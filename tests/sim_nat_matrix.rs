@@ -12,7 +12,9 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use jingle_ice::ice::{Agent, AgentConfig, Candidate, CandidateType, ConnectionState, Event, Role};
+use jingle_ice::ice::{
+    Agent, AgentConfig, Candidate, CandidateType, ConnectionState, IceEvent, Role,
+};
 use jingle_ice::stun::{split_message_type, Class, HEADER_LEN};
 use jingle_ice_sim::{
     AgentEndpoint, EndpointHandle, FilteringBehavior, LinkConfig, MappingBehavior, NatConfig,
@@ -230,7 +232,7 @@ impl Case {
     fn signal(&mut self) {
         for (i, (from, to)) in [(self.a, self.b), (self.b, self.a)].into_iter().enumerate() {
             let events = self.ep(from).events();
-            let new: Vec<Event> = events[self.cursor[i]..]
+            let new: Vec<IceEvent> = events[self.cursor[i]..]
                 .iter()
                 .map(|(_, e)| e.clone())
                 .collect();
@@ -238,7 +240,7 @@ impl Case {
             let at = self.net.now() + SIGNALLING_DELAY;
             for e in new {
                 match e {
-                    Event::LocalCandidate(c) => {
+                    IceEvent::LocalCandidate(c) => {
                         let line = c.to_sdp();
                         self.net.schedule(at, move |net| {
                             let remote: Candidate = line.parse().expect("own candidate parses");
@@ -247,7 +249,7 @@ impl Case {
                             });
                         });
                     }
-                    Event::GatheringComplete => {
+                    IceEvent::GatheringComplete => {
                         self.net.schedule(at, move |net| {
                             net.with_endpoint(to, |ep, now| {
                                 ep.agent_mut().end_of_remote_candidates(now)
@@ -281,16 +283,17 @@ impl Case {
         h: EndpointHandle<AgentEndpoint>,
     ) -> Option<(Instant, Candidate, Candidate)> {
         self.ep(h).events().iter().rev().find_map(|(t, e)| match e {
-            Event::SelectedPair { local, remote, .. } => Some((*t, local.clone(), remote.clone())),
+            IceEvent::SelectedPair { local, remote, .. } => {
+                Some((*t, local.clone(), remote.clone()))
+            }
             _ => None,
         })
     }
 
     fn failed_at(&self, h: EndpointHandle<AgentEndpoint>) -> Option<Instant> {
-        self.ep(h)
-            .events()
-            .iter()
-            .find_map(|(t, e)| (*e == Event::StateChanged(ConnectionState::Failed)).then_some(*t))
+        self.ep(h).events().iter().find_map(|(t, e)| {
+            (*e == IceEvent::StateChanged(ConnectionState::Failed)).then_some(*t)
+        })
     }
 
     /// The last packets of the trace, for failure messages.

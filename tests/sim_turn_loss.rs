@@ -23,8 +23,10 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use jingle_ice::ice::{Agent, AgentConfig, Candidate, CandidateType, ConnectionState, Event, Role};
-use jingle_ice::turn::{Credentials, TurnConfig, TurnError, TurnTransport};
+use jingle_ice::ice::{
+    Agent, AgentConfig, Candidate, CandidateType, ConnectionState, IceEvent, Role,
+};
+use jingle_ice::turn::{TurnConfig, TurnCredentials, TurnError, TurnTransport};
 use jingle_ice_sim::{
     AgentEndpoint, EndpointHandle, FilteringBehavior, LinkConfig, MappingBehavior, NatConfig,
     Network, Realm, TurnServer,
@@ -62,7 +64,7 @@ fn turn_config(password: &str) -> TurnConfig {
     TurnConfig::new(
         sa(TURN),
         TurnTransport::Udp,
-        Credentials::long_term(USER, password),
+        TurnCredentials::long_term(USER, password),
     )
 }
 
@@ -210,7 +212,7 @@ impl Case {
         self.net.endpoint(self.sides[i].h).expect("endpoint")
     }
 
-    fn events(&self, i: usize) -> &[(Instant, Event)] {
+    fn events(&self, i: usize) -> &[(Instant, IceEvent)] {
         self.ep(i).events()
     }
 
@@ -232,15 +234,15 @@ impl Case {
     /// lost selected pair with an ICE restart.
     fn signal(&mut self) {
         for i in 0..2 {
-            let new: Vec<Event> = self.events(i)[self.sides[i].cursor..]
+            let new: Vec<IceEvent> = self.events(i)[self.sides[i].cursor..]
                 .iter()
                 .map(|(_, e)| e.clone())
                 .collect();
             self.sides[i].cursor += new.len();
             for e in new {
                 match e {
-                    Event::LocalCandidate(c) => self.send(1 - i, Message::Candidate(c.to_sdp())),
-                    Event::SelectedPairLost { .. }
+                    IceEvent::LocalCandidate(c) => self.send(1 - i, Message::Candidate(c.to_sdp())),
+                    IceEvent::SelectedPairLost { .. }
                         if self.restart_on_lost_pair && !self.sides[i].awaiting_answer =>
                     {
                         self.sides[i].awaiting_answer = true;
@@ -323,7 +325,7 @@ impl Case {
             .events(i)
             .iter()
             .rev()
-            .find_map(|(t, e)| matches!(e, Event::SelectedPair { .. }).then_some(*t))?;
+            .find_map(|(t, e)| matches!(e, IceEvent::SelectedPair { .. }).then_some(*t))?;
         Some((at, pair.0.clone(), pair.1.clone()))
     }
 
@@ -335,7 +337,7 @@ impl Case {
         self.events(i)
             .iter()
             .filter_map(|(t, e)| match e {
-                Event::RelayFailed {
+                IceEvent::RelayFailed {
                     error, retry_in, ..
                 } => Some((*t, error.clone(), *retry_in)),
                 _ => None,
@@ -347,7 +349,7 @@ impl Case {
         self.events(i)
             .iter()
             .filter_map(|(t, e)| match e {
-                Event::LocalCandidate(c) if c.kind == CandidateType::Relayed => {
+                IceEvent::LocalCandidate(c) if c.kind == CandidateType::Relayed => {
                     Some((*t, c.address))
                 }
                 _ => None,
@@ -359,7 +361,7 @@ impl Case {
         self.events(i)
             .iter()
             .filter_map(|(t, e)| match e {
-                Event::LocalCandidateRemoved(c) => Some((*t, c.address)),
+                IceEvent::LocalCandidateRemoved(c) => Some((*t, c.address)),
                 _ => None,
             })
             .collect()
@@ -368,7 +370,7 @@ impl Case {
     fn failed(&self, i: usize) -> bool {
         self.events(i)
             .iter()
-            .any(|(_, e)| *e == Event::StateChanged(ConnectionState::Failed))
+            .any(|(_, e)| *e == IceEvent::StateChanged(ConnectionState::Failed))
     }
 
     fn dump(&self) -> String {
@@ -496,7 +498,7 @@ fn a_server_restart_under_a_relayed_session_is_noticed_and_an_ice_restart_reconn
     let noticed = case.run(Duration::from_secs(20), |c| {
         c.events(lost_side)
             .iter()
-            .any(|(t, e)| *t >= restarted_at && matches!(e, Event::SelectedPairLost { .. }))
+            .any(|(t, e)| *t >= restarted_at && matches!(e, IceEvent::SelectedPairLost { .. }))
     });
     assert!(noticed, "the lost pair was not noticed\n{}", case.dump());
     let noticed_at = case.net.now();
@@ -568,10 +570,9 @@ fn failed_allocations_are_retried_with_doubling_waits_and_then_given_up() {
             assert!(late < Duration::from_millis(100), "side {i}: {failures:?}");
         }
         // ICE keeps going while a relay may still come: no failure before the agent gave up.
-        let failed_at = case
-            .events(i)
-            .iter()
-            .find_map(|(t, e)| (*e == Event::StateChanged(ConnectionState::Failed)).then_some(*t));
+        let failed_at = case.events(i).iter().find_map(|(t, e)| {
+            (*e == IceEvent::StateChanged(ConnectionState::Failed)).then_some(*t)
+        });
         let gave_up = failures.last().expect("failures").0;
         assert!(
             failed_at.is_some_and(|t| t >= gave_up),
@@ -680,7 +681,7 @@ fn without_an_ice_restart_a_lost_selected_pair_fails_when_its_consent_runs_out()
     let lost_pair = |c: &Case, i: usize| {
         c.events(i)
             .iter()
-            .any(|(_, e)| matches!(e, Event::SelectedPairLost { .. }))
+            .any(|(_, e)| matches!(e, IceEvent::SelectedPairLost { .. }))
     };
     let lost = case.run(Duration::from_secs(20), |c| {
         lost_pair(c, 0) || lost_pair(c, 1)

@@ -13,8 +13,8 @@ use jingle_ice::stun::{
     TransactionId,
 };
 use jingle_ice::turn::{
-    encode_channel_data, ChannelData, Credentials, FrameError, TurnClient, TurnConfig, TurnError,
-    TurnEvent, TurnState, TurnTransport, CHANNEL_MIN, PROTOCOL_UDP,
+    encode_channel_data, ChannelData, FrameError, TurnClient, TurnConfig, TurnCredentials,
+    TurnError, TurnEvent, TurnState, TurnTransport, CHANNEL_MIN, PROTOCOL_UDP,
 };
 
 const SERVER: ([u8; 4], u16) = ([192, 0, 2, 1], 3478);
@@ -314,12 +314,12 @@ struct Harness {
 
 impl Harness {
     fn new(transport: TurnTransport) -> Self {
-        Harness::with(transport, Credentials::long_term(USER, PASS), |_| {})
+        Harness::with(transport, TurnCredentials::long_term(USER, PASS), |_| {})
     }
 
     fn with(
         transport: TurnTransport,
-        credentials: Credentials,
+        credentials: TurnCredentials,
         tweak: impl FnOnce(&mut TurnConfig),
     ) -> Self {
         let now = Instant::now();
@@ -423,8 +423,8 @@ fn allocate_after_401_with_long_term_credentials() {
 
 #[test]
 fn time_limited_credentials_authenticate() {
-    let credentials = Credentials::time_limited(b"shared", 1_900_000_000, Some("bob"));
-    let Credentials::LongTerm { username, password } = credentials.clone();
+    let credentials = TurnCredentials::time_limited(b"shared", 1_900_000_000, Some("bob"));
+    let TurnCredentials::LongTerm { username, password } = credentials.clone();
     let mut h = Harness::with(TurnTransport::Udp, credentials, |_| {});
     h.server.username = username.clone();
     h.server.key = long_term_key(&username, REALM, &password);
@@ -480,7 +480,7 @@ fn wrong_credentials_fail_with_401_and_441() {
     for use_441 in [false, true] {
         let mut h = Harness::with(
             TurnTransport::Udp,
-            Credentials::long_term(USER, "not the password"),
+            TurnCredentials::long_term(USER, "not the password"),
             |_| {},
         );
         h.server.wrong_credentials_441 = use_441;
@@ -557,7 +557,7 @@ fn silent_server_times_out_with_rfc_8489_timings() {
     // Configurable timings, and the TCP timeout (no retransmission).
     let mut h = Harness::with(
         TurnTransport::Udp,
-        Credentials::long_term(USER, PASS),
+        TurnCredentials::long_term(USER, PASS),
         |c| {
             c.retransmit = RetransmitConfig {
                 rto: Duration::from_millis(100),
@@ -917,7 +917,7 @@ fn tcp_garbage_truncated_and_oversized_streams_end_the_allocation() {
     // Oversized, with a small bound.
     let mut h = Harness::with(
         TurnTransport::Tcp,
-        Credentials::long_term(USER, PASS),
+        TurnCredentials::long_term(USER, PASS),
         |c| c.max_frame_len = 256,
     );
     h.exchange();
@@ -1009,7 +1009,7 @@ fn udp_garbage_forgeries_and_strangers_are_dropped() {
 fn limits_are_enforced() {
     let mut h = Harness::with(
         TurnTransport::Udp,
-        Credentials::long_term(USER, PASS),
+        TurnCredentials::long_term(USER, PASS),
         |c| {
             c.max_permissions = 2;
             c.max_channels = 1;
@@ -1273,7 +1273,7 @@ fn timers_never_spin_while_a_refresh_is_in_flight() {
     // make poll_timeout return a time in the past.
     let mut h = Harness::with(
         TurnTransport::Udp,
-        Credentials::long_term(USER, PASS),
+        TurnCredentials::long_term(USER, PASS),
         |c| {
             c.retransmit.rto = Duration::from_secs(50);
             c.retransmit.max_transmits = 2;

@@ -9,7 +9,9 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant, SystemTime};
 
-use jingle_ice::turn::{Credentials, TurnClient, TurnConfig, TurnEvent, TurnState, TurnTransport};
+use jingle_ice::turn::{
+    TurnClient, TurnConfig, TurnCredentials, TurnEvent, TurnState, TurnTransport,
+};
 
 mod coturn;
 use coturn::{start_coturn, turnserver_available, SECRET};
@@ -108,7 +110,7 @@ fn run(transport: TurnTransport) {
     peer.set_read_timeout(Some(WAIT)).unwrap();
     let peer_addr = peer.local_addr().unwrap();
 
-    let credentials = Credentials::time_limited_for(
+    let credentials = TurnCredentials::time_limited_for(
         SECRET.as_bytes(),
         SystemTime::now(),
         Duration::from_secs(3600),
@@ -224,7 +226,7 @@ fn coturn_refuses_a_wrong_secret() {
         .set_read_timeout(Some(Duration::from_millis(20)))
         .unwrap();
     let mut link = Link::Udp(socket);
-    let credentials = Credentials::time_limited_for(
+    let credentials = TurnCredentials::time_limited_for(
         b"not the secret",
         SystemTime::now(),
         Duration::from_secs(3600),

@@ -18,15 +18,15 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use coturn::{make_pki, openssl_available, start_coturn_tls, turnserver_available, SECRET};
-use jingle_ice::ice::{Candidate, CandidateType, Event, Role};
+use jingle_ice::ice::{Candidate, CandidateType, IceEvent, Role};
 use jingle_ice::net::{IceConnection, TurnStreamError};
-use jingle_ice::turn::{Credentials, TurnConfig, TurnTransport};
+use jingle_ice::turn::{TurnConfig, TurnCredentials, TurnTransport};
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const STEP: Duration = Duration::from_secs(20);
 
-fn credentials() -> Credentials {
-    Credentials::time_limited_for(
+fn credentials() -> TurnCredentials {
+    TurnCredentials::time_limited_for(
         SECRET.as_bytes(),
         SystemTime::now(),
         Duration::from_secs(600),
@@ -62,7 +62,7 @@ async fn bounded<T>(what: &str, f: impl Future<Output = T>) -> T {
 async fn gathered(conn: &IceConnection) {
     bounded("gathering", async {
         while let Some(event) = conn.next_event().await {
-            if event == Event::GatheringComplete {
+            if event == IceEvent::GatheringComplete {
                 return;
             }
         }

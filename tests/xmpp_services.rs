@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jid::{BareJid, Jid};
-use jingle_ice::turn::{Credentials, TurnTransport};
+use jingle_ice::turn::{TurnCredentials, TurnTransport};
 use jingle_ice::xmpp::disco::{
     answer_info_query, caps_ver, info_query, parse_info_result, DiscoError, Features, Identity,
     NS_CAPS, NS_DISCO_INFO, NS_ICE_UDP, NS_JINGLE,
@@ -84,9 +84,9 @@ fn prosody_0_12_services_are_read() {
         assert!(!turn.needs_credentials());
         assert_eq!(turn.expires, Some(secs(EXPIRY)));
         // The password is what coturn's use-auth-secret expects for that username.
-        let expected = Credentials::time_limited(b"lab-secret", EXPIRY, None);
+        let expected = TurnCredentials::time_limited(b"lab-secret", EXPIRY, None);
         assert_eq!(
-            Credentials::long_term(
+            TurnCredentials::long_term(
                 turn.username.clone().unwrap(),
                 turn.password.clone().unwrap()
             ),
@@ -108,7 +108,7 @@ fn prosody_services_map_to_stun_and_udp_and_tcp_turn() {
     );
     assert_eq!(p.servers.len(), 3);
     assert_eq!(p.servers[0].role, IceServerRole::Stun);
-    let creds = Credentials::time_limited(b"lab-secret", EXPIRY, None);
+    let creds = TurnCredentials::time_limited(b"lab-secret", EXPIRY, None);
     assert_eq!(
         p.servers[1].role,
         IceServerRole::Turn {
@@ -160,7 +160,7 @@ fn ejabberd_23_01_services_map_to_stun_and_udp_and_tcp_turn_on_the_literal_addre
         assert_eq!(turn.expires, Some(secs(1_796_392_189)));
     }
     // The credentials are coturn's use-auth-secret ones for the lab's secret.
-    let creds = Credentials::time_limited(
+    let creds = TurnCredentials::time_limited(
         b"e855798519a6b601b45b056d1a58a397",
         1_796_392_189,
         Some("24a6c6a4714096eb"),

@@ -19,7 +19,7 @@ use super::driver::{self, Command, Driver};
 use super::interfaces::{usable_addresses, AddressPolicy, LocalAddress};
 use super::tls::{TrustedRoots, TurnStreamFailure, TurnTls};
 use crate::ice::{
-    Agent, AgentConfig, AgentStats, Candidate, ConnectionState, Credentials, Event, Role,
+    Agent, AgentConfig, AgentStats, Candidate, ConnectionState, Credentials, IceEvent, Role,
 };
 
 /// Default capacity of the queue of received application datagrams waiting for
@@ -518,7 +518,7 @@ pub struct IceConnection {
     addresses: Vec<SocketAddr>,
     components: u16,
     commands: mpsc::Sender<Command>,
-    events: tokio::sync::Mutex<mpsc::Receiver<Event>>,
+    events: tokio::sync::Mutex<mpsc::Receiver<IceEvent>>,
     datagrams: tokio::sync::Mutex<mpsc::Receiver<Datagram>>,
     state: watch::Receiver<ConnectionState>,
     task: Mutex<Option<JoinHandle<()>>>,
@@ -538,7 +538,7 @@ impl IceConnection {
     }
 
     /// Local candidates gathered so far (also announced one by one as
-    /// [`Event::LocalCandidate`]).
+    /// [`IceEvent::LocalCandidate`]).
     pub fn local_candidates(&self) -> Vec<Candidate> {
         self.shared.view().local_candidates.clone()
     }
@@ -614,7 +614,7 @@ impl IceConnection {
 
     /// The next event: local candidates to trickle (RFC 8838 §4), gathering complete, state
     /// changes, selected pairs. `None` once the connection is closed.
-    pub async fn next_event(&self) -> Option<Event> {
+    pub async fn next_event(&self) -> Option<IceEvent> {
         self.events.lock().await.recv().await
     }
 

@@ -19,8 +19,8 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::channel::{
-    Association, AssociationConfig, AssociationStats, Certificate, ChannelError, ChannelId,
-    ChannelOptions, DtlsRole, Event, Message, RemoteParameters, DTLS_FIRST_BYTES,
+    Association, AssociationConfig, AssociationStats, Certificate, ChannelError, ChannelEvent,
+    ChannelId, ChannelMessage, ChannelOptions, DtlsRole, RemoteParameters, DTLS_FIRST_BYTES,
 };
 use crate::ice::ConnectionState;
 use crate::net::IceConnection;
@@ -328,7 +328,7 @@ async fn drive(
             }
             while let Some(event) = assoc.poll_event() {
                 match event {
-                    Event::Connected => {
+                    ChannelEvent::Connected => {
                         let mut info = shared
                             .info
                             .lock()
@@ -336,10 +336,12 @@ async fn drive(
                         info.handshake = Some(now.saturating_duration_since(ice_connected));
                         connected.send_replace(true);
                     }
-                    Event::ChannelOpened { id, options } => new_channels.push((id, options)),
-                    Event::Readable { id } | Event::ChannelClosed { id } => ready_readers.push(id),
-                    Event::ChannelAcked { .. } | Event::BufferedAmountLow { .. } => {}
-                    Event::Closed(reason) => finished = Some(reason),
+                    ChannelEvent::ChannelOpened { id, options } => new_channels.push((id, options)),
+                    ChannelEvent::Readable { id } | ChannelEvent::ChannelClosed { id } => {
+                        ready_readers.push(id)
+                    }
+                    ChannelEvent::ChannelAcked { .. } | ChannelEvent::BufferedAmountLow { .. } => {}
+                    ChannelEvent::Closed(reason) => finished = Some(reason),
                 }
             }
             // Writers whose data now fits (or, for flush, whose data was all acknowledged).
@@ -495,11 +497,11 @@ impl DataChannel {
     }
 
     /// The next message; `None` once the channel or the association is closed.
-    pub async fn recv(&self) -> Option<Message> {
+    pub async fn recv(&self) -> Option<ChannelMessage> {
         std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 
-    fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Message>> {
+    fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<ChannelMessage>> {
         let mut assoc = self.shared.assoc();
         match assoc.recv(self.id) {
             Ok(Some(m)) => {

@@ -15,7 +15,9 @@ use tokio::task::JoinSet;
 
 use super::connection::{Datagram, SelectedPair, Shared, MAX_STREAM_FAILURES};
 use super::tls::{TurnStreamError, TurnStreamFailure, TurnTls};
-use crate::ice::{Agent, Candidate, ConnectionState, Credentials, Event, Received, Transport};
+use crate::ice::{
+    Agent, Candidate, Carrier, ConnectionState, Credentials, IceEvent, ReceiveOutcome,
+};
 use crate::turn::TurnTransport;
 
 /// Largest UDP payload we can receive (65,535 minus the 8-byte UDP header; RFC 768). Larger
@@ -75,7 +77,7 @@ pub(crate) struct Parts {
     pub(crate) tls: Option<TurnTls>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) commands: mpsc::Receiver<Command>,
-    pub(crate) events: mpsc::Sender<Event>,
+    pub(crate) events: mpsc::Sender<IceEvent>,
     pub(crate) datagrams: mpsc::Sender<Datagram>,
     pub(crate) state: watch::Sender<ConnectionState>,
 }
@@ -262,12 +264,12 @@ impl Driver {
             &packet.data,
         );
         match received {
-            Received::Stun | Received::Relayed => {}
-            Received::Dropped => {
+            ReceiveOutcome::Stun | ReceiveOutcome::Relayed => {}
+            ReceiveOutcome::Dropped => {
                 tracing::trace!(from = %packet.remote, to = %packet.local, len = packet.data.len(),
                     "agent dropped a datagram");
             }
-            Received::Data { component } => self.deliver(Datagram {
+            ReceiveOutcome::Data { component } => self.deliver(Datagram {
                 component,
                 source: packet.remote,
                 data: packet.data,
@@ -337,8 +339,8 @@ impl Driver {
     /// Sends what the agent wants sent, publishes what changed and forwards its events.
     async fn flush(&mut self) {
         while let Some(transmit) = self.parts.agent.poll_transmit() {
-            if matches!(transmit.transport, Transport::Tcp | Transport::Tls) {
-                let tls = transmit.transport == Transport::Tls;
+            if matches!(transmit.transport, Carrier::Tcp | Carrier::Tls) {
+                let tls = transmit.transport == Carrier::Tls;
                 self.send_stream(
                     transmit.source,
                     transmit.destination,
@@ -382,33 +384,33 @@ impl Driver {
         }
     }
 
-    fn event(&mut self, event: Event) {
+    fn event(&mut self, event: IceEvent) {
         match &event {
-            Event::LocalCandidate(candidate) => {
+            IceEvent::LocalCandidate(candidate) => {
                 tracing::debug!(candidate = %candidate, "local candidate");
             }
-            Event::GatheringComplete => tracing::debug!("gathering complete"),
-            Event::StateChanged(state) => tracing::info!(?state, "state changed"),
-            Event::SelectedPair {
+            IceEvent::GatheringComplete => tracing::debug!("gathering complete"),
+            IceEvent::StateChanged(state) => tracing::info!(?state, "state changed"),
+            IceEvent::SelectedPair {
                 component,
                 local,
                 remote,
             } => tracing::info!(component, local = %local, remote = %remote, "selected pair"),
-            Event::RoleChanged(role) => {
+            IceEvent::RoleChanged(role) => {
                 tracing::info!(?role, "role changed after a conflict");
                 self.parts.shared.view().role = *role;
             }
-            Event::RelayFailed {
+            IceEvent::RelayFailed {
                 server,
                 error,
                 retry_in,
             } => {
                 tracing::warn!(%server, %error, ?retry_in, "TURN allocation failed or lost");
             }
-            Event::LocalCandidateRemoved(candidate) => {
+            IceEvent::LocalCandidateRemoved(candidate) => {
                 tracing::info!(candidate = %candidate, "local candidate removed");
             }
-            Event::SelectedPairLost {
+            IceEvent::SelectedPairLost {
                 component,
                 local,
                 remote,

@@ -238,13 +238,13 @@ fn handshake_error(error: io::Error) -> TurnStreamError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::turn::Credentials;
+    use crate::turn::TurnCredentials;
 
     fn config(transport: TurnTransport, name: Option<&str>) -> TurnConfig {
         let mut c = TurnConfig::new(
             "127.0.0.1:5349".parse().expect("address"),
             transport,
-            Credentials::long_term("user", "pass"),
+            TurnCredentials::long_term("user", "pass"),
         );
         c.server_name = name.map(str::to_owned);
         c

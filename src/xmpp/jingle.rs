@@ -45,7 +45,7 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 use super::ibb::{IbbChannel, IbbShared};
 use crate::channel::{Certificate, ChannelError, DtlsRole, RemoteParameters};
 use crate::ibb::{IbbConfig, IbbStream, IbbTransport};
-use crate::ice::{ConnectionState, Credentials, Event as IceEvent, Role};
+use crate::ice::{ConnectionState, Credentials, IceEvent, Role};
 use crate::jingle::{
     dtls_role, Content, DataChannelTransport, DtlsFingerprint, IceUdpCandidate, IceUdpTransport,
     Reason, ReasonCondition, Senders, SessionConfig, SessionError, SessionEvent, SessionKey,

@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use jingle_ice_proto::ice::{Agent, Event, Received};
+use jingle_ice_proto::ice::{Agent, IceEvent, ReceiveOutcome};
 
-use super::endpoint::{Datagram, Endpoint};
+use super::endpoint::{Endpoint, SimDatagram};
 
 /// Application data an agent received on a usable pair (directly, or unwrapped by its TURN
 /// client).
@@ -25,13 +25,13 @@ pub struct ReceivedData {
 }
 
 /// An ICE [`Agent`] as a simulated [`Endpoint`]: feeds it datagrams and timers, sends what it
-/// asks for, and keeps a log of its [`Event`]s (stamped with virtual time) and of the
-/// application data it accepted ([`Received::Data`]), so a test can read
+/// asks for, and keeps a log of its [`IceEvent`]s (stamped with virtual time) and of the
+/// application data it accepted ([`ReceiveOutcome::Data`]), so a test can read
 /// `LocalCandidate`, `SelectedPair`, `StateChanged` and the data afterwards. The application
 /// sends its own data with [`AgentEndpoint::send_data`], through [`Agent::send`].
 pub struct AgentEndpoint {
     agent: Agent,
-    events: Vec<(Instant, Event)>,
+    events: Vec<(Instant, IceEvent)>,
     data: Vec<ReceivedData>,
     last_now: Option<Instant>,
 }
@@ -70,7 +70,7 @@ impl AgentEndpoint {
     }
 
     /// Every event so far with the virtual time it was drained at, in order.
-    pub fn events(&self) -> &[(Instant, Event)] {
+    pub fn events(&self) -> &[(Instant, IceEvent)] {
         &self.events
     }
 
@@ -97,7 +97,9 @@ impl AgentEndpoint {
 impl Endpoint for AgentEndpoint {
     fn handle_receive(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
         self.last_now = Some(now);
-        if let Received::Data { component } = self.agent.handle_receive(now, local, remote, data) {
+        if let ReceiveOutcome::Data { component } =
+            self.agent.handle_receive(now, local, remote, data)
+        {
             self.data.push(ReceivedData {
                 at: now,
                 component,
@@ -124,9 +126,9 @@ impl Endpoint for AgentEndpoint {
         self.drain_events();
     }
 
-    fn poll_transmit(&mut self) -> Option<Datagram> {
+    fn poll_transmit(&mut self) -> Option<SimDatagram> {
         let t = self.agent.poll_transmit()?;
-        Some(Datagram {
+        Some(SimDatagram {
             source: t.source,
             destination: t.destination,
             contents: t.contents,

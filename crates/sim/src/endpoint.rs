@@ -8,7 +8,7 @@ use std::time::Instant;
 
 /// A UDP datagram in the simulated network.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Datagram {
+pub struct SimDatagram {
     /// The address it is sent from (one the endpoint is bound to).
     pub source: SocketAddr,
     /// Where it goes.
@@ -29,7 +29,7 @@ pub trait Endpoint {
     /// The time asked for by [`Endpoint::poll_timeout`] has come (`now` may be later).
     fn handle_timeout(&mut self, now: Instant);
     /// The next datagram to send, if any.
-    fn poll_transmit(&mut self) -> Option<Datagram>;
+    fn poll_transmit(&mut self) -> Option<SimDatagram>;
     /// When [`Endpoint::handle_timeout`] should next be called, if ever.
     fn poll_timeout(&self) -> Option<Instant>;
     /// Called after the application changed the endpoint outside the network's own calls
@@ -83,7 +83,7 @@ pub struct ReceivedDatagram {
 #[derive(Debug, Default)]
 pub struct Recorder {
     received: Vec<ReceivedDatagram>,
-    outgoing: VecDeque<Datagram>,
+    outgoing: VecDeque<SimDatagram>,
 }
 
 impl Recorder {
@@ -99,7 +99,7 @@ impl Recorder {
         destination: SocketAddr,
         contents: impl Into<Vec<u8>>,
     ) {
-        self.outgoing.push_back(Datagram {
+        self.outgoing.push_back(SimDatagram {
             source,
             destination,
             contents: contents.into(),
@@ -129,7 +129,7 @@ impl Endpoint for Recorder {
 
     fn handle_timeout(&mut self, _now: Instant) {}
 
-    fn poll_transmit(&mut self) -> Option<Datagram> {
+    fn poll_transmit(&mut self) -> Option<SimDatagram> {
         self.outgoing.pop_front()
     }
 

@@ -39,7 +39,7 @@ mod stun_server;
 mod turn_server;
 
 pub use agent::{AgentEndpoint, ReceivedData};
-pub use endpoint::{Datagram, Endpoint, ReceivedDatagram, Recorder};
+pub use endpoint::{Endpoint, ReceivedDatagram, Recorder, SimDatagram};
 pub use link::LinkConfig;
 pub use nat::{
     FilteringBehavior, MappingBehavior, NatConfig, NatStats, PortAllocation,

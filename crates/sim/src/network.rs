@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use super::endpoint::{Datagram, Endpoint, ErasedEndpoint};
+use super::endpoint::{Endpoint, ErasedEndpoint, SimDatagram};
 use super::link::LinkConfig;
 use super::nat::{Inbound, NatBox, NatConfig, NatStats, Outbound};
 
@@ -531,7 +531,7 @@ impl Network {
 
     /// Drains an endpoint's transmits into the network.
     fn flush(&mut self, index: usize) {
-        let mut out: Vec<Datagram> = Vec::new();
+        let mut out: Vec<SimDatagram> = Vec::new();
         let host = match self.endpoints.get_mut(index) {
             Some(slot) => {
                 let ep = slot.endpoint.endpoint();
@@ -547,7 +547,7 @@ impl Network {
         }
     }
 
-    fn emit(&mut self, index: usize, host: HostId, d: Datagram) {
+    fn emit(&mut self, index: usize, host: HostId, d: SimDatagram) {
         let p = Packet {
             source: d.source,
             destination: d.destination,

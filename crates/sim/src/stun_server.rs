@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use jingle_ice_proto::stun::{error_code, Class, Message, MessageEncoder, Method};
 
-use super::endpoint::{Datagram, Endpoint};
+use super::endpoint::{Endpoint, SimDatagram};
 
 /// Counters of a [`StunServer`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,7 +29,7 @@ pub struct StunServerStats {
 #[derive(Debug, Default)]
 pub struct StunServer {
     software: Option<String>,
-    outgoing: VecDeque<Datagram>,
+    outgoing: VecDeque<SimDatagram>,
     stats: StunServerStats,
 }
 
@@ -98,7 +98,7 @@ impl Endpoint for StunServer {
         data: &[u8],
     ) {
         match self.answer(remote, data) {
-            Some(contents) => self.outgoing.push_back(Datagram {
+            Some(contents) => self.outgoing.push_back(SimDatagram {
                 source: local,
                 destination: remote,
                 contents,
@@ -109,7 +109,7 @@ impl Endpoint for StunServer {
 
     fn handle_timeout(&mut self, _now: Instant) {}
 
-    fn poll_transmit(&mut self) -> Option<Datagram> {
+    fn poll_transmit(&mut self) -> Option<SimDatagram> {
         self.outgoing.pop_front()
     }
 

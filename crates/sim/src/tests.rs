@@ -570,7 +570,7 @@ struct Stuck(Instant);
 impl Endpoint for Stuck {
     fn handle_receive(&mut self, _: Instant, _: SocketAddr, _: SocketAddr, _: &[u8]) {}
     fn handle_timeout(&mut self, _: Instant) {}
-    fn poll_transmit(&mut self) -> Option<Datagram> {
+    fn poll_transmit(&mut self) -> Option<SimDatagram> {
         None
     }
     fn poll_timeout(&self) -> Option<Instant> {

@@ -13,7 +13,7 @@ use jingle_ice_proto::turn::{
     encode_channel_data, is_valid_channel, ChannelData, PERMISSION_LIFETIME, PROTOCOL_UDP,
 };
 
-use super::endpoint::{Datagram, Endpoint};
+use super::endpoint::{Endpoint, SimDatagram};
 
 /// Longest allocation lifetime the server grants (RFC 8656 §7.2: 3600 s is the suggested
 /// maximum).
@@ -76,7 +76,7 @@ pub struct TurnServer {
     kill_delay: Duration,
     no_allocation_code: u16,
     refuse_allocations: bool,
-    outgoing: VecDeque<Datagram>,
+    outgoing: VecDeque<SimDatagram>,
     stats: TurnServerStats,
 }
 
@@ -190,7 +190,7 @@ impl TurnServer {
     }
 
     fn send(&mut self, from_port: u16, to: SocketAddr, contents: Vec<u8>) {
-        self.outgoing.push_back(Datagram {
+        self.outgoing.push_back(SimDatagram {
             source: SocketAddr::new(self.ip, from_port),
             destination: to,
             contents,
@@ -535,7 +535,7 @@ impl Endpoint for TurnServer {
         }
     }
 
-    fn poll_transmit(&mut self) -> Option<Datagram> {
+    fn poll_transmit(&mut self) -> Option<SimDatagram> {
         self.outgoing.pop_front()
     }
 

@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
-use crate::channel::Message;
+use crate::channel::ChannelMessage;
 use crate::net::DataChannel;
 
 /// Credit each side holds on a new channel before any `credit` message (`xep/tube.md` §4.2):
@@ -199,7 +199,7 @@ where
             if both_done {
                 return;
             }
-            let m: Option<Message> = tokio::select! {
+            let m: Option<ChannelMessage> = tokio::select! {
                 m = ch.recv() => m,
                 _ = failed(&failure_rx) => return,
                 _ = fin_sent_rx.changed() => continue,

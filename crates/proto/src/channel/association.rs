@@ -170,7 +170,7 @@ pub enum ChannelError {
         /// The limit.
         max: usize,
     },
-    /// The channel's send buffer is full; wait for [`Event::BufferedAmountLow`].
+    /// The channel's send buffer is full; wait for [`ChannelEvent::BufferedAmountLow`].
     #[error("send buffer full")]
     SendBufferFull,
     /// No stream id left, or `max_channels` reached.
@@ -180,7 +180,7 @@ pub enum ChannelError {
 
 /// What happened, for the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
+pub enum ChannelEvent {
     /// DTLS is up with the peer authenticated, and the SCTP association is established:
     /// channels can be opened.
     Connected,
@@ -217,7 +217,7 @@ pub enum Event {
 
 /// A message of a data channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
+pub struct ChannelMessage {
     /// The payload.
     pub data: Vec<u8>,
     /// Binary (PPID 53/57) or text (51/56) (RFC 8831 §6.6).
@@ -268,7 +268,7 @@ struct Channel {
     options: Option<ChannelOptions>,
     state: ChannelState,
     /// A data message read while looking for the DCEP OPEN/ACK before it.
-    early: Option<Message>,
+    early: Option<ChannelMessage>,
 }
 
 /// A data-channel association over one ICE pair (see the module documentation).
@@ -286,7 +286,7 @@ pub struct Association {
     channels: BTreeMap<ChannelId, Channel>,
     next_stream: ChannelId,
     transmits: VecDeque<Vec<u8>>,
-    events: VecDeque<Event>,
+    events: VecDeque<ChannelEvent>,
     closed: Option<ChannelError>,
     closing_since: Option<Instant>,
     /// Input arrived that SCTP has not been pumped for yet (see [`Association::settle`]).
@@ -496,7 +496,7 @@ impl Association {
     }
 
     /// The next event.
-    pub fn poll_event(&mut self) -> Option<Event> {
+    pub fn poll_event(&mut self) -> Option<ChannelEvent> {
         self.settle();
         self.events.pop_front()
     }
@@ -609,14 +609,14 @@ impl Association {
 
     /// The next message of a channel, if one is complete. DCEP messages are handled here and
     /// never returned.
-    pub fn recv(&mut self, id: ChannelId) -> Result<Option<Message>, ChannelError> {
+    pub fn recv(&mut self, id: ChannelId) -> Result<Option<ChannelMessage>, ChannelError> {
         if let Some(m) = self.channels.get_mut(&id).and_then(|c| c.early.take()) {
             return Ok(Some(m));
         }
         self.read_message(id)
     }
 
-    fn read_message(&mut self, id: ChannelId) -> Result<Option<Message>, ChannelError> {
+    fn read_message(&mut self, id: ChannelId) -> Result<Option<ChannelMessage>, ChannelError> {
         loop {
             // Streams are only read once registered (their OPEN is read first).
             if !self.channels.contains_key(&id) {
@@ -665,12 +665,12 @@ impl Association {
             self.stats.messages_received += 1;
             // Reading opened the receive window: the next poll sends the update.
             self.dirty = true;
-            return Ok(Some(Message { data, binary }));
+            return Ok(Some(ChannelMessage { data, binary }));
         }
     }
 
     /// Closes a channel: resets its outgoing stream after the data queued before (RFC 8831
-    /// §6.7, RFC 6525). [`Event::ChannelClosed`] follows once the peer resets its side.
+    /// §6.7, RFC 6525). [`ChannelEvent::ChannelClosed`] follows once the peer resets its side.
     pub fn close_channel(&mut self, id: ChannelId) {
         if let Some(c) = self.channels.get_mut(&id) {
             if c.state == ChannelState::Closing {
@@ -685,7 +685,7 @@ impl Association {
     }
 
     /// Closes the association gracefully: SCTP SHUTDOWN once the data in flight is
-    /// acknowledged, then DTLS close_notify. [`Event::Closed`] with [`ChannelError::Closed`]
+    /// acknowledged, then DTLS close_notify. [`ChannelEvent::Closed`] with [`ChannelError::Closed`]
     /// follows.
     pub fn close(&mut self, now: Instant) {
         self.now = now;
@@ -785,7 +785,8 @@ impl Association {
                     c.state = ChannelState::Open;
                     c.options = Some(options.clone());
                 }
-                self.events.push_back(Event::ChannelOpened { id, options });
+                self.events
+                    .push_back(ChannelEvent::ChannelOpened { id, options });
             }
             (Ok(DcepMessage::Ack), Some(ChannelState::AwaitAck)) => {
                 let options = self.channels.get(&id).and_then(|c| c.options.clone());
@@ -797,7 +798,7 @@ impl Association {
                 if let Some(c) = self.channels.get_mut(&id) {
                     c.state = ChannelState::Open;
                 }
-                self.events.push_back(Event::ChannelAcked { id });
+                self.events.push_back(ChannelEvent::ChannelAcked { id });
             }
             (Ok(_), Some(ChannelState::Closing)) => {}
             (result, _) => {
@@ -943,7 +944,7 @@ impl Association {
                 match ev {
                     SctpEvent::Connected if !self.sctp_connected => {
                         self.sctp_connected = true;
-                        self.events.push_back(Event::Connected);
+                        self.events.push_back(ChannelEvent::Connected);
                     }
                     SctpEvent::HandshakeFailed { reason } => {
                         lost = Some(ChannelError::Sctp(reason.to_string()));
@@ -989,19 +990,20 @@ impl Association {
                         if let Ok(Some(m)) = self.read_message(id) {
                             if let Some(c) = self.channels.get_mut(&id) {
                                 c.early = Some(m);
-                                self.events.push_back(Event::Readable { id });
+                                self.events.push_back(ChannelEvent::Readable { id });
                             }
                         }
                     } else if self.channels.contains_key(&id) {
-                        self.events.push_back(Event::Readable { id });
+                        self.events.push_back(ChannelEvent::Readable { id });
                     }
                 }
                 StreamEvent::BufferedAmountLow { id } => {
-                    self.events.push_back(Event::BufferedAmountLow { id });
+                    self.events
+                        .push_back(ChannelEvent::BufferedAmountLow { id });
                 }
                 StreamEvent::Finished { id } => {
                     if self.channels.remove(&id).is_some() {
-                        self.events.push_back(Event::ChannelClosed { id });
+                        self.events.push_back(ChannelEvent::ChannelClosed { id });
                     }
                     // The peer reset its side: reset ours too (RFC 8831 §6.7).
                     self.reset_sctp_stream(id);
@@ -1090,7 +1092,8 @@ impl Association {
             &mut self.dtls_timeout,
         );
         self.closed = Some(ChannelError::Closed);
-        self.events.push_back(Event::Closed(ChannelError::Closed));
+        self.events
+            .push_back(ChannelEvent::Closed(ChannelError::Closed));
     }
 
     fn fail(&mut self, reason: ChannelError) {
@@ -1101,7 +1104,7 @@ impl Association {
             let _ = sctp.close();
         }
         self.closed = Some(reason.clone());
-        self.events.push_back(Event::Closed(reason));
+        self.events.push_back(ChannelEvent::Closed(reason));
     }
 }
 

@@ -15,9 +15,9 @@ mod certificate;
 mod dcep;
 
 pub use association::{
-    Association, AssociationConfig, AssociationStats, ChannelError, ChannelId, DtlsRole, Event,
-    Message, RemoteParameters, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_SCTP_PORT, DTLS_FIRST_BYTES,
-    IMPLICIT_MAX_MESSAGE_SIZE,
+    Association, AssociationConfig, AssociationStats, ChannelError, ChannelEvent, ChannelId,
+    ChannelMessage, DtlsRole, RemoteParameters, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_SCTP_PORT,
+    DTLS_FIRST_BYTES, IMPLICIT_MAX_MESSAGE_SIZE,
 };
 pub use certificate::{
     digest_len, Certificate, CertificateError, Fingerprint, FingerprintError, FINGERPRINT_HASH,

@@ -18,8 +18,8 @@ struct Pair {
     rng: StdRng,
     /// Datagrams in flight: (arrival, to_b, bytes).
     wire: VecDeque<(Instant, bool, Vec<u8>)>,
-    events_a: Vec<Event>,
-    events_b: Vec<Event>,
+    events_a: Vec<ChannelEvent>,
+    events_b: Vec<ChannelEvent>,
 }
 
 fn remote_of(cert: &Certificate) -> RemoteParameters {
@@ -164,22 +164,23 @@ impl Pair {
 
     fn connect(&mut self) {
         self.run_until(Duration::from_secs(10), |p| {
-            p.events_a.contains(&Event::Connected) && p.events_b.contains(&Event::Connected)
+            p.events_a.contains(&ChannelEvent::Connected)
+                && p.events_b.contains(&ChannelEvent::Connected)
         });
     }
 
-    fn drain_messages(assoc: &mut Association, id: ChannelId, into: &mut Vec<Message>) {
+    fn drain_messages(assoc: &mut Association, id: ChannelId, into: &mut Vec<ChannelMessage>) {
         while let Ok(Some(m)) = assoc.recv(id) {
             into.push(m);
         }
     }
 }
 
-fn opened(events: &[Event]) -> Vec<(ChannelId, ChannelOptions)> {
+fn opened(events: &[ChannelEvent]) -> Vec<(ChannelId, ChannelOptions)> {
     events
         .iter()
         .filter_map(|e| match e {
-            Event::ChannelOpened { id, options } => Some((*id, options.clone())),
+            ChannelEvent::ChannelOpened { id, options } => Some((*id, options.clone())),
             _ => None,
         })
         .collect()
@@ -205,28 +206,30 @@ fn handshake_channels_and_messages_both_ways() {
     p.run_until(Duration::from_secs(5), |p| {
         Pair::drain_messages(&mut p.b, ida, &mut at_b);
         Pair::drain_messages(&mut p.a, idb, &mut at_a);
-        at_b.len() == 2 && at_a.len() == 1 && p.events_a.contains(&Event::ChannelAcked { id: ida })
+        at_b.len() == 2
+            && at_a.len() == 1
+            && p.events_a.contains(&ChannelEvent::ChannelAcked { id: ida })
     });
     assert_eq!(opened(&p.events_b), vec![(ida, opts.clone())]);
     assert_eq!(opened(&p.events_a), vec![(idb, opts)]);
-    assert!(p.events_a.contains(&Event::ChannelAcked { id: ida }));
+    assert!(p.events_a.contains(&ChannelEvent::ChannelAcked { id: ida }));
     assert_eq!(
         at_b[0],
-        Message {
+        ChannelMessage {
             data: b"hello from a".to_vec(),
             binary: true
         }
     );
     assert_eq!(
         at_b[1],
-        Message {
+        ChannelMessage {
             data: Vec::new(),
             binary: true
         }
     );
     assert_eq!(
         at_a[0],
-        Message {
+        ChannelMessage {
             data: b"text from b".to_vec(),
             binary: false
         }
@@ -248,10 +251,12 @@ fn wrong_fingerprint_fails_the_association() {
         0.0,
     );
     p.run_until(Duration::from_secs(60), |p| {
-        p.events_a.iter().any(|e| matches!(e, Event::Closed(_)))
+        p.events_a
+            .iter()
+            .any(|e| matches!(e, ChannelEvent::Closed(_)))
     });
     let closed = p.events_a.iter().find_map(|e| match e {
-        Event::Closed(reason) => Some(reason.clone()),
+        ChannelEvent::Closed(reason) => Some(reason.clone()),
         _ => None,
     });
     assert_eq!(
@@ -261,7 +266,7 @@ fn wrong_fingerprint_fails_the_association() {
             got: cb.fingerprint(),
         })
     );
-    assert!(!p.events_a.contains(&Event::Connected));
+    assert!(!p.events_a.contains(&ChannelEvent::Connected));
     assert!(p.a.open_channel(ChannelOptions::reliable("x", "")).is_err());
 }
 
@@ -342,12 +347,12 @@ fn many_channels_open_carry_data_and_close_cleanly() {
         let closed_b = p
             .events_b
             .iter()
-            .filter(|e| matches!(e, Event::ChannelClosed { .. }))
+            .filter(|e| matches!(e, ChannelEvent::ChannelClosed { .. }))
             .count();
         let closed_a = p
             .events_a
             .iter()
-            .filter(|e| matches!(e, Event::ChannelClosed { .. }))
+            .filter(|e| matches!(e, ChannelEvent::ChannelClosed { .. }))
             .count();
         closed_a == 32 && closed_b == 32
     });
@@ -374,8 +379,12 @@ fn graceful_close_reaches_the_peer() {
     let mut got = Vec::new();
     p.run_until(Duration::from_secs(10), |p| {
         Pair::drain_messages(&mut p.b, id, &mut got);
-        p.events_a.iter().any(|e| matches!(e, Event::Closed(_)))
-            && p.events_b.iter().any(|e| matches!(e, Event::Closed(_)))
+        p.events_a
+            .iter()
+            .any(|e| matches!(e, ChannelEvent::Closed(_)))
+            && p.events_b
+                .iter()
+                .any(|e| matches!(e, ChannelEvent::Closed(_)))
     });
     assert_eq!(got.len(), 1, "data queued before close is delivered");
     // The data's last SACK may be delayed (200 ms), then SHUTDOWN, SHUTDOWN ACK and
@@ -386,10 +395,12 @@ fn graceful_close_reaches_the_peer() {
         took <= Duration::from_millis(300),
         "graceful close took {took:?}"
     );
-    assert!(p.events_a.contains(&Event::Closed(ChannelError::Closed)));
+    assert!(p
+        .events_a
+        .contains(&ChannelEvent::Closed(ChannelError::Closed)));
     assert!(p
         .events_b
-        .contains(&Event::Closed(ChannelError::PeerClosed)));
+        .contains(&ChannelEvent::Closed(ChannelError::PeerClosed)));
 }
 
 #[test]
@@ -506,13 +517,19 @@ fn an_idle_association_closes_in_two_round_trips() {
     let now = p.now;
     p.a.close(now);
     p.run_until(Duration::from_secs(10), |p| {
-        p.events_a.iter().any(|e| matches!(e, Event::Closed(_)))
-            && p.events_b.iter().any(|e| matches!(e, Event::Closed(_)))
+        p.events_a
+            .iter()
+            .any(|e| matches!(e, ChannelEvent::Closed(_)))
+            && p.events_b
+                .iter()
+                .any(|e| matches!(e, ChannelEvent::Closed(_)))
     });
     let took = p.now - now;
     assert!(took <= one_way * 4, "close took {took:?}");
-    assert!(p.events_a.contains(&Event::Closed(ChannelError::Closed)));
+    assert!(p
+        .events_a
+        .contains(&ChannelEvent::Closed(ChannelError::Closed)));
     assert!(p
         .events_b
-        .contains(&Event::Closed(ChannelError::PeerClosed)));
+        .contains(&ChannelEvent::Closed(ChannelError::PeerClosed)));
 }

@@ -50,7 +50,7 @@ pub enum ConnectionState {
 
 /// Something the application should know about (drained with [`Agent::poll_event`]).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Event {
+pub enum IceEvent {
     /// A new local candidate to signal to the peer (trickle, RFC 8838 §4).
     LocalCandidate(Candidate),
     /// Every gathering transaction has ended (RFC 8838 §4: end-of-candidates may be signalled).
@@ -70,9 +70,9 @@ pub enum Event {
     RoleChanged(Role),
     /// A TURN allocation could not be made or was lost (wrong credentials, quota, no answer,
     /// a broken stream, 437...). A lost allocation's relayed candidate is removed first
-    /// ([`Event::LocalCandidateRemoved`]). The agent goes on with its other candidates and
+    /// ([`IceEvent::LocalCandidateRemoved`]). The agent goes on with its other candidates and
     /// allocates again after `retry_in` (RFC 8445 §5.1.1.2; the back-off is ours, RFC 8656
-    /// sets none); the new relayed candidate comes as a [`Event::LocalCandidate`] to trickle
+    /// sets none); the new relayed candidate comes as a [`IceEvent::LocalCandidate`] to trickle
     /// (RFC 8838 §4) and is checked against the remote candidates (RFC 8445 §6.1.2).
     RelayFailed {
         /// The TURN server.
@@ -107,7 +107,7 @@ pub enum Event {
 
 /// How a [`Transmit`] travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
+pub enum Carrier {
     /// A UDP datagram from the socket bound at `source`.
     Udp,
     /// Bytes for the TCP stream to a TURN server at `destination` (RFC 8656 §3.1);
@@ -128,7 +128,7 @@ pub struct Transmit {
     /// The datagram, or the chunk of the stream.
     pub contents: Vec<u8>,
     /// UDP, or the stream to a TURN server.
-    pub transport: Transport,
+    pub transport: Carrier,
 }
 
 /// Application data that arrived through a TURN relay (drained with
@@ -156,7 +156,7 @@ pub enum SendError {
 
 /// What a received datagram turned out to be (see [`Agent::handle_receive`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Received {
+pub enum ReceiveOutcome {
     /// A STUN message the agent consumed (check, response, or gathering answer).
     Stun,
     /// Application data from the peer on a component: hand it to the application.
@@ -320,7 +320,7 @@ pub struct Agent {
     exhausted_since: Option<Instant>,
     state: ConnectionState,
     transmits: VecDeque<Transmit>,
-    events: VecDeque<Event>,
+    events: VecDeque<IceEvent>,
     stats: AgentStats,
     foundations: HashMap<(CandidateType, std::net::IpAddr, Option<std::net::IpAddr>), String>,
     next_prflx_foundation: u32,
@@ -470,7 +470,7 @@ impl Agent {
 
     /// Adds a local address the caller has bound for `component` (RFC 8445 §5.1.1.1). Returns
     /// the host candidate, or `None` if it duplicates an existing one or the component is out
-    /// of range. The same candidate is also announced as [`Event::LocalCandidate`].
+    /// of range. The same candidate is also announced as [`IceEvent::LocalCandidate`].
     pub fn add_host_candidate(&mut self, component: u16, addr: SocketAddr) -> Option<Candidate> {
         if component == 0 || component > self.config.components.max(1) {
             return None;
@@ -505,7 +505,7 @@ impl Agent {
         };
         self.local_candidates.push(candidate.clone());
         self.events
-            .push_back(Event::LocalCandidate(candidate.clone()));
+            .push_back(IceEvent::LocalCandidate(candidate.clone()));
         let servers = self.stun_servers.clone();
         for server in servers {
             self.add_gatherer(component, addr, server);
@@ -708,7 +708,9 @@ impl Agent {
                         continue;
                     };
                     self.relay_reached(self.relays[i].client.server(), peer.ip());
-                    if let Received::Data { component } = self.process(now, relayed, peer, &data) {
+                    if let ReceiveOutcome::Data { component } =
+                        self.process(now, relayed, peer, &data)
+                    {
                         if self.relayed_data.len() >= MAX_RELAYED_DATA {
                             self.stats.relayed_data_dropped += 1;
                         } else {
@@ -773,7 +775,7 @@ impl Agent {
         if let Some(relayed) = lost {
             self.remove_relayed(relayed);
         }
-        self.events.push_back(Event::RelayFailed {
+        self.events.push_back(IceEvent::RelayFailed {
             server,
             error,
             retry_in,
@@ -842,7 +844,7 @@ impl Agent {
 
     /// Removes the local candidates whose base is the relayed address of a lost allocation,
     /// and their pairs (RFC 8445 §6.1.2). A selected pair among them is lost: its component
-    /// goes on with its other valid pairs ([`Event::SelectedPairLost`]).
+    /// goes on with its other valid pairs ([`IceEvent::SelectedPairLost`]).
     fn remove_relayed(&mut self, relayed: SocketAddr) {
         let gone: Vec<bool> = self
             .local_candidates
@@ -870,7 +872,7 @@ impl Agent {
             let last = p.last_consent.unwrap_or(self.now);
             self.lost_consent_deadline[c] = Some(last + self.config.consent_timeout);
             tracing::info!(component = c + 1, local = %local, remote = %remote, "selected pair lost with its relayed candidate");
-            self.events.push_back(Event::SelectedPairLost {
+            self.events.push_back(IceEvent::SelectedPairLost {
                 component: c as u16 + 1,
                 local,
                 remote,
@@ -906,7 +908,7 @@ impl Agent {
         for c in removed {
             if c.kind == CandidateType::Relayed {
                 tracing::debug!(candidate = %c, "relayed candidate removed");
-                self.events.push_back(Event::LocalCandidateRemoved(c));
+                self.events.push_back(IceEvent::LocalCandidateRemoved(c));
             }
         }
         for c in 1..=self.config.components.max(1) {
@@ -1001,7 +1003,7 @@ impl Agent {
         };
         tracing::debug!(candidate = %candidate, "relayed candidate");
         self.local_candidates.push(candidate.clone());
-        self.events.push_back(Event::LocalCandidate(candidate));
+        self.events.push_back(IceEvent::LocalCandidate(candidate));
         self.form_pairs();
     }
 
@@ -1082,7 +1084,7 @@ impl Agent {
         local: SocketAddr,
         remote: SocketAddr,
         data: &[u8],
-    ) -> Received {
+    ) -> ReceiveOutcome {
         self.now = self.now.max(now);
         // Traffic of a TURN allocation made from this socket (also after close: the
         // deallocation is answered). A STUN server may also be the TURN server: answers to
@@ -1103,10 +1105,10 @@ impl Agent {
         if relayed {
             self.process_relays(now);
             self.update_state(now);
-            return Received::Relayed;
+            return ReceiveOutcome::Relayed;
         }
         if self.state == ConnectionState::Closed {
-            return Received::Dropped;
+            return ReceiveOutcome::Dropped;
         }
         self.process(now, local, remote, data)
     }
@@ -1119,13 +1121,13 @@ impl Agent {
         local: SocketAddr,
         remote: SocketAddr,
         data: &[u8],
-    ) -> Received {
+    ) -> ReceiveOutcome {
         match data.first() {
             Some(0..=3) => {}
             Some(_) => return self.receive_data(local, remote),
             None => {
                 self.stats.unexpected_data += 1;
-                return Received::Dropped;
+                return ReceiveOutcome::Dropped;
             }
         }
         let message = match Message::decode(data) {
@@ -1133,12 +1135,12 @@ impl Agent {
             Err(err) => {
                 tracing::debug!(%remote, %err, "dropping malformed STUN packet");
                 self.stats.malformed_stun += 1;
-                return Received::Dropped;
+                return ReceiveOutcome::Dropped;
             }
         };
         if message.method() != Method::BINDING {
             self.stats.malformed_stun += 1;
-            return Received::Dropped;
+            return ReceiveOutcome::Dropped;
         }
         let handled = match message.class() {
             Class::Request => self.handle_request(now, local, remote, &message),
@@ -1150,30 +1152,30 @@ impl Agent {
         };
         self.update_state(now);
         if handled {
-            Received::Stun
+            ReceiveOutcome::Stun
         } else {
-            Received::Dropped
+            ReceiveOutcome::Dropped
         }
     }
 
-    fn receive_data(&mut self, local: SocketAddr, remote: SocketAddr) -> Received {
+    fn receive_data(&mut self, local: SocketAddr, remote: SocketAddr) -> ReceiveOutcome {
         let found = self.pairs.iter().find(|p| {
             self.local_candidates[p.local].base == local
                 && self.remote_candidates[p.remote].address == remote
                 && (p.state == PairState::Succeeded || p.peer_authenticated)
         });
         match found {
-            Some(pair) => Received::Data {
+            Some(pair) => ReceiveOutcome::Data {
                 component: pair.component,
             },
             None => {
                 // A selected pair whose remote generation was dropped by a restart still
                 // carries data until a new one is selected.
                 if let Some(component) = self.selected_component_for(local, remote) {
-                    return Received::Data { component };
+                    return ReceiveOutcome::Data { component };
                 }
                 self.stats.unexpected_data += 1;
-                Received::Dropped
+                ReceiveOutcome::Dropped
             }
         }
     }
@@ -1393,7 +1395,7 @@ impl Agent {
         if self.role != role {
             tracing::debug!(?role, "role conflict resolved: switching role");
             self.role = role;
-            self.events.push_back(Event::RoleChanged(role));
+            self.events.push_back(IceEvent::RoleChanged(role));
         }
     }
 
@@ -1514,7 +1516,7 @@ impl Agent {
             base,
         };
         self.local_candidates.push(candidate.clone());
-        self.events.push_back(Event::LocalCandidate(candidate));
+        self.events.push_back(IceEvent::LocalCandidate(candidate));
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1942,7 +1944,7 @@ impl Agent {
                     source: g.base,
                     destination: g.server,
                     contents: g.request.clone(),
-                    transport: Transport::Udp,
+                    transport: Carrier::Udp,
                 });
             }
             t.handle_timeout(now);
@@ -2035,7 +2037,7 @@ impl Agent {
             source,
             destination,
             contents,
-            transport: Transport::Udp,
+            transport: Carrier::Udp,
         });
     }
 
@@ -2187,7 +2189,7 @@ impl Agent {
                 }
             }
             tracing::debug!(component, local = %local, remote = %remote, "selected pair");
-            self.events.push_back(Event::SelectedPair {
+            self.events.push_back(IceEvent::SelectedPair {
                 component,
                 local,
                 remote,
@@ -2207,7 +2209,7 @@ impl Agent {
             && self.relays.iter().all(|r| r.done)
         {
             self.gathering_complete = true;
-            self.events.push_back(Event::GatheringComplete);
+            self.events.push_back(IceEvent::GatheringComplete);
         }
         if matches!(
             self.state,
@@ -2303,7 +2305,7 @@ impl Agent {
         if self.state != state {
             tracing::debug!(?state, "ICE state");
             self.state = state;
-            self.events.push_back(Event::StateChanged(state));
+            self.events.push_back(IceEvent::StateChanged(state));
             if state == ConnectionState::Failed {
                 self.stop_checks();
             }
@@ -2405,16 +2407,16 @@ impl Agent {
                 destination: t.destination,
                 contents: t.data,
                 transport: match relay.client.transport() {
-                    TurnTransport::Udp => Transport::Udp,
-                    TurnTransport::Tcp => Transport::Tcp,
-                    TurnTransport::Tls => Transport::Tls,
+                    TurnTransport::Udp => Carrier::Udp,
+                    TurnTransport::Tcp => Carrier::Tcp,
+                    TurnTransport::Tls => Carrier::Tls,
                 },
             })
         })
     }
 
     /// The next event for the application.
-    pub fn poll_event(&mut self) -> Option<Event> {
+    pub fn poll_event(&mut self) -> Option<IceEvent> {
         self.events.pop_front()
     }
 
@@ -2462,10 +2464,10 @@ impl Agent {
         self.local_candidates
             .retain(|c| c.kind != CandidateType::PeerReflexive);
         for c in self.local_candidates.clone() {
-            self.events.push_back(Event::LocalCandidate(c));
+            self.events.push_back(IceEvent::LocalCandidate(c));
         }
         if self.gathering_complete {
-            self.events.push_back(Event::GatheringComplete);
+            self.events.push_back(IceEvent::GatheringComplete);
         }
         if self.state != ConnectionState::Closed {
             self.state = ConnectionState::New;

@@ -13,8 +13,8 @@ mod config;
 mod credentials;
 
 pub use agent::{
-    Agent, AgentStats, ConnectionState, Event, Received, RelayedData, Role, SendError, Transmit,
-    Transport,
+    Agent, AgentStats, Carrier, ConnectionState, IceEvent, ReceiveOutcome, RelayedData, Role,
+    SendError, Transmit,
 };
 pub use candidate::{Candidate, CandidateParseError, CandidateType};
 pub use config::AgentConfig;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use super::credentials::Credentials;
+use super::credentials::TurnCredentials;
 use super::framing::{
     encode_channel_data, ChannelData, Frame, FrameError, StreamFramer, CHANNEL_MAX, CHANNEL_MIN,
     MAX_STREAM_FRAME_LEN,
@@ -89,7 +89,7 @@ pub struct TurnConfig {
     /// certificate against the IP address of [`Self::server`]. Ignored over UDP and TCP.
     pub server_name: Option<String>,
     /// The credentials (RFC 8656 §9.2 long-term, or the time-limited form).
-    pub credentials: Credentials,
+    pub credentials: TurnCredentials,
     /// The allocation lifetime to ask for in LIFETIME (RFC 8656 §7.1); the server's answer
     /// wins. Whole seconds are sent.
     pub lifetime: Duration,
@@ -118,7 +118,7 @@ pub struct TurnConfig {
 impl TurnConfig {
     /// A configuration with the defaults: lifetime 600 s, RFC 8489 timings, 64 permissions,
     /// 64 channels, 1024 queued transmits and data events.
-    pub fn new(server: SocketAddr, transport: TurnTransport, credentials: Credentials) -> Self {
+    pub fn new(server: SocketAddr, transport: TurnTransport, credentials: TurnCredentials) -> Self {
         TurnConfig {
             server,
             transport,
@@ -143,7 +143,7 @@ impl TurnConfig {
     pub fn tls(
         server: SocketAddr,
         server_name: impl Into<String>,
-        credentials: Credentials,
+        credentials: TurnCredentials,
     ) -> Self {
         TurnConfig {
             server_name: Some(server_name.into()),

@@ -10,7 +10,7 @@ use sha1::Sha1;
 
 /// How the client authenticates to the TURN server (RFC 8656 §9.2, RFC 8489 §9.2).
 #[derive(Clone, PartialEq, Eq)]
-pub enum Credentials {
+pub enum TurnCredentials {
     /// A long-term username and password (RFC 8489 §9.2). The realm and nonce come from the
     /// server's 401 answer.
     LongTerm {
@@ -21,10 +21,10 @@ pub enum Credentials {
     },
 }
 
-impl Credentials {
+impl TurnCredentials {
     /// Long-term credentials as configured (RFC 8489 §9.2).
     pub fn long_term(username: impl Into<String>, password: impl Into<String>) -> Self {
-        Credentials::LongTerm {
+        TurnCredentials::LongTerm {
             username: username.into(),
             password: password.into(),
         }
@@ -40,10 +40,10 @@ impl Credentials {
             None => expiry_unix.to_string(),
         };
         let password = time_limited_password(secret, &username);
-        Credentials::LongTerm { username, password }
+        TurnCredentials::LongTerm { username, password }
     }
 
-    /// [`Credentials::time_limited`] valid for `ttl` after `now` (a wall-clock time, so the
+    /// [`TurnCredentials::time_limited`] valid for `ttl` after `now` (a wall-clock time, so the
     /// caller passes `SystemTime::now()`).
     pub fn time_limited_for(
         secret: &[u8],
@@ -53,25 +53,25 @@ impl Credentials {
     ) -> Self {
         let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
         let expiry = since_epoch.saturating_add(ttl).as_secs();
-        Credentials::time_limited(secret, expiry, user)
+        TurnCredentials::time_limited(secret, expiry, user)
     }
 
     /// The USERNAME these credentials send.
     pub fn username(&self) -> &str {
         match self {
-            Credentials::LongTerm { username, .. } => username,
+            TurnCredentials::LongTerm { username, .. } => username,
         }
     }
 
     /// The password the long-term key is made from.
     pub(crate) fn password(&self) -> &str {
         match self {
-            Credentials::LongTerm { password, .. } => password,
+            TurnCredentials::LongTerm { password, .. } => password,
         }
     }
 }
 
-impl std::fmt::Debug for Credentials {
+impl std::fmt::Debug for TurnCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The password stays out of logs.
         f.debug_struct("LongTerm")
@@ -100,12 +100,12 @@ mod tests {
     #[test]
     fn time_limited_matches_openssl() {
         // echo -n "1700000000:alice" | openssl dgst -sha1 -hmac S3cret -binary | base64
-        let c = Credentials::time_limited(b"S3cret", 1_700_000_000, Some("alice"));
+        let c = TurnCredentials::time_limited(b"S3cret", 1_700_000_000, Some("alice"));
         assert_eq!(c.username(), "1700000000:alice");
         assert_eq!(c.password(), "RWn1onPKprbAeQq8zmxAm/B/btc=");
-        let c = Credentials::time_limited(b"S3cret", 1_700_000_000, None);
+        let c = TurnCredentials::time_limited(b"S3cret", 1_700_000_000, None);
         assert_eq!(c.username(), "1700000000");
-        let c = Credentials::time_limited_for(
+        let c = TurnCredentials::time_limited_for(
             b"S3cret",
             UNIX_EPOCH + Duration::from_secs(1_699_999_000),
             Duration::from_secs(1000),

@@ -48,7 +48,7 @@ pub use client::{
     DEFAULT_ALLOCATION_LIFETIME, DEFAULT_RELIABLE_TIMEOUT, MAX_STALE_NONCE_RETRIES,
     PERMISSION_LIFETIME, PERMISSION_REFRESH, PROTOCOL_UDP,
 };
-pub use credentials::Credentials;
+pub use credentials::TurnCredentials;
 pub use framing::{
     encode_channel_data, is_valid_channel, ChannelData, Frame, FrameError, StreamFramer,
     CHANNEL_DATA_HEADER_LEN, CHANNEL_MAX, CHANNEL_MIN, MAX_STREAM_FRAME_LEN,

@@ -29,7 +29,7 @@ use minidom::Element;
 
 use super::stanza::{iq, iq_result, iq_type, set_attr, IqType, StanzaError};
 use crate::jingle::{LimitExceeded, StanzaLimits};
-use crate::turn::{Credentials, TurnConfig, TurnTransport};
+use crate::turn::{TurnConfig, TurnCredentials, TurnTransport};
 
 /// Namespace of XEP-0215 version 2 (XEP-0215 §2, §8.1).
 pub const NS_EXTDISCO: &str = "urn:xmpp:extdisco:2";
@@ -569,7 +569,7 @@ pub enum IceServerRole {
         /// UDP, TCP, or TLS (for `turns`).
         transport: TurnTransport,
         /// The service's username and password (long-term mechanism, RFC 8489 §9.2).
-        credentials: Credentials,
+        credentials: TurnCredentials,
     },
 }
 
@@ -666,7 +666,7 @@ fn plan_one(s: &ExternalService) -> Result<IceServer, Unusable> {
         | (ServiceType::Turn, ServiceTransport::Tcp)
         | (ServiceType::Turns, ServiceTransport::Tcp) => {
             let credentials = match (&s.username, &s.password) {
-                (Some(u), Some(p)) => Credentials::long_term(u.clone(), p.clone()),
+                (Some(u), Some(p)) => TurnCredentials::long_term(u.clone(), p.clone()),
                 _ if s.restricted => return Err(Unusable::NeedsCredentials),
                 _ => return Err(Unusable::NoCredentials),
             };
