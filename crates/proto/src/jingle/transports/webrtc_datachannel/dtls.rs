@@ -135,39 +135,15 @@ pub enum DtlsError {
     /// The `hash` attribute is absent.
     #[error("fingerprint has no hash attribute")]
     MissingHash,
-    /// The `hash` attribute is empty, too long or not a token.
-    #[error("fingerprint hash {0:?} is not a hash function name")]
-    InvalidHash(String),
     /// The `setup` attribute is absent.
     #[error("fingerprint has no setup attribute")]
     MissingSetup,
     /// The `setup` attribute is not one of RFC 4145 §4's values.
     #[error("fingerprint setup {0:?} is not actpass, active, passive or holdconn")]
     UnknownSetup(String),
-    /// The text is empty.
-    #[error("fingerprint is empty")]
-    Empty,
-    /// The text is longer than [`FINGERPRINT_MAX_LEN`] bytes could be.
-    #[error("fingerprint text of {0} characters is longer than any digest")]
-    TooLong(usize),
-    /// A group of the text is not two hex digits.
-    #[error("fingerprint byte {index} is {group:?}, not two hex digits")]
-    BadHex {
-        /// Position of the bad group, from 0.
-        index: usize,
-        /// The group as received.
-        group: String,
-    },
-    /// The digest length does not match the hash function.
-    #[error("{hash} fingerprint has {got} bytes, expected {expected}")]
-    WrongLength {
-        /// The hash function.
-        hash: String,
-        /// Its digest length.
-        expected: usize,
-        /// The number of bytes received.
-        got: usize,
-    },
+    /// The hash name or the digest is not a fingerprint (RFC 8122 §5).
+    #[error(transparent)]
+    Fingerprint(#[from] FingerprintError),
     /// The offer's and the answer's `setup` do not give one client and one server.
     #[error("setup {offer} in the offer cannot be answered with {answer:?}")]
     SetupMismatch {
@@ -185,27 +161,6 @@ pub struct DtlsFingerprint {
     pub setup: Setup,
     /// The hash function and the digest of the certificate.
     pub fingerprint: Fingerprint,
-}
-
-impl From<FingerprintError> for DtlsError {
-    fn from(e: FingerprintError) -> Self {
-        match e {
-            FingerprintError::InvalidHash(h) => DtlsError::InvalidHash(h),
-            FingerprintError::Empty => DtlsError::Empty,
-            FingerprintError::TooLong(n) => DtlsError::TooLong(n),
-            FingerprintError::BadHex { index, group } => DtlsError::BadHex { index, group },
-            FingerprintError::WrongLength {
-                hash,
-                expected,
-                got,
-            } => DtlsError::WrongLength {
-                hash,
-                expected,
-                got,
-            },
-            FingerprintError::UnsupportedHash(h) => DtlsError::InvalidHash(h),
-        }
-    }
 }
 
 impl DtlsFingerprint {
@@ -330,10 +285,10 @@ mod tests {
         let bad = HEX32.replacen("9A", "9G", 1);
         assert_eq!(
             DtlsFingerprint::from_element(&el(Some("sha-256"), Some("active"), &bad)),
-            Err(DtlsError::BadHex {
+            Err(DtlsError::Fingerprint(FingerprintError::BadHex {
                 index: 2,
                 group: "9G".into()
-            })
+            }))
         );
         for text in [
             "5E2B",
@@ -346,7 +301,10 @@ mod tests {
         ] {
             let r = DtlsFingerprint::from_element(&el(Some("sha-256"), Some("active"), text));
             assert!(
-                matches!(r, Err(DtlsError::BadHex { .. })),
+                matches!(
+                    r,
+                    Err(DtlsError::Fingerprint(FingerprintError::BadHex { .. }))
+                ),
                 "{text:?} gave {r:?}"
             );
         }
@@ -357,16 +315,19 @@ mod tests {
         let short = &HEX32[..HEX32.len() - 3];
         assert_eq!(
             DtlsFingerprint::from_element(&el(Some("sha-256"), Some("active"), short)),
-            Err(DtlsError::WrongLength {
+            Err(DtlsError::Fingerprint(FingerprintError::WrongLength {
                 hash: "sha-256".into(),
                 expected: 32,
                 got: 31
-            })
+            }))
         );
         // 32 bytes are right for sha-256, wrong for sha-1.
         assert!(matches!(
             DtlsFingerprint::from_element(&el(Some("sha-1"), Some("active"), HEX32)),
-            Err(DtlsError::WrongLength { expected: 20, .. })
+            Err(DtlsError::Fingerprint(FingerprintError::WrongLength {
+                expected: 20,
+                ..
+            }))
         ));
         // An unknown hash takes any length up to the bound.
         let fp = DtlsFingerprint::from_element(&el(Some("x-new-hash"), Some("active"), "01:02"))
@@ -375,11 +336,11 @@ mod tests {
         let long = vec!["AB"; FINGERPRINT_MAX_LEN + 1].join(":");
         assert!(matches!(
             DtlsFingerprint::from_element(&el(Some("x-new-hash"), Some("active"), &long)),
-            Err(DtlsError::TooLong(_))
+            Err(DtlsError::Fingerprint(FingerprintError::TooLong(_)))
         ));
         assert_eq!(
             DtlsFingerprint::from_element(&el(Some("sha-256"), Some("active"), "  ")),
-            Err(DtlsError::Empty)
+            Err(DtlsError::Fingerprint(FingerprintError::Empty))
         );
     }
 
@@ -391,7 +352,7 @@ mod tests {
         );
         assert!(matches!(
             DtlsFingerprint::from_element(&el(Some("sha 256"), Some("active"), HEX32)),
-            Err(DtlsError::InvalidHash(_))
+            Err(DtlsError::Fingerprint(FingerprintError::InvalidHash(_)))
         ));
         assert_eq!(
             DtlsFingerprint::from_element(&el(Some("sha-256"), None, HEX32)),

@@ -360,7 +360,7 @@ mod tests {
         assert!(matches!(
             parse("sctp-port='5000'", &inner(&bad_fp)),
             Err(DataChannelError::IceUdp(TransportError::Fingerprint(
-                DtlsError::BadHex { index: 1, .. }
+                DtlsError::Fingerprint(crate::channel::FingerprintError::BadHex { index: 1, .. })
             )))
         ));
         let wrong: Element = format!("<transport xmlns='{NS_ICE_UDP}'/>")
