@@ -3,6 +3,7 @@
 //! Sans-IO (stanzas in, stanzas out, never a connection):
 //! - [`extdisco`]: STUN and TURN servers from the user's XMPP server (XEP-0215).
 //! - [`disco`]: our features, peers' features and entity capabilities (XEP-0030, XEP-0115).
+//! - [`outbox`]: request tracking, bounce retries and directed presences across reconnects.
 //!
 //! With tokio:
 //! - [`jingle`]: the Jingle ICE-UDP extension to plug into the application's own XMPP client.
@@ -16,6 +17,7 @@ pub mod extdisco;
 pub mod ibb;
 pub mod jingle;
 pub mod nesting;
+pub mod outbox;
 
 pub use client::{ClientError, JingleClient, JingleClientConfig};
 pub use connection::{XmppConfig, XmppConnection, XmppError, XmppSender};
