@@ -21,24 +21,19 @@
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use jid::{BareJid, FullJid, Jid};
+use jid::{FullJid, Jid};
 use minidom::Element;
 use tokio::sync::{oneshot, watch};
 
 use super::connection::{XmppConfig, XmppConnection, XmppError, XmppSender};
 use super::disco::{self, Features, Identity};
-use super::extdisco::{self, IceServers};
+pub use super::jingle::{DiscoveredServices, CAPS_NODE};
 use super::jingle::{IncomingSession, JingleIce, JingleIceConfig, JingleIceError, JingleSession};
-use super::outbox::{Outbox, PROBE_ID_PREFIX};
-use crate::jingle::stanza::{iq_error, iq_type, Condition, IqType, NS_CLIENT};
+use crate::jingle::stanza::NS_CLIENT;
 use crate::jingle::{Reason, ReasonCondition};
 
-/// Node of our XEP-0115 capabilities.
-pub const CAPS_NODE: &str = "https://github.com/jingle-ice/jingle-ice";
-/// Retry delay when fetching the external services failed.
-const SERVICES_RETRY: Duration = Duration::from_secs(60);
 /// Pause between ending the sessions in [`JingleClient::close`] and logging off, so the
 /// extension's terminates reach the pump first.
 const CLOSE_GRACE: Duration = Duration::from_millis(100);
@@ -208,29 +203,13 @@ pub enum ClientError {
     },
 }
 
-/// What the last XEP-0215 query gave.
-#[derive(Debug, Clone, Default)]
-pub struct DiscoveredServices {
-    /// Usable servers (manual ones not included).
-    pub servers: IceServers,
-    /// Services skipped or unusable, with the reason.
-    pub problems: Vec<String>,
-    /// When the credentials must be fetched again.
-    pub refresh_at: Option<SystemTime>,
-    /// Whether the server answered that it offers none (not an error).
-    pub none_offered: bool,
-}
-
 /// A logged-in bot client with Jingle ICE-UDP (see the module documentation).
 pub struct JingleClient {
     jid: FullJid,
     current: Arc<Mutex<XmppSender>>,
     ext: Arc<JingleIce>,
-    features: Arc<Features>,
-    services: Arc<Mutex<DiscoveredServices>>,
     status: watch::Receiver<ConnectionStatus>,
     pump: tokio::task::JoinHandle<()>,
-    refresher: Option<tokio::task::JoinHandle<()>>,
     shutdown: Option<oneshot::Sender<()>>,
     close_wait: Duration,
 }
@@ -243,22 +222,22 @@ impl JingleClient {
         config.xmpp.presence = false;
         let conn = XmppConnection::connect(config.xmpp.clone()).await?;
         let jid = conn.jid().clone();
-        let mut features = Features::new(config.identity.clone(), CAPS_NODE);
+        let policy = config.reconnect.clone();
+        // The extension does the announcing, the tracking and the answering itself.
+        let mut ice = config.ice.clone();
+        ice.identity = config.identity.clone();
         for f in &config.extra_features {
-            features.add_feature(f);
+            if !ice.extra_features.contains(f) {
+                ice.extra_features.push(f.clone());
+            }
         }
-        let features = Arc::new(features);
-        let presence = send_presence.then(|| {
-            let mut presence = Element::bare("presence", NS_CLIENT);
-            presence.append_child(features.caps_element());
-            presence
-        });
-        if let Some(p) = &presence {
-            conn.send(p.clone()).await?;
-        }
-        let ext = Arc::new(JingleIce::new(jid.clone(), config.ice.clone()));
+        ice.presence = send_presence;
+        ice.discover_services = config.discover_services;
+        ice.outbox_capacity = policy.queue_capacity;
+        ice.peer_wait = policy.peer_wait;
+        let ext = Arc::new(JingleIce::new(jid.clone(), ice));
+        ext.stream_online();
         let current = Arc::new(Mutex::new(conn.sender()));
-        let services = Arc::new(Mutex::new(DiscoveredServices::default()));
         let (status_tx, status_rx) = watch::channel(ConnectionStatus {
             state: ConnectionState::Online,
             reconnects: 0,
@@ -268,59 +247,29 @@ impl JingleClient {
         // Logins after a loss ask for the resource bound now (RFC 6120 §7.7).
         let mut again = config.xmpp.clone();
         again.jid = Jid::from(jid.clone());
-        let policy = config.reconnect.clone();
         let pump = Pump {
-            outbox: Outbox::new(policy.queue_capacity, policy.peer_wait),
             config: again,
             jid: jid.clone(),
             policy: policy.clone(),
-            presence,
             ext: ext.clone(),
-            features: features.clone(),
             current: current.clone(),
             status: status_tx,
             shutdown: shutdown_rx,
             closing: None,
         };
         let pump = tokio::spawn(pump.run(conn));
-        let mut client = JingleClient {
+        if config.discover_services {
+            ext.services_settled().await;
+        }
+        Ok(JingleClient {
             jid,
             current,
             ext,
-            features,
-            services,
             status: status_rx,
             pump,
-            refresher: None,
             shutdown: Some(shutdown),
             close_wait: policy.flush_timeout + LOG_OFF_WAIT,
-        };
-        if config.discover_services {
-            let manual = (
-                config.ice.stun_servers.clone(),
-                config.ice.turn_servers.clone(),
-            );
-            let next = client.refresh_services(&manual).await;
-            let current = client.current.clone();
-            let ext = client.ext.clone();
-            let services = client.services.clone();
-            client.refresher = Some(tokio::spawn(async move {
-                let mut next = next;
-                loop {
-                    tokio::time::sleep(next).await;
-                    let sender = lock(&current).clone();
-                    next = fetch_services(&sender, &ext, &services, &manual).await;
-                }
-            }));
-        }
-        Ok(client)
-    }
-
-    async fn refresh_services(
-        &self,
-        manual: &(Vec<std::net::SocketAddr>, Vec<crate::turn::TurnConfig>),
-    ) -> Duration {
-        fetch_services(&self.sender(), &self.ext, &self.services, manual).await
+        })
     }
 
     /// Our full JID: the same across reconnects.
@@ -342,12 +291,12 @@ impl JingleClient {
 
     /// The features we advertise.
     pub fn features(&self) -> &Features {
-        &self.features
+        self.ext.features()
     }
 
     /// What the last XEP-0215 query gave.
     pub fn discovered_services(&self) -> DiscoveredServices {
-        lock(&self.services).clone()
+        self.ext.discovered_services()
     }
 
     /// Where the XMPP connection stands.
@@ -421,9 +370,6 @@ impl JingleClient {
             .terminate_all(Reason::with_text(ReasonCondition::Gone, "logging off"));
         // Give the pump a moment to take the terminates before it logs off.
         tokio::time::sleep(CLOSE_GRACE).await;
-        if let Some(r) = &self.refresher {
-            r.abort();
-        }
         if let Some(s) = self.shutdown.take() {
             let _ = s.send(());
         }
@@ -432,73 +378,13 @@ impl JingleClient {
 
     /// Drops the XMPP connection abruptly, without ending sessions (to test how peers cope).
     pub fn abort(self) {
-        if let Some(r) = &self.refresher {
-            r.abort();
-        }
         self.pump.abort();
-    }
-}
-
-impl Drop for JingleClient {
-    fn drop(&mut self) {
-        if let Some(r) = &self.refresher {
-            r.abort();
-        }
     }
 }
 
 /// Locks a mutex, also a poisoned one (the data is replaced whole, never left half-written).
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Queries XEP-0215, installs the servers, and says when to query again.
-async fn fetch_services(
-    sender: &XmppSender,
-    ext: &JingleIce,
-    services: &Mutex<DiscoveredServices>,
-    manual: &(Vec<std::net::SocketAddr>, Vec<crate::turn::TurnConfig>),
-) -> Duration {
-    let domain = BareJid::from_parts(None, sender.jid().domain());
-    let reply = match sender.iq(extdisco::services_query("", &domain)).await {
-        Ok(r) => r,
-        Err(XmppError::IqError { stanza, .. }) => *stanza,
-        Err(e) => {
-            tracing::warn!("XEP-0215 query failed: {e}");
-            return SERVICES_RETRY;
-        }
-    };
-    let found = match extdisco::services_from_response(&reply) {
-        Ok(f) => f,
-        Err(e) => {
-            tracing::warn!("XEP-0215 answer unreadable: {e}");
-            return SERVICES_RETRY;
-        }
-    };
-    let plan = extdisco::plan(&found.services);
-    let (servers, problems) = extdisco::resolve(&plan).await;
-    let mut out = DiscoveredServices {
-        none_offered: found.services.is_empty(),
-        refresh_at: extdisco::refresh_at(&found.services, SystemTime::now()),
-        ..DiscoveredServices::default()
-    };
-    out.problems
-        .extend(found.skipped.iter().map(|s| format!("{s:?}")));
-    out.problems
-        .extend(plan.unusable.iter().map(|u| format!("{u:?}")));
-    out.problems.extend(problems.iter().map(|p| p.to_string()));
-    let mut stun = manual.0.clone();
-    let mut turn = manual.1.clone();
-    stun.extend(servers.stun.iter().copied());
-    turn.extend(servers.turn.iter().cloned());
-    ext.set_ice_servers(stun, turn);
-    out.servers = servers;
-    let next = out
-        .refresh_at
-        .and_then(|t| t.duration_since(SystemTime::now()).ok())
-        .unwrap_or(Duration::from_secs(3600));
-    *services.lock().unwrap_or_else(|e| e.into_inner()) = out;
-    next.max(Duration::from_secs(5))
 }
 
 // ---- the pump --------------------------------------------------------------------------------
@@ -511,22 +397,20 @@ enum Stop {
     Failed(String),
 }
 
-/// The task that owns the connection: moves stanzas between it and the extension, answers
-/// disco#info, refuses other requests with `<service-unavailable/>` (RFC 6120 §8.4), and
-/// reconnects after a loss.
+/// The task that owns the connection: moves stanzas between it and the extension (which
+/// answers disco#info and tracks, retries and re-announces itself, see [`JingleIce`]), refuses
+/// the requests nobody takes with `<service-unavailable/>` (RFC 6120 §8.4), and reconnects
+/// after a loss.
 struct Pump {
     config: XmppConfig,
     jid: FullJid,
     policy: ReconnectPolicy,
-    presence: Option<Element>,
     ext: Arc<JingleIce>,
-    features: Arc<Features>,
     current: Arc<Mutex<XmppSender>>,
     status: watch::Sender<ConnectionStatus>,
     shutdown: oneshot::Receiver<()>,
     /// Set when the application asked to log off: the deadline for flushing the queue.
     closing: Option<Instant>,
-    outbox: Outbox,
 }
 
 impl Pump {
@@ -545,7 +429,7 @@ impl Pump {
                 }
                 Err(reason) => reason,
             };
-            self.outbox.lost(Instant::now());
+            self.ext.stream_lost();
             match self.reconnect(lost).await {
                 Ok(c) => conn = c,
                 Err(Stop::LoggedOff) => {
@@ -568,7 +452,7 @@ impl Pump {
     }
 
     fn publish(&self, state: ConnectionState, reconnected: bool) {
-        let dropped = self.outbox.dropped();
+        let dropped = self.ext.dropped_stanzas();
         self.status.send_modify(|s| {
             s.state = state;
             s.dropped_stanzas = dropped;
@@ -582,34 +466,43 @@ impl Pump {
         self.publish(ConnectionState::Closed { reason }, false);
     }
 
+    /// Whether a log-off may finish: nothing left to send, no Jingle request on its way.
+    fn flushed(&self) -> bool {
+        self.ext.queued_stanzas() == 0 && self.ext.undelivered_requests() == 0
+    }
+
     /// Serves one connection. `Ok` once the application logged off and the queue is flushed;
     /// `Err` with the reason when the connection was lost.
     async fn serve(&mut self, conn: &mut XmppConnection) -> Result<(), String> {
         let sender = conn.sender();
-        self.flush(&sender).await?;
-        if self.closing.is_some() && self.outbox.undelivered_jingle() == 0 {
-            return Ok(());
-        }
+        // After a log-off request, stanzas the extension may still emit are waited for a moment.
+        let mut drain_until = self.closing.map(|_| Instant::now() + DRAIN_WAIT);
         loop {
-            let retry_at = self.outbox.next_retry();
+            if self.closing.is_some()
+                && drain_until.is_none_or(|t| Instant::now() >= t)
+                && self.flushed()
+            {
+                return Ok(());
+            }
             tokio::select! {
                 _ = &mut self.shutdown, if self.closing.is_none() => {
                     self.closing = Some(Instant::now() + self.policy.flush_timeout);
-                    self.drain_ready().await;
-                    self.flush(&sender).await?;
-                    let left = self.outbox.undelivered_jingle();
-                    if left == 0 {
-                        return Ok(());
+                    drain_until = Some(Instant::now() + DRAIN_WAIT);
+                    let left = self.ext.undelivered_requests();
+                    if left > 0 {
+                        tracing::info!(
+                            "logging off once {left} Jingle request(s) reach their peer (at most {:?})",
+                            self.policy.flush_timeout
+                        );
                     }
-                    tracing::info!(
-                        "logging off once {left} Jingle request(s) reach their peer (at most {:?})",
-                        self.policy.flush_timeout
-                    );
+                }
+                _ = sleep_until(drain_until), if drain_until.is_some() => {
+                    drain_until = None;
                 }
                 _ = sleep_until(self.closing), if self.closing.is_some() => {
                     tracing::warn!(
                         "logged off with {} Jingle request(s) not delivered: their peer stayed away",
-                        self.outbox.undelivered_jingle()
+                        self.ext.undelivered_requests()
                     );
                     return Ok(());
                 }
@@ -619,96 +512,29 @@ impl Pump {
                             .disconnect_reason()
                             .map_or_else(|| "the stream ended".to_owned(), |e| e.to_string()));
                     };
-                    self.received(&sender, stanza).await;
-                    if self.closing.is_some() && self.outbox.undelivered_jingle() == 0 {
-                        return Ok(());
+                    if !self.ext.handle_stanza(&stanza) {
+                        self.ext.refuse_unhandled(&stanza);
                     }
                 }
                 out = self.ext.next_outgoing() => {
                     // The extension lives as long as this task holds it.
                     let Some(out) = out else { return Ok(()) };
-                    self.queue(out);
-                    self.flush(&sender).await?;
+                    if out.is("presence", NS_CLIENT) {
+                        tracing::debug!(to = ?out.attr("to"), kind = ?out.attr("type"), "presence sent");
+                    }
+                    if let Err(e) = sender.send(out.clone()).await {
+                        self.ext.unsent(out);
+                        return Err(e.to_string());
+                    }
                 }
-                _ = sleep_until(retry_at), if retry_at.is_some() => {
-                    self.outbox.due(Instant::now());
-                    self.flush(&sender).await?;
-                }
             }
-        }
-    }
-
-    fn queue(&mut self, stanza: Element) {
-        if !self.outbox.push(stanza) {
-            tracing::warn!(
-                dropped = self.outbox.dropped(),
-                "the offline queue is full: the oldest stanza was dropped"
-            );
-        }
-    }
-
-    /// Takes what the extension already emitted (the terminates of a log-off).
-    async fn drain_ready(&mut self) {
-        while let Ok(Some(out)) = tokio::time::timeout(DRAIN_WAIT, self.ext.next_outgoing()).await {
-            self.queue(out);
-        }
-    }
-
-    /// Sends the queue in order; on failure the stanza goes back and the reason is returned.
-    async fn flush(&mut self, sender: &XmppSender) -> Result<(), String> {
-        while let Some(stanza) = self.outbox.pop() {
-            if let Err(e) = sender.send(stanza.clone()).await {
-                self.outbox.unpop(stanza);
-                return Err(e.to_string());
-            }
-            if stanza.is("presence", NS_CLIENT) {
-                tracing::debug!(to = ?stanza.attr("to"), kind = ?stanza.attr("type"), "presence sent");
-            }
-            self.outbox.sent(&stanza, Instant::now());
-        }
-        Ok(())
-    }
-
-    async fn received(&mut self, sender: &XmppSender, stanza: Element) {
-        if self.outbox.answer(&stanza, Instant::now()) {
-            return;
-        }
-        if stanza
-            .attr("id")
-            .is_some_and(|id| id.starts_with(PROBE_ID_PREFIX))
-            && matches!(iq_type(&stanza), Some(IqType::Result | IqType::Error))
-        {
-            tracing::info!(from = ?stanza.attr("from"), kind = ?stanza.attr("type"), "a session peer answered after our reconnect");
-        }
-        if stanza.is("presence", NS_CLIENT) {
-            tracing::debug!(from = ?stanza.attr("from"), kind = ?stanza.attr("type"), "presence received");
-            // A presence error comes from the server, not the peer (RFC 6121 §4.6.3: a
-            // directed presence to a resource that is offline): it must not count as word from
-            // the peer for the Jingle sessions.
-            if stanza.attr("type") == Some("error") {
-                return;
-            }
-        }
-        if self.ext.handle_stanza(&stanza) {
-            return;
-        }
-        let reply = disco::answer_info_query(&stanza, &self.features)
-            .or_else(|| extdisco::push_ack(&stanza))
-            .or_else(|| match iq_type(&stanza) {
-                Some(IqType::Get | IqType::Set) => {
-                    Some(iq_error(&stanza, Condition::ServiceUnavailable, None, None))
-                }
-                _ => None,
-            });
-        if let Some(r) = reply {
-            let _ = sender.send(r).await;
         }
     }
 
     /// Logs in again after a loss, with backoff, as the same full JID.
     async fn reconnect(&mut self, reason: String) -> Result<XmppConnection, Stop> {
         let lost_at = Instant::now();
-        if self.closing.is_some() && self.outbox.queued() == 0 {
+        if self.closing.is_some() && self.ext.queued_stanzas() == 0 {
             return Err(Stop::LoggedOff);
         }
         if reason.contains("conflict") {
@@ -724,7 +550,7 @@ impl Pump {
         tracing::warn!(
             "XMPP connection lost ({reason}); reconnecting as {} ({} stanza(s) waiting)",
             self.jid,
-            self.outbox.queued()
+            self.ext.queued_stanzas()
         );
         let deadline = lost_at + self.policy.max_time;
         let mut last = reason.clone();
@@ -781,21 +607,15 @@ impl Pump {
                 let _ = tokio::time::timeout(LOG_OFF_WAIT, conn.close()).await;
                 return Err(Stop::Failed(msg));
             }
-            if let Some(p) = &self.presence {
-                if let Err(e) = conn.send(p.clone()).await {
-                    last = e.to_string();
-                    continue;
-                }
-            }
             *lock(&self.current) = conn.sender();
-            self.outbox.reannounce();
+            self.ext.stream_online();
             self.publish(ConnectionState::Online, true);
             tracing::warn!(
                 "XMPP reconnected as {} after {attempt} attempt(s), {:.1} s offline; sending {} \
                  waiting stanza(s)",
                 self.jid,
                 lost_at.elapsed().as_secs_f64(),
-                self.outbox.queued()
+                self.ext.queued_stanzas()
             );
             return Ok(conn);
         }
@@ -806,8 +626,9 @@ impl Pump {
         )))
     }
 
-    /// Runs `fut` while offline: what the extension emits is queued, and a log-off request
-    /// bounds the wait (or ends it at once when nothing is queued).
+    /// Runs `fut` while offline: the extension keeps what it emits meanwhile (it is polled so
+    /// that it can), and a log-off request bounds the wait (or ends it at once when nothing is
+    /// queued).
     async fn offline<F: Future>(&mut self, fut: F) -> Result<F::Output, Stop> {
         tokio::pin!(fut);
         loop {
@@ -815,26 +636,29 @@ impl Pump {
             tokio::select! {
                 out = &mut fut => return Ok(out),
                 _ = &mut self.shutdown, if self.closing.is_none() => {
-                    self.drain_ready().await;
-                    if self.outbox.queued() == 0 && self.outbox.undelivered_jingle() == 0 {
+                    // Let the extension emit what the log-off ends (the terminates).
+                    let _ = tokio::time::timeout(DRAIN_WAIT, self.ext.next_outgoing()).await;
+                    if self.flushed() {
                         return Err(Stop::LoggedOff);
                     }
                     tracing::info!(
                         "logging off while offline: waiting up to {:?} to send {} stanza(s)",
                         self.policy.flush_timeout,
-                        self.outbox.queued()
+                        self.ext.queued_stanzas()
                     );
                     self.closing = Some(Instant::now() + self.policy.flush_timeout);
                 }
                 out = self.ext.next_outgoing() => {
+                    // Offline, the extension keeps its stanzas: this returns only if it was
+                    // told the stream is back, which only this task does.
                     if let Some(out) = out {
-                        self.queue(out);
+                        self.ext.unsent(out);
                     }
                 }
                 _ = sleep_until(closing), if closing.is_some() => {
                     tracing::warn!(
                         "logged off without sending {} queued stanza(s): still offline",
-                        self.outbox.queued()
+                        self.ext.queued_stanzas()
                     );
                     return Err(Stop::LoggedOff);
                 }
