@@ -6,7 +6,7 @@
 //! answers, STUN/TURN from the server (XEP-0215), retries of Jingle requests bounced while the
 //! peer is briefly offline, directed presences after a reconnect.
 //!
-//! Prints `jid FULL-JID` and `ready` once online, `received NAME SIZE sha-256 HEX` and
+//! Prints `jid FULL-JID` and `ready` once online, `received NAME SIZE sha-256 HEX verified` and
 //! `stored PATH` per file, `failed: ...` per failed transfer; exits after `--count` files.
 //!
 //! ```text
@@ -134,7 +134,8 @@ async fn receive_files(ext: Arc<JingleIce>, dir: PathBuf, count: Option<u32>) ->
         {
             Ok(r) => {
                 let hash: String = r.sha256.iter().map(|b| format!("{b:02x}")).collect();
-                println!("received {} {} sha-256 {hash}", r.name, r.size);
+                let verified = if r.verified { "verified" } else { "unverified" };
+                println!("received {} {} sha-256 {hash} {verified}", r.name, r.size);
                 if let Some(path) = r.path {
                     println!("stored {}", path.display());
                 }
