@@ -4,7 +4,37 @@
 //!
 //! The extension never owns the XMPP connection: the application gives it every stanza it
 //! receives ([`JingleIce::handle_stanza`] says whether it was taken) and sends every stanza the
-//! extension emits ([`JingleIce::next_outgoing`]). A session is opened with
+//! extension emits ([`JingleIce::next_outgoing`]), tells it when a new stream is online
+//! ([`JingleIce::stream_online`]) or lost ([`JingleIce::stream_lost`]), and answers the iq
+//! requests nobody took ([`JingleIce::refuse_unhandled`]). The rest is the extension's: it
+//! answers disco#info and its XEP-0115 caps node with the features it has enabled, asks the
+//! user's server for STUN/TURN services (XEP-0215) and again before their credentials expire,
+//! acknowledges XEP-0215 pushes, and sends everything through its [`Outbox`]: its requests are
+//! tracked, a Jingle request the server bounces while the peer is briefly offline is sent again,
+//! and a new stream re-sends its directed presences (with a disco#info probe to each session
+//! peer) and its unanswered requests. `examples/tokio_xmpp_client.rs` is the whole pump for a
+//! `tokio_xmpp::Client`:
+//!
+//! ```ignore
+//! loop {
+//!     tokio::select! {
+//!         event = client.next() => match event {
+//!             Some(Event::Online { resumed: false, .. }) => ext.stream_online(),
+//!             Some(Event::Disconnected(_)) => ext.stream_lost(),
+//!             Some(Event::Stanza(s)) => {
+//!                 let s = Element::from(s);
+//!                 if !ext.handle_stanza(&s) {
+//!                     ext.refuse_unhandled(&s);
+//!                 }
+//!             }
+//!             _ => {}
+//!         },
+//!         Some(out) = ext.next_outgoing() => client.send_stanza(out.try_into()?).await?,
+//!     }
+//! }
+//! ```
+//!
+//! A session is opened with
 //! [`JingleIce::connect`] (initiator, controlling agent) or taken from
 //! [`JingleIce::next_incoming`] and accepted (responder, controlled agent); both return a
 //! [`JingleSession`] once ICE has connected. Local candidates are trickled as they are gathered
