@@ -3,8 +3,11 @@
 //! presence), STUN/TURN servers fetched from the user's server (XEP-0215) and fetched again
 //! before their credentials expire.
 //!
-//! Applications with their own tokio-xmpp client use [`JingleIce`] directly and do what the
-//! pump task here does: hand it every stanza, send what it emits.
+//! All of that but the connection is the extension's own: the client's pump only hands it every
+//! stanza, sends what it emits, refuses what nobody took, and tells it when the stream is lost
+//! and back ([`JingleIce::stream_lost`], [`JingleIce::stream_online`]). Applications with their
+//! own tokio-xmpp client use [`JingleIce`] directly with the same few calls
+//! (`examples/tokio_xmpp_client.rs`).
 //!
 //! When the connection drops (anything but [`JingleClient::close`]), the client reconnects with
 //! backoff ([`ReconnectPolicy`]) and asks the server to bind the same resource again (RFC 6120
