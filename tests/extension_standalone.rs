@@ -278,3 +278,26 @@ async fn a_bounced_jingle_request_is_sent_again_and_the_new_stream_reannounces()
     let answer = next(&bob, "probe answer").await;
     assert!(alice.handle_stanza(&answer));
 }
+
+#[tokio::test]
+async fn while_the_stream_is_lost_stanzas_wait_for_the_new_one() {
+    let bob = ext(bob_jid(), false);
+    bob.stream_lost();
+    let query = parse(&format!(
+        "<iq xmlns='jabber:client' type='get' id='w1' from='{}'>\
+         <query xmlns='{NS_DISCO_INFO}'/></iq>",
+        alice_jid()
+    ));
+    assert!(bob.handle_stanza(&query));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), bob.next_outgoing())
+            .await
+            .is_err(),
+        "nothing goes out while offline"
+    );
+    assert_eq!(bob.queued_stanzas(), 1, "kept");
+    bob.stream_online();
+    let reply = next(&bob, "the kept answer").await;
+    assert_eq!(reply.attr("id"), Some("w1"));
+    assert_eq!(bob.queued_stanzas(), 0);
+}
