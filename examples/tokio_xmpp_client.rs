@@ -70,7 +70,9 @@ async fn main() -> Result<(), Error> {
     let ext = Arc::new(JingleIce::new(jid, config));
     let mut receiver = tokio::spawn(receive_files(ext.clone(), args.dir, args.count));
 
-    // The stanza pump: all a client author writes.
+    // The stanza pump: all a client author writes. tokio-xmpp reconnects by itself; a new
+    // stream (not a XEP-0198 resumption) comes as `Online { resumed: false }`, which the
+    // extension also takes as the end of the old one.
     loop {
         tokio::select! {
             event = client.next() => match event {
