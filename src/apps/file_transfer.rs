@@ -39,7 +39,9 @@ use crate::channel::ChannelOptions;
 use crate::jingle::{Creator, Reason, ReasonCondition, Senders};
 use crate::net::{DataChannel, SelectedPair};
 use crate::xmpp::extdisco::format_datetime;
-use crate::xmpp::{IncomingSession, JingleClientConfig, JingleIce, JingleIceError, JingleSession};
+use crate::xmpp::{
+    IncomingSession, JingleClientConfig, JingleIce, JingleIceConfig, JingleIceError, JingleSession,
+};
 
 /// Label and protocol of the channel each side opens (what Conversations uses, fact 16).
 pub const CHANNEL_LABEL: &str = "test";
@@ -59,6 +61,15 @@ pub type OnProgress = Box<dyn FnMut(&Progress) + Send>;
 /// session's own `session-info` payloads (`<checksum/>`, `<received/>`) to it whatever the
 /// configuration.
 pub fn enable_client(config: &mut JingleClientConfig) {
+    let ns = NS_FILE_TRANSFER.to_string();
+    if !config.extra_features.contains(&ns) {
+        config.extra_features.push(ns);
+    }
+}
+
+/// [`enable_client`] for the extension on its own ([`JingleIce`] in the application's own XMPP
+/// client): advertises file transfer in the extension's disco#info answers and caps.
+pub fn enable(config: &mut JingleIceConfig) {
     let ns = NS_FILE_TRANSFER.to_string();
     if !config.extra_features.contains(&ns) {
         config.extra_features.push(ns);

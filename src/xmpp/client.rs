@@ -3,8 +3,11 @@
 //! presence), STUN/TURN servers fetched from the user's server (XEP-0215) and fetched again
 //! before their credentials expire.
 //!
-//! Applications with their own tokio-xmpp client use [`JingleIce`] directly and do what the
-//! pump task here does: hand it every stanza, send what it emits.
+//! All of that but the connection is the extension's own: the client's pump only hands it every
+//! stanza, sends what it emits, refuses what nobody took, and tells it when the stream is lost
+//! and back ([`JingleIce::stream_lost`], [`JingleIce::stream_online`]). Applications with their
+//! own tokio-xmpp client use [`JingleIce`] directly with the same few calls
+//! (`examples/tokio_xmpp_client.rs`).
 //!
 //! When the connection drops (anything but [`JingleClient::close`]), the client reconnects with
 //! backoff ([`ReconnectPolicy`]) and asks the server to bind the same resource again (RFC 6120
@@ -19,30 +22,21 @@
 //! [`JingleClient::state`], [`JingleClient::watch_state`] and
 //! [`JingleClient::disconnect_reason`] say so.
 
-use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use jid::{BareJid, FullJid, Jid};
+use jid::{FullJid, Jid};
 use minidom::Element;
 use tokio::sync::{oneshot, watch};
 
 use super::connection::{XmppConfig, XmppConnection, XmppError, XmppSender};
 use super::disco::{self, Features, Identity};
-use super::extdisco::{self, IceServers};
+pub use super::jingle::{DiscoveredServices, CAPS_NODE};
 use super::jingle::{IncomingSession, JingleIce, JingleIceConfig, JingleIceError, JingleSession};
-use crate::jingle::{Reason, ReasonCondition, NS_JINGLE};
-use crate::xmpp::stanza::{iq_error, iq_type, Condition, IqType, StanzaError, NS_CLIENT};
+use crate::jingle::{Reason, ReasonCondition};
+use crate::xmpp::stanza::NS_CLIENT;
 
-/// Node of our XEP-0115 capabilities.
-pub const CAPS_NODE: &str = "https://github.com/jingle-ice/jingle-ice";
-/// Retry delay when fetching the external services failed.
-const SERVICES_RETRY: Duration = Duration::from_secs(60);
-/// How soon a Jingle request bounced by the server (peer offline) is sent again.
-const BOUNCE_RETRY: Duration = Duration::from_secs(1);
-/// Most unanswered requests remembered for resending after a reconnect or a bounce.
-const MAX_TRACKED: usize = 256;
 /// Pause between ending the sessions in [`JingleClient::close`] and logging off, so the
 /// extension's terminates reach the pump first.
 const CLOSE_GRACE: Duration = Duration::from_millis(100);
@@ -59,10 +53,6 @@ const LOG_OFF_WAIT: Duration = Duration::from_secs(10);
 pub const CLIENT_GONE_GRACE: Duration = Duration::from_secs(20);
 /// The reason recorded when the application closed the client.
 pub const LOGGED_OFF: &str = "logged off";
-/// Prefix of the ids of our disco#info probes to session peers after a reconnect.
-const PROBE_ID_PREFIX: &str = "jingle-ice-probe-";
-/// The Jingle action whose bounce is final: the peer has no session to come back to.
-const ACTION_SESSION_INITIATE: &str = "session-initiate";
 
 /// Settings of a [`JingleClient`].
 #[derive(Debug, Clone)]
@@ -216,29 +206,13 @@ pub enum ClientError {
     },
 }
 
-/// What the last XEP-0215 query gave.
-#[derive(Debug, Clone, Default)]
-pub struct DiscoveredServices {
-    /// Usable servers (manual ones not included).
-    pub servers: IceServers,
-    /// Services skipped or unusable, with the reason.
-    pub problems: Vec<String>,
-    /// When the credentials must be fetched again.
-    pub refresh_at: Option<SystemTime>,
-    /// Whether the server answered that it offers none (not an error).
-    pub none_offered: bool,
-}
-
 /// A logged-in bot client with Jingle ICE-UDP (see the module documentation).
 pub struct JingleClient {
     jid: FullJid,
     current: Arc<Mutex<XmppSender>>,
     ext: Arc<JingleIce>,
-    features: Arc<Features>,
-    services: Arc<Mutex<DiscoveredServices>>,
     status: watch::Receiver<ConnectionStatus>,
     pump: tokio::task::JoinHandle<()>,
-    refresher: Option<tokio::task::JoinHandle<()>>,
     shutdown: Option<oneshot::Sender<()>>,
     close_wait: Duration,
 }
@@ -251,22 +225,22 @@ impl JingleClient {
         config.xmpp.presence = false;
         let conn = XmppConnection::connect(config.xmpp.clone()).await?;
         let jid = conn.jid().clone();
-        let mut features = Features::new(config.identity.clone(), CAPS_NODE);
+        let policy = config.reconnect.clone();
+        // The extension does the announcing, the tracking and the answering itself.
+        let mut ice = config.ice.clone();
+        ice.identity = config.identity.clone();
         for f in &config.extra_features {
-            features.add_feature(f);
+            if !ice.extra_features.contains(f) {
+                ice.extra_features.push(f.clone());
+            }
         }
-        let features = Arc::new(features);
-        let presence = send_presence.then(|| {
-            let mut presence = Element::bare("presence", NS_CLIENT);
-            presence.append_child(features.caps_element());
-            presence
-        });
-        if let Some(p) = &presence {
-            conn.send(p.clone()).await?;
-        }
-        let ext = Arc::new(JingleIce::new(jid.clone(), config.ice.clone()));
+        ice.presence = send_presence;
+        ice.discover_services = config.discover_services;
+        ice.outbox_capacity = policy.queue_capacity;
+        ice.peer_wait = policy.peer_wait;
+        let ext = Arc::new(JingleIce::new(jid.clone(), ice));
+        ext.stream_online();
         let current = Arc::new(Mutex::new(conn.sender()));
-        let services = Arc::new(Mutex::new(DiscoveredServices::default()));
         let (status_tx, status_rx) = watch::channel(ConnectionStatus {
             state: ConnectionState::Online,
             reconnects: 0,
@@ -276,59 +250,29 @@ impl JingleClient {
         // Logins after a loss ask for the resource bound now (RFC 6120 §7.7).
         let mut again = config.xmpp.clone();
         again.jid = Jid::from(jid.clone());
-        let policy = config.reconnect.clone();
         let pump = Pump {
-            outbox: Outbox::new(policy.queue_capacity, policy.peer_wait),
             config: again,
             jid: jid.clone(),
             policy: policy.clone(),
-            presence,
             ext: ext.clone(),
-            features: features.clone(),
             current: current.clone(),
             status: status_tx,
             shutdown: shutdown_rx,
             closing: None,
         };
         let pump = tokio::spawn(pump.run(conn));
-        let mut client = JingleClient {
+        if config.discover_services {
+            ext.services_settled().await;
+        }
+        Ok(JingleClient {
             jid,
             current,
             ext,
-            features,
-            services,
             status: status_rx,
             pump,
-            refresher: None,
             shutdown: Some(shutdown),
             close_wait: policy.flush_timeout + LOG_OFF_WAIT,
-        };
-        if config.discover_services {
-            let manual = (
-                config.ice.stun_servers.clone(),
-                config.ice.turn_servers.clone(),
-            );
-            let next = client.refresh_services(&manual).await;
-            let current = client.current.clone();
-            let ext = client.ext.clone();
-            let services = client.services.clone();
-            client.refresher = Some(tokio::spawn(async move {
-                let mut next = next;
-                loop {
-                    tokio::time::sleep(next).await;
-                    let sender = lock(&current).clone();
-                    next = fetch_services(&sender, &ext, &services, &manual).await;
-                }
-            }));
-        }
-        Ok(client)
-    }
-
-    async fn refresh_services(
-        &self,
-        manual: &(Vec<std::net::SocketAddr>, Vec<crate::turn::TurnConfig>),
-    ) -> Duration {
-        fetch_services(&self.sender(), &self.ext, &self.services, manual).await
+        })
     }
 
     /// Our full JID: the same across reconnects.
@@ -350,12 +294,12 @@ impl JingleClient {
 
     /// The features we advertise.
     pub fn features(&self) -> &Features {
-        &self.features
+        self.ext.features()
     }
 
     /// What the last XEP-0215 query gave.
     pub fn discovered_services(&self) -> DiscoveredServices {
-        lock(&self.services).clone()
+        self.ext.discovered_services()
     }
 
     /// Where the XMPP connection stands.
@@ -429,9 +373,6 @@ impl JingleClient {
             .terminate_all(Reason::with_text(ReasonCondition::Gone, "logging off"));
         // Give the pump a moment to take the terminates before it logs off.
         tokio::time::sleep(CLOSE_GRACE).await;
-        if let Some(r) = &self.refresher {
-            r.abort();
-        }
         if let Some(s) = self.shutdown.take() {
             let _ = s.send(());
         }
@@ -440,366 +381,13 @@ impl JingleClient {
 
     /// Drops the XMPP connection abruptly, without ending sessions (to test how peers cope).
     pub fn abort(self) {
-        if let Some(r) = &self.refresher {
-            r.abort();
-        }
         self.pump.abort();
-    }
-}
-
-impl Drop for JingleClient {
-    fn drop(&mut self) {
-        if let Some(r) = &self.refresher {
-            r.abort();
-        }
     }
 }
 
 /// Locks a mutex, also a poisoned one (the data is replaced whole, never left half-written).
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Queries XEP-0215, installs the servers, and says when to query again.
-async fn fetch_services(
-    sender: &XmppSender,
-    ext: &JingleIce,
-    services: &Mutex<DiscoveredServices>,
-    manual: &(Vec<std::net::SocketAddr>, Vec<crate::turn::TurnConfig>),
-) -> Duration {
-    let domain = BareJid::from_parts(None, sender.jid().domain());
-    let reply = match sender.iq(extdisco::services_query("", &domain)).await {
-        Ok(r) => r,
-        Err(XmppError::IqError { stanza, .. }) => *stanza,
-        Err(e) => {
-            tracing::warn!("XEP-0215 query failed: {e}");
-            return SERVICES_RETRY;
-        }
-    };
-    let found = match extdisco::services_from_response(&reply) {
-        Ok(f) => f,
-        Err(e) => {
-            tracing::warn!("XEP-0215 answer unreadable: {e}");
-            return SERVICES_RETRY;
-        }
-    };
-    let plan = extdisco::plan(&found.services);
-    let (servers, problems) = extdisco::resolve(&plan).await;
-    let mut out = DiscoveredServices {
-        none_offered: found.services.is_empty(),
-        refresh_at: extdisco::refresh_at(&found.services, SystemTime::now()),
-        ..DiscoveredServices::default()
-    };
-    out.problems
-        .extend(found.skipped.iter().map(|s| format!("{s:?}")));
-    out.problems
-        .extend(plan.unusable.iter().map(|u| format!("{u:?}")));
-    out.problems.extend(problems.iter().map(|p| p.to_string()));
-    let mut stun = manual.0.clone();
-    let mut turn = manual.1.clone();
-    stun.extend(servers.stun.iter().copied());
-    turn.extend(servers.turn.iter().cloned());
-    ext.set_ice_servers(stun, turn);
-    out.servers = servers;
-    let next = out
-        .refresh_at
-        .and_then(|t| t.duration_since(SystemTime::now()).ok())
-        .unwrap_or(Duration::from_secs(3600));
-    *services.lock().unwrap_or_else(|e| e.into_inner()) = out;
-    next.max(Duration::from_secs(5))
-}
-
-// ---- the outgoing queue across reconnects (sans-IO) ------------------------------------------
-
-/// What happened to a tracked request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Track {
-    /// Sent; no answer yet.
-    Waiting,
-    /// Bounced (peer offline): send again at this time.
-    RetryAt(Instant),
-    /// Back in the queue (after a loss or a bounce), not sent since.
-    Queued,
-}
-
-/// An iq request of ours to a full JID, remembered until answered.
-#[derive(Debug)]
-struct Tracked {
-    stanza: Element,
-    /// Order of first sending.
-    seq: u64,
-    first_sent: Instant,
-    /// A Jingle request other than `session-initiate`: a bounce is retried.
-    retry_bounce: bool,
-    state: Track,
-}
-
-/// The stanzas waiting for a connection, and the requests sent but not answered: what the
-/// pump sends after a reconnect, and what it sends again when the server bounces a Jingle
-/// request because the peer is offline. No I/O and no clock inside.
-#[derive(Debug)]
-struct Outbox {
-    queue: VecDeque<Element>,
-    capacity: usize,
-    dropped: u64,
-    tracked: HashMap<String, Tracked>,
-    /// Directed presences we sent (RFC 6121 §4.6), by addressee, oldest first: a server keeps
-    /// them per session only, so a new session must send them again.
-    directed: Vec<(String, Element)>,
-    next_seq: u64,
-    peer_wait: Duration,
-}
-
-impl Outbox {
-    fn new(capacity: usize, peer_wait: Duration) -> Self {
-        Outbox {
-            queue: VecDeque::new(),
-            capacity: capacity.max(1),
-            dropped: 0,
-            tracked: HashMap::new(),
-            directed: Vec::new(),
-            next_seq: 0,
-            peer_wait,
-        }
-    }
-
-    /// Queues a stanza to send; past the capacity the oldest queued one is dropped (returns
-    /// false then).
-    fn push(&mut self, stanza: Element) -> bool {
-        let mut kept_all = true;
-        while self.queue.len() >= self.capacity {
-            self.queue.pop_front();
-            self.dropped += 1;
-            kept_all = false;
-        }
-        self.queue.push_back(stanza);
-        kept_all
-    }
-
-    /// The next stanza to send.
-    fn pop(&mut self) -> Option<Element> {
-        self.queue.pop_front()
-    }
-
-    /// Puts back a stanza whose sending failed, first in line.
-    fn unpop(&mut self, stanza: Element) {
-        self.queue.push_front(stanza);
-    }
-
-    fn queued(&self) -> usize {
-        self.queue.len()
-    }
-
-    /// Jingle requests that have not reached their peer yet: waiting to be sent again after a
-    /// bounce, back in the queue, or sent and not answered. A log-off waits for them (bounded),
-    /// or the peer, briefly offline, would never get our last `session-terminate`.
-    fn undelivered_jingle(&self) -> usize {
-        self.tracked
-            .values()
-            .filter(|t| t.retry_bounce && t.stanza.has_child("jingle", NS_JINGLE))
-            .count()
-    }
-
-    /// Records a sent stanza: an iq request to a full JID is remembered until answered (or
-    /// [`ReconnectPolicy::peer_wait`] after it was first sent).
-    fn sent(&mut self, stanza: &Element, now: Instant) {
-        self.prune(now);
-        if stanza.is("presence", NS_CLIENT) {
-            self.directed_presence(stanza);
-            return;
-        }
-        if !stanza.is("iq", NS_CLIENT)
-            || !matches!(iq_type(stanza), Some(IqType::Get | IqType::Set))
-        {
-            return;
-        }
-        let Some(id) = stanza.attr("id").filter(|id| !id.is_empty()) else {
-            return;
-        };
-        if stanza
-            .attr("to")
-            .and_then(|to| FullJid::new(to).ok())
-            .is_none()
-        {
-            return;
-        }
-        if let Some(t) = self.tracked.get_mut(id) {
-            // Sent again (after a bounce or a loss): the wait still counts from the first time.
-            t.state = Track::Waiting;
-            return;
-        }
-        if self.tracked.len() >= MAX_TRACKED {
-            if let Some(oldest) = self
-                .tracked
-                .iter()
-                .min_by_key(|(_, t)| t.seq)
-                .map(|(id, _)| id.clone())
-            {
-                self.tracked.remove(&oldest);
-            }
-        }
-        let retry_bounce = id.starts_with(PROBE_ID_PREFIX)
-            || stanza
-                .get_child("jingle", NS_JINGLE)
-                .is_some_and(|j| j.attr("action") != Some(ACTION_SESSION_INITIATE));
-        self.tracked.insert(
-            id.to_owned(),
-            Tracked {
-                stanza: stanza.clone(),
-                seq: self.next_seq,
-                first_sent: now,
-                retry_bounce,
-                state: Track::Waiting,
-            },
-        );
-        self.next_seq += 1;
-    }
-
-    /// Looks at a received stanza: an answer to a tracked request ends its tracking, except a
-    /// bounce of a Jingle request while the peer may still come back, which is swallowed (the
-    /// request goes out again after [`BOUNCE_RETRY`]). Returns whether it was swallowed.
-    fn answer(&mut self, stanza: &Element, now: Instant) -> bool {
-        if !stanza.is("iq", NS_CLIENT)
-            || !matches!(iq_type(stanza), Some(IqType::Result | IqType::Error))
-        {
-            return false;
-        }
-        let Some(id) = stanza.attr("id") else {
-            return false;
-        };
-        let Some(t) = self.tracked.get_mut(id) else {
-            return false;
-        };
-        let to = t.stanza.attr("to").and_then(|to| FullJid::new(to).ok());
-        let from_addressee = match (stanza.attr("from").filter(|f| !f.is_empty()), &to) {
-            (None, _) => true,
-            (Some(from), Some(to)) => Jid::new(from).is_ok_and(|f| {
-                f == *to || f == to.to_bare() || f == BareJid::from_parts(None, to.domain())
-            }),
-            (Some(_), None) => false,
-        };
-        if !from_addressee {
-            return false;
-        }
-        if t.retry_bounce && now < t.first_sent + self.peer_wait && is_bounce(stanza) {
-            tracing::debug!(
-                id,
-                "a Jingle request bounced (peer offline): sending it again soon"
-            );
-            t.state = Track::RetryAt(now + BOUNCE_RETRY);
-            return true;
-        }
-        self.tracked.remove(id);
-        false
-    }
-
-    /// Remembers an available directed presence, forgets one made unavailable.
-    fn directed_presence(&mut self, stanza: &Element) {
-        let Some(to) = stanza.attr("to").filter(|t| !t.is_empty()) else {
-            return;
-        };
-        self.directed.retain(|(t, _)| t != to);
-        // Only an available presence (no type) is remembered.
-        if stanza.attr("type").is_none() {
-            if self.directed.len() >= MAX_TRACKED {
-                self.directed.remove(0);
-            }
-            self.directed.push((to.to_owned(), stanza.clone()));
-        }
-    }
-
-    /// A new stream is up: our directed presences go out again first (so that the peers hear
-    /// from us at once, and their servers tell them when we go), each followed by a disco#info
-    /// probe (XEP-0030) sent until the peer answers or [`ReconnectPolicy::peer_wait`] is over
-    /// (a bounce means it is not back yet): its answer tells the Jingle sessions that the peer
-    /// is there (XEP-0166 §6.7), whichever of us came back first. Then the rest of the queue.
-    fn reannounce(&mut self) {
-        let mut first = Vec::with_capacity(self.directed.len() * 2);
-        for (to, p) in &self.directed {
-            first.push(p.clone());
-            if let Ok(to) = Jid::new(to) {
-                let id = format!("{PROBE_ID_PREFIX}{}", self.next_seq);
-                self.next_seq += 1;
-                first.push(disco::info_query(&id, &to, None));
-            }
-        }
-        for stanza in first.into_iter().rev() {
-            self.queue.push_front(stanza);
-        }
-    }
-
-    /// The stream died: unanswered requests (they may never have left) go back to the head of
-    /// the queue, in the order they were first sent, before what was already queued.
-    fn lost(&mut self, now: Instant) {
-        self.prune(now);
-        let mut again: Vec<&mut Tracked> = self
-            .tracked
-            .values_mut()
-            .filter(|t| t.state != Track::Queued)
-            .collect();
-        again.sort_by_key(|t| std::cmp::Reverse(t.seq));
-        for t in again {
-            t.state = Track::Queued;
-            self.queue.push_front(t.stanza.clone());
-        }
-        while self.queue.len() > self.capacity {
-            self.queue.pop_back();
-            self.dropped += 1;
-        }
-    }
-
-    /// Queues the bounced requests whose retry time has come (in their first-sent order).
-    fn due(&mut self, now: Instant) {
-        self.prune(now);
-        let mut ready: Vec<&mut Tracked> = self
-            .tracked
-            .values_mut()
-            .filter(|t| matches!(t.state, Track::RetryAt(at) if at <= now))
-            .collect();
-        ready.sort_by_key(|t| t.seq);
-        let stanzas: Vec<Element> = ready
-            .into_iter()
-            .map(|t| {
-                t.state = Track::Queued;
-                t.stanza.clone()
-            })
-            .collect();
-        for s in stanzas {
-            self.push(s);
-        }
-    }
-
-    /// When [`due`](Self::due) has something to do next.
-    fn next_retry(&self) -> Option<Instant> {
-        self.tracked
-            .values()
-            .filter_map(|t| match t.state {
-                Track::RetryAt(at) => Some(at),
-                _ => None,
-            })
-            .min()
-    }
-
-    /// Forgets requests first sent more than `peer_wait` ago: their answer, if any, goes to
-    /// the extension as is, and they are not sent again.
-    fn prune(&mut self, now: Instant) {
-        let wait = self.peer_wait;
-        self.tracked
-            .retain(|_, t| now.saturating_duration_since(t.first_sent) < wait);
-    }
-}
-
-/// Whether an iq error says the addressee is not online: `<service-unavailable/>` (what a
-/// server answers for an iq to an unavailable full JID, RFC 6121 §8.5.3.2.1) or
-/// `<recipient-unavailable/>`, without a Jingle condition (which only the peer itself adds).
-fn is_bounce(stanza: &Element) -> bool {
-    StanzaError::from_stanza(stanza).is_some_and(|e| {
-        e.jingle.is_none()
-            && matches!(
-                e.condition,
-                Condition::ServiceUnavailable | Condition::RecipientUnavailable
-            )
-    })
 }
 
 // ---- the pump --------------------------------------------------------------------------------
@@ -812,22 +400,20 @@ enum Stop {
     Failed(String),
 }
 
-/// The task that owns the connection: moves stanzas between it and the extension, answers
-/// disco#info, refuses other requests with `<service-unavailable/>` (RFC 6120 §8.4), and
-/// reconnects after a loss.
+/// The task that owns the connection: moves stanzas between it and the extension (which
+/// answers disco#info and tracks, retries and re-announces itself, see [`JingleIce`]), refuses
+/// the requests nobody takes with `<service-unavailable/>` (RFC 6120 §8.4), and reconnects
+/// after a loss.
 struct Pump {
     config: XmppConfig,
     jid: FullJid,
     policy: ReconnectPolicy,
-    presence: Option<Element>,
     ext: Arc<JingleIce>,
-    features: Arc<Features>,
     current: Arc<Mutex<XmppSender>>,
     status: watch::Sender<ConnectionStatus>,
     shutdown: oneshot::Receiver<()>,
     /// Set when the application asked to log off: the deadline for flushing the queue.
     closing: Option<Instant>,
-    outbox: Outbox,
 }
 
 impl Pump {
@@ -846,7 +432,7 @@ impl Pump {
                 }
                 Err(reason) => reason,
             };
-            self.outbox.lost(Instant::now());
+            self.ext.stream_lost();
             match self.reconnect(lost).await {
                 Ok(c) => conn = c,
                 Err(Stop::LoggedOff) => {
@@ -869,7 +455,7 @@ impl Pump {
     }
 
     fn publish(&self, state: ConnectionState, reconnected: bool) {
-        let dropped = self.outbox.dropped;
+        let dropped = self.ext.dropped_stanzas();
         self.status.send_modify(|s| {
             s.state = state;
             s.dropped_stanzas = dropped;
@@ -883,34 +469,43 @@ impl Pump {
         self.publish(ConnectionState::Closed { reason }, false);
     }
 
+    /// Whether a log-off may finish: nothing left to send, no Jingle request on its way.
+    fn flushed(&self) -> bool {
+        self.ext.queued_stanzas() == 0 && self.ext.undelivered_requests() == 0
+    }
+
     /// Serves one connection. `Ok` once the application logged off and the queue is flushed;
     /// `Err` with the reason when the connection was lost.
     async fn serve(&mut self, conn: &mut XmppConnection) -> Result<(), String> {
         let sender = conn.sender();
-        self.flush(&sender).await?;
-        if self.closing.is_some() && self.outbox.undelivered_jingle() == 0 {
-            return Ok(());
-        }
+        // After a log-off request, stanzas the extension may still emit are waited for a moment.
+        let mut drain_until = self.closing.map(|_| Instant::now() + DRAIN_WAIT);
         loop {
-            let retry_at = self.outbox.next_retry();
+            if self.closing.is_some()
+                && drain_until.is_none_or(|t| Instant::now() >= t)
+                && self.flushed()
+            {
+                return Ok(());
+            }
             tokio::select! {
                 _ = &mut self.shutdown, if self.closing.is_none() => {
                     self.closing = Some(Instant::now() + self.policy.flush_timeout);
-                    self.drain_ready().await;
-                    self.flush(&sender).await?;
-                    let left = self.outbox.undelivered_jingle();
-                    if left == 0 {
-                        return Ok(());
+                    drain_until = Some(Instant::now() + DRAIN_WAIT);
+                    let left = self.ext.undelivered_requests();
+                    if left > 0 {
+                        tracing::info!(
+                            "logging off once {left} Jingle request(s) reach their peer (at most {:?})",
+                            self.policy.flush_timeout
+                        );
                     }
-                    tracing::info!(
-                        "logging off once {left} Jingle request(s) reach their peer (at most {:?})",
-                        self.policy.flush_timeout
-                    );
+                }
+                _ = sleep_until(drain_until), if drain_until.is_some() => {
+                    drain_until = None;
                 }
                 _ = sleep_until(self.closing), if self.closing.is_some() => {
                     tracing::warn!(
                         "logged off with {} Jingle request(s) not delivered: their peer stayed away",
-                        self.outbox.undelivered_jingle()
+                        self.ext.undelivered_requests()
                     );
                     return Ok(());
                 }
@@ -920,96 +515,29 @@ impl Pump {
                             .disconnect_reason()
                             .map_or_else(|| "the stream ended".to_owned(), |e| e.to_string()));
                     };
-                    self.received(&sender, stanza).await;
-                    if self.closing.is_some() && self.outbox.undelivered_jingle() == 0 {
-                        return Ok(());
+                    if !self.ext.handle_stanza(&stanza) {
+                        self.ext.refuse_unhandled(&stanza);
                     }
                 }
                 out = self.ext.next_outgoing() => {
                     // The extension lives as long as this task holds it.
                     let Some(out) = out else { return Ok(()) };
-                    self.queue(out);
-                    self.flush(&sender).await?;
+                    if out.is("presence", NS_CLIENT) {
+                        tracing::debug!(to = ?out.attr("to"), kind = ?out.attr("type"), "presence sent");
+                    }
+                    if let Err(e) = sender.send(out.clone()).await {
+                        self.ext.unsent(out);
+                        return Err(e.to_string());
+                    }
                 }
-                _ = sleep_until(retry_at), if retry_at.is_some() => {
-                    self.outbox.due(Instant::now());
-                    self.flush(&sender).await?;
-                }
             }
-        }
-    }
-
-    fn queue(&mut self, stanza: Element) {
-        if !self.outbox.push(stanza) {
-            tracing::warn!(
-                dropped = self.outbox.dropped,
-                "the offline queue is full: the oldest stanza was dropped"
-            );
-        }
-    }
-
-    /// Takes what the extension already emitted (the terminates of a log-off).
-    async fn drain_ready(&mut self) {
-        while let Ok(Some(out)) = tokio::time::timeout(DRAIN_WAIT, self.ext.next_outgoing()).await {
-            self.queue(out);
-        }
-    }
-
-    /// Sends the queue in order; on failure the stanza goes back and the reason is returned.
-    async fn flush(&mut self, sender: &XmppSender) -> Result<(), String> {
-        while let Some(stanza) = self.outbox.pop() {
-            if let Err(e) = sender.send(stanza.clone()).await {
-                self.outbox.unpop(stanza);
-                return Err(e.to_string());
-            }
-            if stanza.is("presence", NS_CLIENT) {
-                tracing::debug!(to = ?stanza.attr("to"), kind = ?stanza.attr("type"), "presence sent");
-            }
-            self.outbox.sent(&stanza, Instant::now());
-        }
-        Ok(())
-    }
-
-    async fn received(&mut self, sender: &XmppSender, stanza: Element) {
-        if self.outbox.answer(&stanza, Instant::now()) {
-            return;
-        }
-        if stanza
-            .attr("id")
-            .is_some_and(|id| id.starts_with(PROBE_ID_PREFIX))
-            && matches!(iq_type(&stanza), Some(IqType::Result | IqType::Error))
-        {
-            tracing::info!(from = ?stanza.attr("from"), kind = ?stanza.attr("type"), "a session peer answered after our reconnect");
-        }
-        if stanza.is("presence", NS_CLIENT) {
-            tracing::debug!(from = ?stanza.attr("from"), kind = ?stanza.attr("type"), "presence received");
-            // A presence error comes from the server, not the peer (RFC 6121 §4.6.3: a
-            // directed presence to a resource that is offline): it must not count as word from
-            // the peer for the Jingle sessions.
-            if stanza.attr("type") == Some("error") {
-                return;
-            }
-        }
-        if self.ext.handle_stanza(&stanza) {
-            return;
-        }
-        let reply = disco::answer_info_query(&stanza, &self.features)
-            .or_else(|| extdisco::push_ack(&stanza))
-            .or_else(|| match iq_type(&stanza) {
-                Some(IqType::Get | IqType::Set) => {
-                    Some(iq_error(&stanza, Condition::ServiceUnavailable, None, None))
-                }
-                _ => None,
-            });
-        if let Some(r) = reply {
-            let _ = sender.send(r).await;
         }
     }
 
     /// Logs in again after a loss, with backoff, as the same full JID.
     async fn reconnect(&mut self, reason: String) -> Result<XmppConnection, Stop> {
         let lost_at = Instant::now();
-        if self.closing.is_some() && self.outbox.queued() == 0 {
+        if self.closing.is_some() && self.ext.queued_stanzas() == 0 {
             return Err(Stop::LoggedOff);
         }
         if reason.contains("conflict") {
@@ -1025,7 +553,7 @@ impl Pump {
         tracing::warn!(
             "XMPP connection lost ({reason}); reconnecting as {} ({} stanza(s) waiting)",
             self.jid,
-            self.outbox.queued()
+            self.ext.queued_stanzas()
         );
         let deadline = lost_at + self.policy.max_time;
         let mut last = reason.clone();
@@ -1082,21 +610,15 @@ impl Pump {
                 let _ = tokio::time::timeout(LOG_OFF_WAIT, conn.close()).await;
                 return Err(Stop::Failed(msg));
             }
-            if let Some(p) = &self.presence {
-                if let Err(e) = conn.send(p.clone()).await {
-                    last = e.to_string();
-                    continue;
-                }
-            }
             *lock(&self.current) = conn.sender();
-            self.outbox.reannounce();
+            self.ext.stream_online();
             self.publish(ConnectionState::Online, true);
             tracing::warn!(
                 "XMPP reconnected as {} after {attempt} attempt(s), {:.1} s offline; sending {} \
                  waiting stanza(s)",
                 self.jid,
                 lost_at.elapsed().as_secs_f64(),
-                self.outbox.queued()
+                self.ext.queued_stanzas()
             );
             return Ok(conn);
         }
@@ -1107,8 +629,9 @@ impl Pump {
         )))
     }
 
-    /// Runs `fut` while offline: what the extension emits is queued, and a log-off request
-    /// bounds the wait (or ends it at once when nothing is queued).
+    /// Runs `fut` while offline: the extension keeps what it emits meanwhile (it is polled so
+    /// that it can), and a log-off request bounds the wait (or ends it at once when nothing is
+    /// queued).
     async fn offline<F: Future>(&mut self, fut: F) -> Result<F::Output, Stop> {
         tokio::pin!(fut);
         loop {
@@ -1116,26 +639,29 @@ impl Pump {
             tokio::select! {
                 out = &mut fut => return Ok(out),
                 _ = &mut self.shutdown, if self.closing.is_none() => {
-                    self.drain_ready().await;
-                    if self.outbox.queued() == 0 && self.outbox.undelivered_jingle() == 0 {
+                    // Let the extension emit what the log-off ends (the terminates).
+                    let _ = tokio::time::timeout(DRAIN_WAIT, self.ext.next_outgoing()).await;
+                    if self.flushed() {
                         return Err(Stop::LoggedOff);
                     }
                     tracing::info!(
                         "logging off while offline: waiting up to {:?} to send {} stanza(s)",
                         self.policy.flush_timeout,
-                        self.outbox.queued()
+                        self.ext.queued_stanzas()
                     );
                     self.closing = Some(Instant::now() + self.policy.flush_timeout);
                 }
                 out = self.ext.next_outgoing() => {
+                    // Offline, the extension keeps its stanzas: this returns only if it was
+                    // told the stream is back, which only this task does.
                     if let Some(out) = out {
-                        self.queue(out);
+                        self.ext.unsent(out);
                     }
                 }
                 _ = sleep_until(closing), if closing.is_some() => {
                     tracing::warn!(
                         "logged off without sending {} queued stanza(s): still offline",
-                        self.outbox.queued()
+                        self.ext.queued_stanzas()
                     );
                     return Err(Stop::LoggedOff);
                 }
@@ -1156,69 +682,6 @@ async fn sleep_until(at: Option<Instant>) {
 mod tests {
     use super::*;
 
-    const PEER: &str = "bob@example.test/phone";
-
-    fn jingle_iq(id: &str, action: &str) -> Element {
-        format!(
-            "<iq xmlns='jabber:client' type='set' id='{id}' to='{PEER}'>\
-             <jingle xmlns='urn:xmpp:jingle:1' action='{action}' sid='s1'/></iq>"
-        )
-        .parse()
-        .unwrap()
-    }
-
-    fn bounce(id: &str, from: &str) -> Element {
-        format!(
-            "<iq xmlns='jabber:client' type='error' id='{id}' from='{from}'>\
-             <error type='cancel'><service-unavailable \
-             xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
-        )
-        .parse()
-        .unwrap()
-    }
-
-    fn result(id: &str) -> Element {
-        format!("<iq xmlns='jabber:client' type='result' id='{id}' from='{PEER}'/>")
-            .parse()
-            .unwrap()
-    }
-
-    fn ids(outbox: &mut Outbox) -> Vec<String> {
-        std::iter::from_fn(|| outbox.pop())
-            .map(|s| s.attr("id").unwrap_or_default().to_owned())
-            .collect()
-    }
-
-    #[test]
-    fn a_bounced_terminate_holds_the_log_off_until_it_is_answered() {
-        // The peer is offline when our last session-terminate goes out: the log-off must wait
-        // for it to be sent again and answered (bounded by the flush timeout), or the peer
-        // never learns that the transfer ended.
-        let t0 = Instant::now();
-        let mut o = Outbox::new(16, Duration::from_secs(30));
-        o.sent(&jingle_iq("end", "session-terminate"), t0);
-        assert_eq!(o.undelivered_jingle(), 1, "sent, not answered");
-        assert!(
-            o.answer(&bounce("end", PEER), t0),
-            "the bounce is swallowed"
-        );
-        assert_eq!(o.undelivered_jingle(), 1, "waiting to be sent again");
-        o.due(t0 + BOUNCE_RETRY);
-        assert_eq!(ids(&mut o), ["end"]);
-        o.sent(&jingle_iq("end", "session-terminate"), t0 + BOUNCE_RETRY);
-        assert_eq!(o.undelivered_jingle(), 1);
-        assert!(!o.answer(&result("end"), t0 + BOUNCE_RETRY));
-        assert_eq!(o.undelivered_jingle(), 0, "delivered");
-        // A disco probe is not a Jingle request: nothing waits for it.
-        let probe = disco::info_query(
-            &format!("{PROBE_ID_PREFIX}1"),
-            &Jid::new(PEER).unwrap(),
-            None,
-        );
-        o.sent(&probe, t0);
-        assert_eq!(o.undelivered_jingle(), 0);
-    }
-
     #[test]
     fn backoff_doubles_up_to_the_cap() {
         let p = ReconnectPolicy::default();
@@ -1228,168 +691,5 @@ mod tests {
         assert_eq!(p.delay(4), Duration::from_secs(2));
         assert_eq!(p.delay(u32::MAX), Duration::from_secs(2));
         assert_eq!(ReconnectPolicy::disabled().max_attempts, 0);
-    }
-
-    #[test]
-    fn the_offline_queue_is_bounded_and_keeps_the_newest_in_order() {
-        let mut o = Outbox::new(3, Duration::from_secs(30));
-        for i in 0..3 {
-            assert!(o.push(jingle_iq(&format!("q{i}"), "session-info")));
-        }
-        assert!(!o.push(jingle_iq("q3", "session-info")));
-        assert_eq!(o.dropped, 1);
-        assert_eq!(ids(&mut o), ["q1", "q2", "q3"]);
-    }
-
-    #[test]
-    fn unanswered_requests_go_out_again_first_after_a_loss() {
-        let t0 = Instant::now();
-        let mut o = Outbox::new(16, Duration::from_secs(30));
-        for id in ["a", "b", "c"] {
-            o.sent(&jingle_iq(id, "session-info"), t0);
-        }
-        // b was answered; d was emitted while the stream was dying and never sent.
-        assert!(!o.answer(&result("b"), t0));
-        o.push(jingle_iq("d", "session-terminate"));
-        o.lost(t0 + Duration::from_secs(1));
-        assert_eq!(ids(&mut o), ["a", "c", "d"]);
-        // A second loss before they were sent again does not duplicate them.
-        o.push(jingle_iq("e", "session-info"));
-        o.lost(t0 + Duration::from_secs(2));
-        assert_eq!(ids(&mut o), ["e"]);
-    }
-
-    #[test]
-    fn requests_older_than_the_peer_wait_are_not_resent() {
-        let t0 = Instant::now();
-        let mut o = Outbox::new(16, Duration::from_secs(30));
-        o.sent(&jingle_iq("old", "session-info"), t0);
-        o.sent(
-            &jingle_iq("new", "session-info"),
-            t0 + Duration::from_secs(20),
-        );
-        o.lost(t0 + Duration::from_secs(31));
-        assert_eq!(ids(&mut o), ["new"]);
-    }
-
-    #[test]
-    fn a_bounced_jingle_request_is_retried_until_the_peer_answers() {
-        let t0 = Instant::now();
-        let mut o = Outbox::new(16, Duration::from_secs(30));
-        let req = jingle_iq("r1", "session-info");
-        o.sent(&req, t0);
-        // Prosody answers for an offline resource from the addressed full JID.
-        assert!(o.answer(&bounce("r1", PEER), t0));
-        assert_eq!(o.next_retry(), Some(t0 + BOUNCE_RETRY));
-        o.due(t0);
-        assert_eq!(o.queued(), 0, "not before its time");
-        o.due(t0 + BOUNCE_RETRY);
-        assert_eq!(o.pop(), Some(req.clone()));
-        o.sent(&req, t0 + BOUNCE_RETRY);
-        // A bounce from the bare JID or the domain counts too.
-        assert!(o.answer(&bounce("r1", "bob@example.test"), t0 + BOUNCE_RETRY));
-        o.due(t0 + BOUNCE_RETRY * 2);
-        let again = o.pop().unwrap();
-        o.sent(&again, t0 + BOUNCE_RETRY * 2);
-        // The peer is back: its answer goes to the extension and the tracking ends.
-        assert!(!o.answer(&result("r1"), t0 + BOUNCE_RETRY * 3));
-        assert!(o.tracked.is_empty());
-        assert_eq!(o.next_retry(), None);
-    }
-
-    #[test]
-    fn bounces_reach_the_extension_after_the_peer_wait() {
-        let t0 = Instant::now();
-        let mut o = Outbox::new(16, Duration::from_secs(5));
-        o.sent(&jingle_iq("r1", "transport-info"), t0);
-        assert!(!o.answer(&bounce("r1", PEER), t0 + Duration::from_secs(6)));
-    }
-
-    #[test]
-    fn other_answers_are_never_swallowed() {
-        let t0 = Instant::now();
-        let mut o = Outbox::new(16, Duration::from_secs(30));
-        // A session-initiate to an offline peer fails at once: it has no session to resume.
-        o.sent(&jingle_iq("init", "session-initiate"), t0);
-        assert!(!o.answer(&bounce("init", PEER), t0));
-        // An error with a Jingle condition comes from the peer itself.
-        o.sent(&jingle_iq("j", "session-info"), t0);
-        let unknown: Element = format!(
-            "<iq xmlns='jabber:client' type='error' id='j' from='{PEER}'><error type='cancel'>\
-             <service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>\
-             <unknown-session xmlns='urn:xmpp:jingle:errors:1'/></error></iq>"
-        )
-        .parse()
-        .unwrap();
-        assert!(!o.answer(&unknown, t0));
-        // A bounce claimed by a third party is not ours to act on.
-        o.sent(&jingle_iq("k", "session-info"), t0);
-        assert!(!o.answer(&bounce("k", "mallory@example.test/x"), t0));
-        assert!(o.tracked.contains_key("k"));
-        // Requests that are not Jingle are tracked for resending but not retried on a bounce.
-        let ping: Element = format!(
-            "<iq xmlns='jabber:client' type='get' id='p' to='{PEER}'>\
-             <ping xmlns='urn:xmpp:ping'/></iq>"
-        )
-        .parse()
-        .unwrap();
-        o.sent(&ping, t0);
-        assert!(!o.answer(&bounce("p", PEER), t0));
-        // Requests to our server (no full JID) are not tracked at all.
-        let disco: Element = "<iq xmlns='jabber:client' type='get' id='s' to='example.test'/>"
-            .parse()
-            .unwrap();
-        o.sent(&disco, t0);
-        assert!(!o.tracked.contains_key("s"));
-    }
-
-    #[test]
-    fn directed_presences_are_sent_again_first_on_a_new_stream() {
-        let t0 = Instant::now();
-        let mut o = Outbox::new(16, Duration::from_secs(30));
-        let to = |jid: &str, kind: Option<&str>| -> Element {
-            let kind = kind.map(|k| format!(" type='{k}'")).unwrap_or_default();
-            format!("<presence xmlns='jabber:client' to='{jid}'{kind}/>")
-                .parse()
-                .unwrap()
-        };
-        o.sent(&to(PEER, None), t0);
-        o.sent(&to("carol@example.test/x", None), t0);
-        o.sent(&to("carol@example.test/x", Some("unavailable")), t0);
-        // A broadcast presence is not directed.
-        o.sent(&"<presence xmlns='jabber:client'/>".parse().unwrap(), t0);
-        o.sent(&jingle_iq("r1", "session-info"), t0);
-        o.push(jingle_iq("q1", "session-terminate"));
-        o.lost(t0);
-        o.reannounce();
-        let first = o.pop().unwrap();
-        assert!(first.is("presence", NS_CLIENT));
-        assert_eq!(first.attr("to"), Some(PEER));
-        let probe = o.pop().unwrap();
-        assert_eq!(probe.attr("to"), Some(PEER));
-        assert_eq!(probe.attr("type"), Some("get"));
-        let probe_id = probe.attr("id").unwrap().to_owned();
-        assert!(probe_id.starts_with(PROBE_ID_PREFIX));
-        assert_eq!(ids(&mut o), ["r1", "q1"]);
-        // The probe is sent until the peer answers: a bounce is retried...
-        o.sent(&probe, t0);
-        assert!(o.answer(&bounce(&probe_id, PEER), t0));
-        o.due(t0 + BOUNCE_RETRY);
-        assert_eq!(o.pop(), Some(probe.clone()));
-        o.sent(&probe, t0 + BOUNCE_RETRY);
-        // ...and the peer's answer goes on to the extension.
-        assert!(!o.answer(&result(&probe_id), t0 + BOUNCE_RETRY));
-    }
-
-    #[test]
-    fn tracking_is_bounded() {
-        let t0 = Instant::now();
-        let mut o = Outbox::new(16, Duration::from_secs(30));
-        for i in 0..MAX_TRACKED + 10 {
-            o.sent(&jingle_iq(&format!("r{i}"), "session-info"), t0);
-        }
-        assert_eq!(o.tracked.len(), MAX_TRACKED);
-        assert!(!o.tracked.contains_key("r0"));
-        assert!(o.tracked.contains_key(&format!("r{}", MAX_TRACKED + 9)));
     }
 }

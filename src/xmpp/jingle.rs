@@ -4,7 +4,37 @@
 //!
 //! The extension never owns the XMPP connection: the application gives it every stanza it
 //! receives ([`JingleIce::handle_stanza`] says whether it was taken) and sends every stanza the
-//! extension emits ([`JingleIce::next_outgoing`]). A session is opened with
+//! extension emits ([`JingleIce::next_outgoing`]), tells it when a new stream is online
+//! ([`JingleIce::stream_online`]) or lost ([`JingleIce::stream_lost`]), and answers the iq
+//! requests nobody took ([`JingleIce::refuse_unhandled`]). The rest is the extension's: it
+//! answers disco#info and its XEP-0115 caps node with the features it has enabled, asks the
+//! user's server for STUN/TURN services (XEP-0215) and again before their credentials expire,
+//! acknowledges XEP-0215 pushes, and sends everything through its [`Outbox`]: its requests are
+//! tracked, a Jingle request the server bounces while the peer is briefly offline is sent again,
+//! and a new stream re-sends its directed presences (with a disco#info probe to each session
+//! peer) and its unanswered requests. `examples/tokio_xmpp_client.rs` is the whole pump for a
+//! `tokio_xmpp::Client`:
+//!
+//! ```ignore
+//! loop {
+//!     tokio::select! {
+//!         event = client.next() => match event {
+//!             Some(Event::Online { resumed: false, .. }) => ext.stream_online(),
+//!             Some(Event::Disconnected(_)) => ext.stream_lost(),
+//!             Some(Event::Stanza(s)) => {
+//!                 let s = Element::from(s);
+//!                 if !ext.handle_stanza(&s) {
+//!                     ext.refuse_unhandled(&s);
+//!                 }
+//!             }
+//!             _ => {}
+//!         },
+//!         Some(out) = ext.next_outgoing() => client.send_stanza(out.try_into()?).await?,
+//!     }
+//! }
+//! ```
+//!
+//! A session is opened with
 //! [`JingleIce::connect`] (initiator, controlling agent) or taken from
 //! [`JingleIce::next_incoming`] and accepted (responder, controlled agent); both return a
 //! [`JingleSession`] once ICE has connected. Local candidates are trickled as they are gathered
@@ -34,15 +64,18 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use jid::FullJid;
+use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
 use rand::distr::Alphanumeric;
 use rand::Rng;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
+use super::disco::{self, Features, Identity};
+use super::extdisco::{self, IceServers};
 use super::ibb::{IbbChannel, IbbShared};
+use super::outbox::{Outbox, PROBE_ID_PREFIX};
 use crate::channel::{Certificate, ChannelError, DtlsRole, RemoteParameters};
 use crate::ibb::{IbbConfig, IbbStream, IbbTransport};
 use crate::ice::{ConnectionState, Credentials, IceEvent, Role};
@@ -55,7 +88,7 @@ use crate::net::{
     DataChannels, DataChannelsConfig, IceConnection, IceConnectionBuilder, SelectedPair,
 };
 use crate::turn::TurnConfig;
-use crate::xmpp::stanza::limit_error;
+use crate::xmpp::stanza::{iq_error, iq_type, limit_error, Condition, IqType, NS_CLIENT};
 
 /// Name of the single content our sessions carry: `"0"`, because Conversations routes
 /// candidates by content name as libwebrtc's media id (see `xep/webrtc-datachannel.md`).
@@ -66,6 +99,19 @@ pub const CONTENT_NAME: &str =
 pub const OUTGOING_QUEUE: usize = 1024;
 /// Capacity of the queue of incoming offers; past it offers are declined with `<busy/>`.
 pub const INCOMING_QUEUE: usize = 16;
+
+/// Node of our XEP-0115 capabilities (the default of [`JingleIceConfig::caps_node`]).
+pub const CAPS_NODE: &str = "https://github.com/jingle-ice/jingle-ice";
+/// Default of [`JingleIceConfig::outbox_capacity`].
+pub const OUTBOX_CAPACITY: usize = 1024;
+/// Default of [`JingleIceConfig::peer_wait`]: the Jingle request timeout.
+pub const PEER_WAIT: Duration = Duration::from_secs(30);
+/// How long an XEP-0215 query waits for the server's answer.
+pub const SERVICES_TIMEOUT: Duration = Duration::from_secs(30);
+/// Retry delay when fetching the external services failed.
+const SERVICES_RETRY: Duration = Duration::from_secs(60);
+/// Prefix of the ids of our XEP-0215 queries.
+const SERVICES_ID_PREFIX: &str = "jingle-ice-extdisco-";
 
 /// Makes the ICE connection builder for a new session (interfaces, ports, agent settings).
 pub type BuilderFn = Arc<dyn Fn(Role) -> IceConnectionBuilder + Send + Sync>;
@@ -94,6 +140,28 @@ pub struct JingleIceConfig {
     pub ibb_fallback: bool,
     /// Settings of the In-Band Bytestreams of fallen-back sessions.
     pub ibb: IbbConfig,
+    /// Our identity in disco#info (XEP-0030 §3.1).
+    pub identity: Identity,
+    /// The node of our XEP-0115 caps: the URI naming the application.
+    pub caps_node: String,
+    /// Features advertised besides the extension's own ([`disco::OUR_FEATURES`]), for example
+    /// file transfer ([`crate::apps::file_transfer::enable`]) or tubes.
+    pub extra_features: Vec<String>,
+    /// On [`JingleIce::stream_online`], send our available presence with XEP-0115 caps first
+    /// (RFC 6121 §4.2). Off by default: a client that sends its own presence adds
+    /// [`JingleIce::caps_element`] to it instead.
+    pub presence: bool,
+    /// On [`JingleIce::stream_online`], ask our server for STUN/TURN services (XEP-0215), use
+    /// them besides the manual ones, and ask again before their credentials expire.
+    pub discover_services: bool,
+    /// Most stanzas kept while the stream is down ([`JingleIce::stream_lost`]); past it the
+    /// oldest are dropped (counted in [`JingleIce::dropped_stanzas`]).
+    pub outbox_capacity: usize,
+    /// How long after first sending it a Jingle request (other than `session-initiate`) is
+    /// sent again when the server bounces it because the peer is offline
+    /// (`<service-unavailable/>` or `<recipient-unavailable/>`, RFC 6121 §8.5.3.2.1), and how
+    /// long unanswered requests are sent again after a new stream (see [`Outbox`]).
+    pub peer_wait: Duration,
 }
 
 impl Default for JingleIceConfig {
@@ -108,6 +176,13 @@ impl Default for JingleIceConfig {
             channels: DataChannelsConfig::default(),
             ibb_fallback: true,
             ibb: IbbConfig::default(),
+            identity: Identity::client_bot("jingle-ice"),
+            caps_node: CAPS_NODE.to_owned(),
+            extra_features: Vec::new(),
+            presence: false,
+            discover_services: true,
+            outbox_capacity: OUTBOX_CAPACITY,
+            peer_wait: PEER_WAIT,
         }
     }
 }
@@ -120,6 +195,11 @@ impl std::fmt::Debug for JingleIceConfig {
             .field("turn_servers", &self.turn_servers)
             .field("connect_timeout", &self.connect_timeout)
             .field("ibb_fallback", &self.ibb_fallback)
+            .field("identity", &self.identity)
+            .field("extra_features", &self.extra_features)
+            .field("presence", &self.presence)
+            .field("discover_services", &self.discover_services)
+            .field("peer_wait", &self.peer_wait)
             .finish_non_exhaustive()
     }
 }
@@ -300,6 +380,50 @@ struct Inner {
     /// Sessions whose owner dropped them while live ([`EndOnDrop`]), ended by the timer task
     /// (a drop may happen where the state is locked). At most one entry per session.
     abandoned: Mutex<Vec<EndOnDrop>>,
+    /// The stream's side: what waits to be sent, our unanswered requests, directed presences.
+    link: Mutex<Link>,
+    /// Wakes [`JingleIce::next_outgoing`] when the link changed.
+    link_wake: Notify,
+    /// What we advertise (XEP-0030, XEP-0115).
+    features: Features,
+    /// The XEP-0215 queries.
+    services: Mutex<ServicesState>,
+    /// Whether an XEP-0215 query (or resolving its answer) is under way.
+    services_busy: watch::Sender<bool>,
+    /// Wakes the XEP-0215 refresh task.
+    services_wake: Notify,
+}
+
+/// The extension's view of the XMPP stream.
+struct Link {
+    outbox: Outbox,
+    /// Between [`JingleIce::stream_lost`] and [`JingleIce::stream_online`], stanzas are kept.
+    online: bool,
+}
+
+/// What the last XEP-0215 query gave.
+#[derive(Debug, Clone, Default)]
+pub struct DiscoveredServices {
+    /// Usable servers (manual ones not included).
+    pub servers: IceServers,
+    /// Services skipped or unusable, with the reason.
+    pub problems: Vec<String>,
+    /// When the credentials must be fetched again.
+    pub refresh_at: Option<SystemTime>,
+    /// Whether the server answered that it offers none (not an error).
+    pub none_offered: bool,
+}
+
+/// Where the XEP-0215 queries stand.
+#[derive(Default)]
+struct ServicesState {
+    /// The id of the query on the wire and when it was sent.
+    pending: Option<(String, Instant)>,
+    /// When to ask again.
+    next_query: Option<Instant>,
+    /// Queries made so far (for their ids).
+    queries: u64,
+    found: DiscoveredServices,
 }
 
 /// The Jingle ICE-UDP extension for one local full JID (see the module documentation).
@@ -308,11 +432,15 @@ pub struct JingleIce {
     outgoing: tokio::sync::Mutex<mpsc::Receiver<Element>>,
     incoming: tokio::sync::Mutex<mpsc::Receiver<IncomingSession>>,
     timer: tokio::task::JoinHandle<()>,
+    services_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for JingleIce {
     fn drop(&mut self) {
         self.timer.abort();
+        if let Some(t) = &self.services_task {
+            t.abort();
+        }
     }
 }
 
@@ -322,6 +450,10 @@ impl JingleIce {
     pub fn new(local: FullJid, config: JingleIceConfig) -> Self {
         let (out_tx, out_rx) = mpsc::channel(OUTGOING_QUEUE);
         let (in_tx, in_rx) = mpsc::channel(INCOMING_QUEUE);
+        let mut features = Features::new(config.identity.clone(), &config.caps_node);
+        for f in &config.extra_features {
+            features.add_feature(f);
+        }
         let inner = Arc::new(Inner {
             state: Mutex::new(State {
                 mgr: SessionManager::new(local, config.session.clone()),
@@ -336,20 +468,34 @@ impl JingleIce {
                     None
                 }
             },
-            config,
             outgoing: out_tx,
             incoming: in_tx,
             wake: Arc::new(Notify::new()),
             dropped: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             abandoned: Mutex::new(Vec::new()),
+            link: Mutex::new(Link {
+                outbox: Outbox::new(config.outbox_capacity, config.peer_wait),
+                online: true,
+            }),
+            link_wake: Notify::new(),
+            features,
+            services: Mutex::new(ServicesState::default()),
+            services_busy: watch::channel(false).0,
+            services_wake: Notify::new(),
+            config,
         });
         let timer = tokio::spawn(run_timers(Arc::downgrade(&inner)));
+        let services_task = inner
+            .config
+            .discover_services
+            .then(|| tokio::spawn(run_services(Arc::downgrade(&inner))));
         JingleIce {
             inner,
             outgoing: tokio::sync::Mutex::new(out_rx),
             incoming: tokio::sync::Mutex::new(in_rx),
             timer,
+            services_task,
         }
     }
 
@@ -364,17 +510,20 @@ impl JingleIce {
     /// their allocations that gave up because the server refused the old ones (time-limited
     /// credentials that expired) start again.
     pub fn set_ice_servers(&self, stun: Vec<SocketAddr>, turn: Vec<TurnConfig>) {
-        *self.inner.servers.lock().unwrap_or_else(|e| e.into_inner()) = (stun, turn.clone());
-        let st = self.inner.lock();
-        for slot in st.slots.values() {
-            if let Some(ice) = &slot.ice {
-                let _ = ice.send(IceCmd::TurnServers(turn.clone()));
-            }
-        }
+        self.inner.set_ice_servers(stun, turn);
     }
 
-    /// Takes a stanza received on the XMPP connection; returns whether it was for Jingle (the
-    /// caller handles the others). Unavailable presence is looked at but not taken.
+    /// Takes a stanza received on the XMPP connection; returns whether it was taken (the caller
+    /// handles the others, and answers an iq request nobody took, for example with
+    /// [`JingleIce::refuse_unhandled`]). Unavailable presence is looked at but not taken.
+    ///
+    /// Taken besides Jingle and In-Band Bytestream stanzas: disco#info queries to us (XEP-0030,
+    /// and on our XEP-0115 caps node), answered with [`JingleIce::features`]; XEP-0215 pushes
+    /// (acknowledged) and the answers to our own XEP-0215 queries; the answers to the disco#info
+    /// probes of [`JingleIce::stream_online`]; and a server's bounce of one of our Jingle
+    /// requests while its peer is briefly offline (the request is sent again, see
+    /// [`Outbox`]). A presence error (from a server, RFC 6121 §4.6.3) is not word from the peer
+    /// and is left to the caller.
     ///
     /// A stanza beyond [`StanzaLimits::DEFAULT`] (nested too deep, too many elements, too
     /// large) is taken whatever it holds: an iq request is answered with
@@ -391,8 +540,19 @@ impl JingleIce {
             }
             return true;
         }
+        let now = Instant::now();
+        if self.inner.link().outbox.answer(stanza, now) {
+            self.inner.link_wake.notify_one();
+            return true;
+        }
+        if self.inner.services_answer(stanza) {
+            return true;
+        }
+        if stanza.name() == "presence" && stanza.attr("type") == Some("error") {
+            return false;
+        }
         let mut st = self.inner.lock();
-        let taken = st.mgr.handle_stanza(stanza, Instant::now());
+        let taken = st.mgr.handle_stanza(stanza, now);
         self.inner.process(&mut st);
         let streams: Vec<Arc<IbbShared>> = if taken {
             Vec::new()
@@ -402,17 +562,184 @@ impl JingleIce {
         drop(st);
         self.inner.wake.notify_one();
         // In-Band Bytestream stanzas of fallen-back sessions.
-        taken || streams.iter().any(|ibb| ibb.handle_iq(stanza))
+        if taken || streams.iter().any(|ibb| ibb.handle_iq(stanza)) {
+            return true;
+        }
+        if stanza
+            .attr("id")
+            .is_some_and(|id| id.starts_with(PROBE_ID_PREFIX))
+            && matches!(iq_type(stanza), Some(IqType::Result | IqType::Error))
+        {
+            tracing::info!(from = ?stanza.attr("from"), kind = ?stanza.attr("type"), "a session peer answered after our new stream");
+            return true;
+        }
+        if let Some(reply) = disco::answer_info_query(stanza, &self.inner.features)
+            .or_else(|| extdisco::push_ack(stanza))
+        {
+            self.inner.send(reply);
+            return true;
+        }
+        false
+    }
+
+    /// Answers an iq request (get or set) that nobody handled with `<service-unavailable/>`
+    /// (RFC 6120 §8.4), through [`JingleIce::next_outgoing`]; returns whether `stanza` was such a
+    /// request. Call it for every stanza that neither [`JingleIce::handle_stanza`] nor the
+    /// application took.
+    pub fn refuse_unhandled(&self, stanza: &Element) -> bool {
+        if stanza.name() != "iq" || !matches!(iq_type(stanza), Some(IqType::Get | IqType::Set)) {
+            return false;
+        }
+        self.inner
+            .send(iq_error(stanza, Condition::ServiceUnavailable, None, None));
+        true
     }
 
     /// The next stanza to send on the XMPP connection; `None` once the extension is dropped.
+    ///
+    /// Everything the extension sends passes through its [`Outbox`]: the stanza returned is
+    /// counted as sent (an iq request to a full JID is remembered until answered, a directed
+    /// presence until a new stream). Between [`JingleIce::stream_lost`] and
+    /// [`JingleIce::stream_online`] nothing is returned: stanzas are kept (at most
+    /// [`JingleIceConfig::outbox_capacity`]) and go out on the new stream, after our unanswered
+    /// requests. Keep calling it all the time, also while offline: it also sends again the
+    /// Jingle requests the server bounced.
     pub async fn next_outgoing(&self) -> Option<Element> {
-        self.outgoing.lock().await.recv().await
+        let mut rx = self.outgoing.lock().await;
+        loop {
+            let retry_at = {
+                let now = Instant::now();
+                let mut link = self.inner.link();
+                link.outbox.due(now);
+                if link.online {
+                    if let Some(stanza) = link.outbox.pop() {
+                        link.outbox.sent(&stanza, now);
+                        return Some(stanza);
+                    }
+                }
+                link.outbox.next_retry()
+            };
+            tokio::select! {
+                _ = self.inner.link_wake.notified() => {}
+                stanza = rx.recv() => {
+                    let stanza = stanza?;
+                    let mut link = self.inner.link();
+                    if link.online && link.outbox.queued() == 0 {
+                        link.outbox.sent(&stanza, Instant::now());
+                        return Some(stanza);
+                    }
+                    if !link.outbox.push(stanza) {
+                        tracing::warn!(
+                            dropped = link.outbox.dropped(),
+                            "the offline queue is full: the oldest stanza was dropped"
+                        );
+                    }
+                }
+                _ = sleep_until(retry_at), if retry_at.is_some() => {}
+            }
+        }
     }
 
-    /// Stanzas dropped because the application did not send them fast enough.
+    /// A stanza from [`JingleIce::next_outgoing`] could not be sent after all (the stream broke
+    /// while sending it): it goes back first in line. Optional: after
+    /// [`JingleIce::stream_lost`] our unanswered requests are sent again anyway, but other
+    /// stanzas (an iq result, a presence) only through this.
+    pub fn unsent(&self, stanza: Element) {
+        self.inner.link().outbox.unsent(stanza);
+        self.inner.link_wake.notify_one();
+    }
+
+    /// The XMPP stream is up: call it when a new stream is online (not after a XEP-0198
+    /// resumption, which loses nothing), also the first time. Our announced presence goes out
+    /// first when [`JingleIceConfig::presence`] is set, then our directed presences to session
+    /// peers (RFC 6121 §4.6: a server keeps them per stream), each followed by a disco#info
+    /// probe sent until the peer answers (its answer tells the sessions that the peer is there,
+    /// XEP-0166 §6.7), then our requests that got no answer on the old stream, then what was
+    /// kept meanwhile. With [`JingleIceConfig::discover_services`], the STUN/TURN services of
+    /// our server are asked for (XEP-0215) and used for new sessions (and their refreshed
+    /// credentials by running ones), and asked for again before they expire.
+    ///
+    /// A new stream without [`JingleIce::stream_lost`] before it counts as a loss first. The
+    /// stream must be bound to our full JID ([`JingleIce::local_jid`]): peers know our sessions
+    /// by it (XEP-0166 §7.1).
+    pub fn stream_online(&self) {
+        let now = Instant::now();
+        {
+            let mut link = self.inner.link();
+            if link.online {
+                link.outbox.lost(now);
+            }
+            link.online = true;
+            link.outbox.reannounce();
+            if self.inner.config.presence {
+                let mut presence = Element::bare("presence", NS_CLIENT);
+                presence.append_child(self.inner.features.caps_element());
+                link.outbox.unsent(presence);
+            }
+        }
+        self.inner.link_wake.notify_one();
+        if self.inner.config.discover_services {
+            self.inner.query_services(now);
+        }
+    }
+
+    /// The XMPP stream is lost: from now on [`JingleIce::next_outgoing`] keeps what the
+    /// extension sends until [`JingleIce::stream_online`], and our unanswered requests go back
+    /// in line. The sessions carry on (their peer-to-peer paths do not need the server).
+    pub fn stream_lost(&self) {
+        {
+            let mut link = self.inner.link();
+            if link.online {
+                link.online = false;
+                link.outbox.lost(Instant::now());
+            }
+        }
+        self.inner.services().pending = None;
+        self.inner.services_busy.send_replace(false);
+        self.inner.link_wake.notify_one();
+    }
+
+    /// Stanzas waiting to be sent (kept while offline, or not yet taken from
+    /// [`JingleIce::next_outgoing`]).
+    pub fn queued_stanzas(&self) -> usize {
+        let in_channel = self.inner.outgoing.max_capacity() - self.inner.outgoing.capacity();
+        self.inner.link().outbox.queued() + in_channel
+    }
+
+    /// Our Jingle requests that have not reached their peer yet (sent and not answered, or
+    /// bounced and waiting to be sent again). A client logging off should wait for them for
+    /// a while, or a peer briefly offline never gets our last `session-terminate`.
+    pub fn undelivered_requests(&self) -> usize {
+        self.inner.link().outbox.undelivered_jingle()
+    }
+
+    /// What we advertise in disco#info (XEP-0030) and caps (XEP-0115).
+    pub fn features(&self) -> &Features {
+        &self.inner.features
+    }
+
+    /// The XEP-0115 `<c/>` element for our presence (see [`JingleIceConfig::presence`]).
+    pub fn caps_element(&self) -> Element {
+        self.inner.features.caps_element()
+    }
+
+    /// What the last XEP-0215 query gave.
+    pub fn discovered_services(&self) -> DiscoveredServices {
+        self.inner.services().found.clone()
+    }
+
+    /// Waits until no XEP-0215 query is under way (at most [`SERVICES_TIMEOUT`] plus the time
+    /// to resolve the servers' names): after [`JingleIce::stream_online`], the discovered
+    /// servers are in use once it returns.
+    pub async fn services_settled(&self) {
+        let mut busy = self.inner.services_busy.subscribe();
+        let _ = busy.wait_for(|b| !*b).await;
+    }
+
+    /// Stanzas dropped: the application did not take them fast enough, or the offline queue
+    /// was full.
     pub fn dropped_stanzas(&self) -> u64 {
-        self.inner.dropped.load(Ordering::Relaxed)
+        self.inner.dropped.load(Ordering::Relaxed) + self.inner.link().outbox.dropped()
     }
 
     /// Received stanzas refused for breaking [`StanzaLimits::DEFAULT`] (see
@@ -561,6 +888,120 @@ impl JingleIce {
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn link(&self) -> MutexGuard<'_, Link> {
+        self.link.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn services(&self) -> MutexGuard<'_, ServicesState> {
+        self.services.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Our server's domain (where XEP-0215 services are asked for).
+    fn domain(&self) -> BareJid {
+        BareJid::from_parts(None, self.lock().mgr.local_jid().domain())
+    }
+
+    /// Sends a XEP-0215 query to our server (replacing one under way).
+    fn query_services(&self, now: Instant) {
+        let id = {
+            let mut sv = self.services();
+            sv.queries += 1;
+            let id = format!("{SERVICES_ID_PREFIX}{}", sv.queries);
+            sv.pending = Some((id.clone(), now));
+            sv.next_query = None;
+            id
+        };
+        self.services_busy.send_replace(true);
+        self.send(extdisco::services_query(&id, &self.domain()));
+        self.services_wake.notify_one();
+    }
+
+    /// Takes the answer to our XEP-0215 query: installs the servers it names (resolved by a
+    /// task) and schedules the next query. Whether `stanza` was that answer.
+    fn services_answer(self: &Arc<Self>, stanza: &Element) -> bool {
+        if !matches!(iq_type(stanza), Some(IqType::Result | IqType::Error)) {
+            return false;
+        }
+        let Some(id) = stanza.attr("id") else {
+            return false;
+        };
+        let domain = self.domain();
+        let from_server = match stanza.attr("from").filter(|f| !f.is_empty()) {
+            None => true,
+            Some(f) => Jid::new(f)
+                .is_ok_and(|f| f == domain || f.to_bare() == self.lock().mgr.local_jid().to_bare()),
+        };
+        {
+            let mut sv = self.services();
+            if !from_server || sv.pending.as_ref().is_none_or(|(p, _)| p != id) {
+                return false;
+            }
+            sv.pending = None;
+        }
+        let found = match extdisco::services_from_response(stanza) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!("XEP-0215 answer unreadable: {e}");
+                self.services_failed();
+                return true;
+            }
+        };
+        let inner = self.clone();
+        tokio::spawn(async move {
+            let plan = extdisco::plan(&found.services);
+            let (servers, problems) = extdisco::resolve(&plan).await;
+            let mut out = DiscoveredServices {
+                none_offered: found.services.is_empty(),
+                refresh_at: extdisco::refresh_at(&found.services, SystemTime::now()),
+                ..DiscoveredServices::default()
+            };
+            out.problems
+                .extend(found.skipped.iter().map(|s| format!("{s:?}")));
+            out.problems
+                .extend(plan.unusable.iter().map(|u| format!("{u:?}")));
+            out.problems.extend(problems.iter().map(|p| p.to_string()));
+            let mut stun = inner.config.stun_servers.clone();
+            let mut turn = inner.config.turn_servers.clone();
+            stun.extend(servers.stun.iter().copied());
+            turn.extend(servers.turn.iter().cloned());
+            inner.set_ice_servers(stun, turn);
+            out.servers = servers;
+            let next = out
+                .refresh_at
+                .and_then(|t| t.duration_since(SystemTime::now()).ok())
+                .unwrap_or(Duration::from_secs(3600))
+                .max(Duration::from_secs(5));
+            {
+                let mut sv = inner.services();
+                sv.found = out;
+                if sv.pending.is_none() {
+                    sv.next_query = Some(Instant::now() + next);
+                }
+            }
+            inner.services_busy.send_replace(false);
+            inner.services_wake.notify_one();
+        });
+        true
+    }
+
+    /// The XEP-0215 query failed: ask again after [`SERVICES_RETRY`].
+    fn services_failed(&self) {
+        self.services().next_query = Some(Instant::now() + SERVICES_RETRY);
+        self.services_busy.send_replace(false);
+        self.services_wake.notify_one();
+    }
+
+    /// See [`JingleIce::set_ice_servers`].
+    fn set_ice_servers(&self, stun: Vec<SocketAddr>, turn: Vec<TurnConfig>) {
+        *self.servers.lock().unwrap_or_else(|e| e.into_inner()) = (stun, turn.clone());
+        let st = self.lock();
+        for slot in st.slots.values() {
+            if let Some(ice) = &slot.ice {
+                let _ = ice.send(IceCmd::TurnServers(turn.clone()));
+            }
+        }
     }
 
     async fn start_ice(&self, role: Role) -> Result<IceConnection, JingleIceError> {
@@ -870,6 +1311,56 @@ fn candidate_id() -> String {
 }
 
 /// Runs the session manager's timers.
+/// Sleeps until `at`, or forever without one (for a disabled `select!` branch).
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Asks for the XEP-0215 services again when their credentials are about to expire, and
+/// gives up on a query the server did not answer in [`SERVICES_TIMEOUT`].
+async fn run_services(inner: std::sync::Weak<Inner>) {
+    loop {
+        let (at, notified) = {
+            let Some(inner) = inner.upgrade() else { return };
+            let now = Instant::now();
+            let online = inner.link().online;
+            let mut sv = inner.services();
+            let timed_out = sv
+                .pending
+                .as_ref()
+                .is_some_and(|(_, sent)| now >= *sent + SERVICES_TIMEOUT);
+            let due = sv.pending.is_none() && sv.next_query.is_some_and(|t| now >= t);
+            if timed_out {
+                tracing::warn!("XEP-0215 query not answered in {SERVICES_TIMEOUT:?}");
+                sv.pending = None;
+                drop(sv);
+                inner.services_failed();
+                continue;
+            }
+            if due && online {
+                drop(sv);
+                inner.query_services(now);
+                continue;
+            }
+            // Offline, a due query waits for stream_online (which asks anyway).
+            let at = match &sv.pending {
+                Some((_, sent)) => Some(*sent + SERVICES_TIMEOUT),
+                None if online => sv.next_query,
+                None => None,
+            };
+            drop(sv);
+            (at, inner.clone())
+        };
+        tokio::select! {
+            _ = sleep_until(at) => {}
+            _ = notified.services_wake.notified() => {}
+        }
+    }
+}
+
 async fn run_timers(inner: std::sync::Weak<Inner>) {
     loop {
         let (deadline, notified) = {

@@ -5,6 +5,7 @@
 //! - [`extdisco`]: STUN and TURN servers from the user's XMPP server (XEP-0215), with
 //!   [`extdisco::resolve`], the one step that does I/O (DNS).
 //! - [`disco`]: our features, peers' features and entity capabilities (XEP-0030, XEP-0115).
+//! - [`outbox`]: request tracking, bounce retries and directed presences across reconnects.
 //!
 //! With tokio:
 //! - [`jingle`]: the Jingle ICE-UDP extension to plug into the application's own XMPP client.
@@ -17,6 +18,7 @@ pub mod extdisco;
 pub mod ibb;
 pub mod jingle;
 pub mod nesting;
+pub mod outbox;
 
 pub use client::{ClientError, JingleClient, JingleClientConfig};
 pub use connection::{XmppConfig, XmppConnection, XmppError, XmppSender};

@@ -29,7 +29,9 @@ pub use pipe::{Control, PipeEnd, INITIAL_CREDIT};
 use crate::channel::ChannelOptions;
 use crate::jingle::{Reason, ReasonCondition};
 use crate::net::{DataChannel, SelectedPair};
-use crate::xmpp::{IncomingSession, JingleClientConfig, JingleIce, JingleIceError, JingleSession};
+use crate::xmpp::{
+    IncomingSession, JingleClientConfig, JingleIce, JingleIceConfig, JingleIceError, JingleSession,
+};
 use pipe::{pipe, ActiveGuard, Counters, PipeConfig};
 
 /// Label of every tube connection's channel (`xep/tube.md` §3).
@@ -47,6 +49,15 @@ const PEER_END_WAIT: Duration = Duration::from_secs(2);
 /// Advertises tubes in disco#info (XEP-0030 §3.1, `xep/tube.md` §5) so that peers can find
 /// who takes them. Tubes use no `session-info` payload.
 pub fn enable_client(config: &mut JingleClientConfig) {
+    let ns = NS_TUBE.to_string();
+    if !config.extra_features.contains(&ns) {
+        config.extra_features.push(ns);
+    }
+}
+
+/// [`enable_client`] for the extension on its own ([`JingleIce`] in the application's own XMPP
+/// client): advertises tubes in the extension's disco#info answers and caps.
+pub fn enable(config: &mut JingleIceConfig) {
     let ns = NS_TUBE.to_string();
     if !config.extra_features.contains(&ns) {
         config.extra_features.push(ns);
