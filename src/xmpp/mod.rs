@@ -18,12 +18,11 @@ pub mod extdisco;
 pub mod ibb;
 pub mod jingle;
 pub mod nesting;
-pub mod outbox;
 
 pub use client::{ClientError, JingleClient, JingleClientConfig};
 pub use connection::{XmppConfig, XmppConnection, XmppError, XmppSender};
 pub use ibb::IbbChannel;
 pub use jingle::{IncomingSession, JingleIce, JingleIceConfig, JingleIceError, JingleSession};
 
-pub use jingle_ice_proto::xmpp::{disco, stanza};
+pub use jingle_ice_proto::xmpp::{disco, outbox, stanza};
 pub use stanza::{NS_CLIENT, NS_STANZAS};
