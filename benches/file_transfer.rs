@@ -1,7 +1,7 @@
 //! File-transfer benchmark (issue 6): what the application layer costs on top of the channel,
 //! and whether memory grows with the file.
 //!
-//! Two `JingleIce` instances in one process, their stanzas carried in memory
+//! Two `JingleRuntime` instances in one process, their stanzas carried in memory
 //! (`tests/jingle_wire`), real ICE, DTLS and SCTP over 127.0.0.1:
 //! 1. Throughput: `send_file` → `IncomingFile::accept` (file on disk to file on disk, SHA-256
 //!    both sides, temporary file, fsync, rename) against the bare data channel of a session set
@@ -25,12 +25,12 @@ use common::{full_run, median, Table};
 use jingle_ice::apps::file_sink::SinkConfig;
 use jingle_ice::apps::file_transfer::{send_file, IncomingFile, SendOptions};
 use jingle_ice::channel::ChannelOptions;
-use jingle_ice::xmpp::JingleIce;
+use jingle_ice::xmpp::JingleRuntime;
 use minidom::Element;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// A fresh JingleIce pair, wired in memory.
-fn pair() -> (Arc<JingleIce>, Arc<JingleIce>) {
+/// A fresh JingleRuntime pair, wired in memory.
+fn pair() -> (Arc<JingleRuntime>, Arc<JingleRuntime>) {
     let (a, b) = jingle_wire::unwired(jingle_wire::dc_config());
     jingle_wire::wire(a.clone(), b.clone());
     (a, b)

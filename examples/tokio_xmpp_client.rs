@@ -23,7 +23,7 @@ use jid::FullJid;
 use jingle_ice::apps::file_sink::SinkConfig;
 use jingle_ice::apps::file_transfer::{self, IncomingFile};
 use jingle_ice::xmpp::connection::XmppTlsConnector;
-use jingle_ice::xmpp::{JingleIce, JingleIceConfig};
+use jingle_ice::xmpp::{JingleRuntime, JingleRuntimeConfig};
 use minidom::Element;
 use tokio_xmpp::{xmlstream::Timeouts, Client, Event, Stanza};
 
@@ -62,12 +62,12 @@ async fn main() -> Result<(), Error> {
     let mut client =
         Client::new_with_connector(jid.clone(), args.password, connector, Timeouts::default());
     // Our presence, with XEP-0115 caps, goes out once online.
-    let mut config = JingleIceConfig {
+    let mut config = JingleRuntimeConfig {
         presence: true,
-        ..JingleIceConfig::default()
+        ..JingleRuntimeConfig::default()
     };
     file_transfer::enable(&mut config);
-    let ext = Arc::new(JingleIce::new(jid, config));
+    let ext = Arc::new(JingleRuntime::new(jid, config));
     let mut receiver = tokio::spawn(receive_files(ext.clone(), args.dir, args.count));
 
     // The stanza pump: all a client author writes. tokio-xmpp reconnects by itself; a new
@@ -118,7 +118,11 @@ async fn main() -> Result<(), Error> {
 
 /// Accepts every offered file into `dir` (safe names, hash verified, nothing under the final
 /// name unless complete).
-async fn receive_files(ext: Arc<JingleIce>, dir: PathBuf, count: Option<u32>) -> Result<(), Error> {
+async fn receive_files(
+    ext: Arc<JingleRuntime>,
+    dir: PathBuf,
+    count: Option<u32>,
+) -> Result<(), Error> {
     let sink = SinkConfig {
         dir,
         overwrite: false,

@@ -1,4 +1,4 @@
-//! Offers as other clients write them, answered by a [`JingleIce`] receiving with the file
+//! Offers as other clients write them, answered by a [`JingleRuntime`] receiving with the file
 //! application and its default configuration: the test plays the other client stanza by stanza
 //! from the fixtures in `xep/fixtures/` and the flows read from each client's source
 //! (`xep/0234.md`, `xep/0261.md`).
@@ -19,7 +19,7 @@ use jid::FullJid;
 use jingle_ice::apps::file_sink::SinkConfig;
 use jingle_ice::apps::file_transfer::{IncomingFile, TransferReport, TransportUsed};
 use jingle_ice::xmpp::stanza::{iq_type, IqType};
-use jingle_ice::xmpp::{JingleIce, JingleIceConfig};
+use jingle_ice::xmpp::{JingleRuntime, JingleRuntimeConfig};
 use minidom::Element;
 use sha2::{Digest, Sha256};
 
@@ -47,12 +47,12 @@ fn temp_dir(tag: &str) -> PathBuf {
 fn receiver(
     dir: &std::path::Path,
 ) -> (
-    Arc<JingleIce>,
+    Arc<JingleRuntime>,
     tokio::task::JoinHandle<
         Result<TransferReport, jingle_ice::apps::file_transfer::FileTransferError>,
     >,
 ) {
-    let bob = Arc::new(JingleIce::new(bob(), JingleIceConfig::default()));
+    let bob = Arc::new(JingleRuntime::new(bob(), JingleRuntimeConfig::default()));
     let b = bob.clone();
     let sink = SinkConfig {
         dir: dir.to_path_buf(),
@@ -68,7 +68,7 @@ fn receiver(
 
 /// The other client: delivers its stanzas to Bob, answers his requests, reads his answers.
 struct Client {
-    bob: Arc<JingleIce>,
+    bob: Arc<JingleRuntime>,
     jid: String,
     /// Bob's stanzas not looked at yet.
     seen: Vec<Element>,

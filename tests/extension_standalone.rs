@@ -14,7 +14,7 @@ use jingle_ice::jingle::{Reason, ReasonCondition};
 use jingle_ice::xmpp::disco::NS_DISCO_INFO;
 use jingle_ice::xmpp::extdisco::NS_EXTDISCO;
 use jingle_ice::xmpp::stanza::{iq_type, IqType};
-use jingle_ice::xmpp::{JingleIce, JingleIceConfig};
+use jingle_ice::xmpp::{JingleRuntime, JingleRuntimeConfig};
 use minidom::Element;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -34,16 +34,16 @@ fn parse(xml: &str) -> Element {
 }
 
 /// An extension with file transfer enabled and no XEP-0215 queries (unless `services`).
-fn ext(jid: FullJid, services: bool) -> Arc<JingleIce> {
-    let mut config = JingleIceConfig {
+fn ext(jid: FullJid, services: bool) -> Arc<JingleRuntime> {
+    let mut config = JingleRuntimeConfig {
         discover_services: services,
-        ..JingleIceConfig::default()
+        ..JingleRuntimeConfig::default()
     };
     file_transfer::enable(&mut config);
-    Arc::new(JingleIce::new(jid, config))
+    Arc::new(JingleRuntime::new(jid, config))
 }
 
-async fn next(ext: &JingleIce, what: &str) -> Element {
+async fn next(ext: &JingleRuntime, what: &str) -> Element {
     tokio::time::timeout(WAIT, ext.next_outgoing())
         .await
         .unwrap_or_else(|_| panic!("no {what}"))
@@ -51,7 +51,7 @@ async fn next(ext: &JingleIce, what: &str) -> Element {
 }
 
 /// Takes stanzas from `ext` until one matches `pick` (the others are returned too).
-async fn until(ext: &JingleIce, what: &str, pick: impl Fn(&Element) -> bool) -> Element {
+async fn until(ext: &JingleRuntime, what: &str, pick: impl Fn(&Element) -> bool) -> Element {
     loop {
         let el = next(ext, what).await;
         if pick(&el) {
@@ -161,12 +161,12 @@ async fn the_extension_answers_disco_info_caps_and_pushes_and_refuses_the_rest()
 
 #[tokio::test]
 async fn a_new_stream_announces_presence_and_asks_the_server_for_services() {
-    let mut config = JingleIceConfig {
+    let mut config = JingleRuntimeConfig {
         presence: true,
-        ..JingleIceConfig::default()
+        ..JingleRuntimeConfig::default()
     };
     file_transfer::enable(&mut config);
-    let bob = Arc::new(JingleIce::new(bob_jid(), config));
+    let bob = Arc::new(JingleRuntime::new(bob_jid(), config));
     bob.stream_online();
     let presence = next(&bob, "presence").await;
     assert_eq!(presence.name(), "presence");

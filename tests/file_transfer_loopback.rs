@@ -1,4 +1,4 @@
-//! XEP-0234 file transfer end to end in one process: two [`JingleIce`] instances joined by the
+//! XEP-0234 file transfer end to end in one process: two [`JingleRuntime`] instances joined by the
 //! in-memory server of `jingle_wire`, real ICE and data channels over 127.0.0.1, real files in
 //! temporary directories. The same against Prosody, coturn and NATs is the lab's job.
 
@@ -14,7 +14,7 @@ use jingle_ice::apps::file_transfer::{
 };
 use jingle_ice::apps::transfer::TransferError;
 use jingle_ice::jingle::ReasonCondition;
-use jingle_ice::xmpp::{JingleIce, JingleIceConfig};
+use jingle_ice::xmpp::{JingleRuntime, JingleRuntimeConfig};
 use minidom::Element;
 use sha2::{Digest, Sha256};
 
@@ -23,7 +23,7 @@ mod jingle_wire;
 use jingle_wire::{dc_config, strip_candidates, unwired, wire_with};
 
 /// The default configuration: file transfer needs no opt-in.
-fn ft_config() -> JingleIceConfig {
+fn ft_config() -> JingleRuntimeConfig {
     dc_config()
 }
 
@@ -72,7 +72,7 @@ fn sink(dir: &Path) -> SinkConfig {
     }
 }
 
-fn pair_with(tamper: fn(Element) -> Element) -> (Arc<JingleIce>, Arc<JingleIce>) {
+fn pair_with(tamper: fn(Element) -> Element) -> (Arc<JingleRuntime>, Arc<JingleRuntime>) {
     let (a, b) = unwired(ft_config());
     wire_with(a.clone(), b.clone(), tamper);
     (a, b)
@@ -266,7 +266,7 @@ async fn an_offer_over_the_size_limit_is_declined() {
 /// Starts the receiving side on `b`: accepts the next offer into `dst`, reporting the bytes
 /// received on the returned channel.
 fn spawn_receiver(
-    b: &Arc<JingleIce>,
+    b: &Arc<JingleRuntime>,
     dst: &Path,
 ) -> (
     tokio::task::JoinHandle<
@@ -290,8 +290,8 @@ fn spawn_receiver(
 
 /// Starts the sending side: `a` sends the file at `path` to `b`.
 fn spawn_sender(
-    a: &Arc<JingleIce>,
-    b: &Arc<JingleIce>,
+    a: &Arc<JingleRuntime>,
+    b: &Arc<JingleRuntime>,
     path: &Path,
 ) -> tokio::task::JoinHandle<
     Result<jingle_ice::apps::file_transfer::TransferReport, FileTransferError>,
@@ -904,7 +904,7 @@ async fn an_encrypted_offer_is_shown_to_the_application_and_declined_with_securi
         other => panic!("receiver: {other:?}"),
     }
     match sent {
-        Err(FileTransferError::Session(jingle_ice::xmpp::JingleIceError::Terminated(r))) => {
+        Err(FileTransferError::Session(jingle_ice::xmpp::JingleRuntimeError::Terminated(r))) => {
             assert_eq!(r.condition, ReasonCondition::SecurityError);
             assert!(r.text.unwrap_or_default().contains("not supported"));
         }
@@ -936,13 +936,13 @@ async fn accepting_an_encrypted_offer_directly_is_refused() {
         .accept(Element::bare("description", "urn:example:any"))
         .await
     {
-        Err(jingle_ice::xmpp::JingleIceError::UnsupportedSecurity(s)) => {
+        Err(jingle_ice::xmpp::JingleRuntimeError::UnsupportedSecurity(s)) => {
             assert!(s.contains("urn:xmpp:jingle:jet:0"), "{s}")
         }
         other => panic!("accept: {:?}", other.map(|_| ())),
     }
     match connect.await.unwrap() {
-        Err(jingle_ice::xmpp::JingleIceError::Terminated(r)) => {
+        Err(jingle_ice::xmpp::JingleRuntimeError::Terminated(r)) => {
             assert_eq!(r.condition, ReasonCondition::SecurityError)
         }
         other => panic!("connect: {:?}", other.map(|_| ())),

@@ -17,7 +17,7 @@ use jingle_ice::jingle::{
 };
 use jingle_ice::xmpp::disco::parse_info_result;
 use jingle_ice::xmpp::extdisco::parse_services;
-use jingle_ice::xmpp::jingle::{JingleIce, JingleIceConfig};
+use jingle_ice::xmpp::runtime::{JingleRuntime, JingleRuntimeConfig};
 use jingle_ice::xmpp::stanza::{iq_type, IqType, StanzaError, NS_CLIENT};
 use minidom::Element;
 
@@ -230,7 +230,7 @@ fn the_extension_answers_policy_violation_and_counts_the_stanza() {
         .unwrap();
     rt.block_on(async {
         tokio::spawn(async {
-            let ext = JingleIce::new(bob(), JingleIceConfig::default());
+            let ext = JingleRuntime::new(bob(), JingleRuntimeConfig::default());
             let hostile = parse(&initiate("evil", "s1", &nested(HOSTILE_DEPTH)));
             assert!(ext.handle_stanza(&hostile), "taken, not left to the caller");
             dismantle(hostile);

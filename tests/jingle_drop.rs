@@ -1,9 +1,9 @@
 //! What a session does when the application lets go of it: a future of
-//! [`IncomingSession::accept`] or [`JingleIce::connect`] dropped before the session is up, an
+//! [`IncomingSession::accept`] or [`JingleRuntime::connect`] dropped before the session is up, an
 //! offer dropped unanswered, and a file transfer's future dropped before its channel opened,
 //! each end the session with `session-terminate` at once (never left open until a timeout);
 //! and a stranger's offer gets no directed presence from us until it is accepted. Two
-//! [`JingleIce`] joined in memory (`jingle_wire`), ICE kept from connecting by removing every
+//! [`JingleRuntime`] joined in memory (`jingle_wire`), ICE kept from connecting by removing every
 //! candidate, so that the sessions stay between accept and established.
 
 use std::path::PathBuf;
@@ -14,7 +14,7 @@ use jid::FullJid;
 use jingle_ice::apps::file_sink::SinkConfig;
 use jingle_ice::apps::file_transfer::{send_file, IncomingFile, SendOptions};
 use jingle_ice::jingle::ReasonCondition;
-use jingle_ice::xmpp::{JingleIce, JingleIceConfig, JingleIceError};
+use jingle_ice::xmpp::{JingleRuntime, JingleRuntimeConfig, JingleRuntimeError};
 use minidom::Element;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -27,7 +27,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(120);
 /// How soon a dropped session must be seen ended on the wire.
 const AT_ONCE: Duration = Duration::from_secs(3);
 
-fn config() -> JingleIceConfig {
+fn config() -> JingleRuntimeConfig {
     let mut c = dc_config();
     c.connect_timeout = CONNECT_TIMEOUT;
     c.ibb_fallback = false;
@@ -58,10 +58,10 @@ async fn terminate_from(tap: &mut UnboundedReceiver<(FullJid, Element)>, from: &
 
 /// Alice offers, Bob takes the offer from his queue.
 async fn offered() -> (
-    Arc<JingleIce>,
-    Arc<JingleIce>,
+    Arc<JingleRuntime>,
+    Arc<JingleRuntime>,
     UnboundedReceiver<(FullJid, Element)>,
-    tokio::task::JoinHandle<Result<jingle_ice::xmpp::JingleSession, JingleIceError>>,
+    tokio::task::JoinHandle<Result<jingle_ice::xmpp::JingleSession, JingleRuntimeError>>,
     jingle_ice::xmpp::IncomingSession,
 ) {
     let (a, b) = unwired(config());
@@ -77,7 +77,7 @@ async fn offered() -> (
 
 /// The initiator's `connect` ends at once with the session ended for `condition`.
 async fn initiator_ended(
-    connect: tokio::task::JoinHandle<Result<jingle_ice::xmpp::JingleSession, JingleIceError>>,
+    connect: tokio::task::JoinHandle<Result<jingle_ice::xmpp::JingleSession, JingleRuntimeError>>,
     condition: ReasonCondition,
 ) {
     match tokio::time::timeout(AT_ONCE, connect)
@@ -85,7 +85,7 @@ async fn initiator_ended(
         .unwrap()
         .unwrap()
     {
-        Err(JingleIceError::Terminated(r)) => assert_eq!(r.condition, condition),
+        Err(JingleRuntimeError::Terminated(r)) => assert_eq!(r.condition, condition),
         other => panic!("the initiator's connect: {:?}", other.map(|_| ())),
     }
 }

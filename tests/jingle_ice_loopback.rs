@@ -1,4 +1,4 @@
-//! The tokio Jingle extension end to end in one process: two [`JingleIce`] instances whose
+//! The tokio Jingle extension end to end in one process: two [`JingleRuntime`] instances whose
 //! stanzas are carried by a tiny in-memory "server" (it stamps `from`, like a real one), real
 //! ICE over 127.0.0.1, data checked both ways. The same extension against the real Prosody
 //! and NATs is `tests/lab_jingle.rs`.
@@ -204,7 +204,7 @@ async fn declined_offer_fails_connect_with_the_reason() {
     .unwrap()
     .unwrap_err();
     match err {
-        jingle_ice::xmpp::JingleIceError::Terminated(r) => {
+        jingle_ice::xmpp::JingleRuntimeError::Terminated(r) => {
             assert_eq!(r.condition, ReasonCondition::Decline)
         }
         other => panic!("unexpected {other:?}"),

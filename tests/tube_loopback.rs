@@ -1,4 +1,4 @@
-//! Stream tubes end to end in one process: two [`JingleIce`] joined by the in-memory server of
+//! Stream tubes end to end in one process: two [`JingleRuntime`] joined by the in-memory server of
 //! `jingle_wire`, real ICE and data channels over 127.0.0.1, real TCP services and clients.
 //! The same against Prosody, coturn and NATs is `tests/lab_tube.rs`.
 

@@ -40,7 +40,8 @@ use crate::jingle::{Creator, Reason, ReasonCondition, Senders};
 use crate::net::{DataChannel, SelectedPair};
 use crate::xmpp::extdisco::format_datetime;
 use crate::xmpp::{
-    IncomingSession, JingleClientConfig, JingleIce, JingleIceConfig, JingleIceError, JingleSession,
+    IncomingSession, JingleClientConfig, JingleRuntime, JingleRuntimeConfig, JingleRuntimeError,
+    JingleSession,
 };
 
 /// Label and protocol of the channel each side opens (what Conversations uses, fact 16).
@@ -67,9 +68,9 @@ pub fn enable_client(config: &mut JingleClientConfig) {
     }
 }
 
-/// [`enable_client`] for the extension on its own ([`JingleIce`] in the application's own XMPP
+/// [`enable_client`] for the extension on its own ([`JingleRuntime`] in the application's own XMPP
 /// client): advertises file transfer in the extension's disco#info answers and caps.
-pub fn enable(config: &mut JingleIceConfig) {
+pub fn enable(config: &mut JingleRuntimeConfig) {
     let ns = NS_FILE_TRANSFER.to_string();
     if !config.extra_features.contains(&ns) {
         config.extra_features.push(ns);
@@ -171,7 +172,7 @@ impl TransferReport {
 pub enum FileTransferError {
     /// Opening the session failed (peer unreachable, declined, ICE failed, ...).
     #[error("session: {0}")]
-    Session(#[from] JingleIceError),
+    Session(#[from] JingleRuntimeError),
     /// The peer ended the session.
     #[error("the peer ended the session: {0:?}")]
     PeerEnded(Reason),
@@ -239,7 +240,7 @@ pub struct SendOptions {
 
 /// Offers the file at `path` to `peer` and sends it.
 pub async fn send_file(
-    jingle: &JingleIce,
+    jingle: &JingleRuntime,
     peer: FullJid,
     path: &Path,
     mut options: SendOptions,
@@ -681,7 +682,7 @@ impl FileRequest {
 /// description and sends it; it is stored through `sink_config` like an accepted offer, and a
 /// file whose SHA-256 differs from the one asked for is refused.
 pub async fn request_file(
-    jingle: &JingleIce,
+    jingle: &JingleRuntime,
     peer: FullJid,
     want: File,
     sink_config: SinkConfig,

@@ -1,12 +1,12 @@
 //! A convenience client for bots and examples: an [`XmppConnection`] that it owns, with the
-//! [`JingleIce`] extension plugged in, service discovery answered (XEP-0030, XEP-0115 caps in
+//! [`JingleRuntime`] extension plugged in, service discovery answered (XEP-0030, XEP-0115 caps in
 //! presence), STUN/TURN servers fetched from the user's server (XEP-0215) and fetched again
 //! before their credentials expire.
 //!
 //! All of that but the connection is the extension's own: the client's pump only hands it every
 //! stanza, sends what it emits, refuses what nobody took, and tells it when the stream is lost
-//! and back ([`JingleIce::stream_lost`], [`JingleIce::stream_online`]). Applications with their
-//! own tokio-xmpp client use [`JingleIce`] directly with the same few calls
+//! and back ([`JingleRuntime::stream_lost`], [`JingleRuntime::stream_online`]). Applications with their
+//! own tokio-xmpp client use [`JingleRuntime`] directly with the same few calls
 //! (`examples/tokio_xmpp_client.rs`).
 //!
 //! When the connection drops (anything but [`JingleClient::close`]), the client reconnects with
@@ -32,8 +32,10 @@ use tokio::sync::{oneshot, watch};
 
 use super::connection::{XmppConfig, XmppConnection, XmppError, XmppSender};
 use super::disco::{self, Features, Identity};
-pub use super::jingle::{DiscoveredServices, CAPS_NODE};
-use super::jingle::{IncomingSession, JingleIce, JingleIceConfig, JingleIceError, JingleSession};
+pub use super::runtime::{DiscoveredServices, CAPS_NODE};
+use super::runtime::{
+    IncomingSession, JingleRuntime, JingleRuntimeConfig, JingleRuntimeError, JingleSession,
+};
 use crate::jingle::{Reason, ReasonCondition};
 use crate::xmpp::stanza::NS_CLIENT;
 
@@ -60,7 +62,7 @@ pub struct JingleClientConfig {
     /// The account and how to reach its server.
     pub xmpp: XmppConfig,
     /// The Jingle extension's settings (manual STUN/TURN servers go here).
-    pub ice: JingleIceConfig,
+    pub ice: JingleRuntimeConfig,
     /// Ask the server for STUN/TURN services (XEP-0215) and use them besides the manual ones.
     pub discover_services: bool,
     /// Our identity in disco#info.
@@ -76,7 +78,7 @@ impl JingleClientConfig {
     /// ([`ReconnectPolicy::default`]), and a gone grace (XEP-0166 §6.7) of
     /// [`CLIENT_GONE_GRACE`] instead of the session manager's 5 s.
     pub fn new(xmpp: XmppConfig) -> Self {
-        let mut ice = JingleIceConfig::default();
+        let mut ice = JingleRuntimeConfig::default();
         ice.session.gone_grace = CLIENT_GONE_GRACE;
         JingleClientConfig {
             xmpp,
@@ -192,7 +194,7 @@ pub enum ClientError {
     Xmpp(#[from] XmppError),
     /// The Jingle session failed.
     #[error(transparent)]
-    Jingle(#[from] JingleIceError),
+    Jingle(#[from] JingleRuntimeError),
     /// The peer does not advertise Jingle ICE-UDP (XEP-0166 §11, XEP-0176 §7).
     #[error("{0} does not support Jingle ICE-UDP")]
     Unsupported(FullJid),
@@ -210,7 +212,7 @@ pub enum ClientError {
 pub struct JingleClient {
     jid: FullJid,
     current: Arc<Mutex<XmppSender>>,
-    ext: Arc<JingleIce>,
+    ext: Arc<JingleRuntime>,
     status: watch::Receiver<ConnectionStatus>,
     pump: tokio::task::JoinHandle<()>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -238,7 +240,7 @@ impl JingleClient {
         ice.discover_services = config.discover_services;
         ice.outbox_capacity = policy.queue_capacity;
         ice.peer_wait = policy.peer_wait;
-        let ext = Arc::new(JingleIce::new(jid.clone(), ice));
+        let ext = Arc::new(JingleRuntime::new(jid.clone(), ice));
         ext.stream_online();
         let current = Arc::new(Mutex::new(conn.sender()));
         let (status_tx, status_rx) = watch::channel(ConnectionStatus {
@@ -281,7 +283,7 @@ impl JingleClient {
     }
 
     /// The Jingle extension.
-    pub fn extension(&self) -> &JingleIce {
+    pub fn extension(&self) -> &JingleRuntime {
         &self.ext
     }
 
@@ -401,14 +403,14 @@ enum Stop {
 }
 
 /// The task that owns the connection: moves stanzas between it and the extension (which
-/// answers disco#info and tracks, retries and re-announces itself, see [`JingleIce`]), refuses
+/// answers disco#info and tracks, retries and re-announces itself, see [`JingleRuntime`]), refuses
 /// the requests nobody takes with `<service-unavailable/>` (RFC 6120 §8.4), and reconnects
 /// after a loss.
 struct Pump {
     config: XmppConfig,
     jid: FullJid,
     policy: ReconnectPolicy,
-    ext: Arc<JingleIce>,
+    ext: Arc<JingleRuntime>,
     current: Arc<Mutex<XmppSender>>,
     status: watch::Sender<ConnectionStatus>,
     shutdown: oneshot::Receiver<()>,

@@ -1,6 +1,6 @@
 //! The tokio side of an In-Band Bytestream: [`IbbChannel`], an `AsyncRead + AsyncWrite` over
 //! the sans-IO [`IbbStream`] of a Jingle session that fell back to IBB (XEP-0261). The
-//! [`super::JingleIce`] extension routes the peer's IBB stanzas to it and sends what it emits
+//! [`super::JingleRuntime`] extension routes the peer's IBB stanzas to it and sends what it emits
 //! on the application's XMPP connection.
 
 use std::collections::VecDeque;

@@ -8,7 +8,8 @@
 //! - [`outbox`]: request tracking, bounce retries and directed presences across reconnects.
 //!
 //! With tokio:
-//! - [`jingle`]: the Jingle ICE-UDP extension to plug into the application's own XMPP client.
+//! - [`runtime`]: the Jingle runtime, the extension to plug into the application's own XMPP client
+//!   (any tokio-xmpp client: it only needs the stanza pump).
 //! - [`connection`]: a tokio-xmpp 6 connection wrapper for bots.
 //! - [`client`]: a bot client that owns a connection and runs the extension on it.
 
@@ -16,13 +17,15 @@ pub mod client;
 pub mod connection;
 pub mod extdisco;
 pub mod ibb;
-pub mod jingle;
 pub mod nesting;
+pub mod runtime;
 
 pub use client::{ClientError, JingleClient, JingleClientConfig};
 pub use connection::{XmppConfig, XmppConnection, XmppError, XmppSender};
 pub use ibb::IbbChannel;
-pub use jingle::{IncomingSession, JingleIce, JingleIceConfig, JingleIceError, JingleSession};
+pub use runtime::{
+    IncomingSession, JingleRuntime, JingleRuntimeConfig, JingleRuntimeError, JingleSession,
+};
 
 pub use jingle_ice_proto::xmpp::{disco, outbox, stanza};
 pub use stanza::{NS_CLIENT, NS_STANZAS};

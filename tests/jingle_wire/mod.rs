@@ -1,4 +1,4 @@
-//! Shared by the in-process Jingle tests (`mod jingle_wire;`): two [`JingleIce`] instances
+//! Shared by the in-process Jingle tests (`mod jingle_wire;`): two [`JingleRuntime`] instances
 //! joined by a tiny in-memory "server" that stamps `from` like a real one, with real ICE over
 //! 127.0.0.1.
 #![allow(dead_code)]
@@ -8,26 +8,26 @@ use std::sync::Arc;
 use jid::FullJid;
 use jingle_ice::ice::Role;
 use jingle_ice::net::IceConnection;
-use jingle_ice::xmpp::{JingleIce, JingleIceConfig};
+use jingle_ice::xmpp::{JingleRuntime, JingleRuntimeConfig};
 use minidom::Element;
 
 /// Plain ICE-UDP sessions (the datagram tests below read the ICE connection directly).
-pub fn config() -> JingleIceConfig {
-    JingleIceConfig {
+pub fn config() -> JingleRuntimeConfig {
+    JingleRuntimeConfig {
         data_channels: false,
         ..dc_config()
     }
 }
 
 /// Sessions with the `webrtc-datachannel:1` transport (the default).
-pub fn dc_config() -> JingleIceConfig {
-    JingleIceConfig {
+pub fn dc_config() -> JingleRuntimeConfig {
+    JingleRuntimeConfig {
         builder: Arc::new(|role: Role| {
             IceConnection::builder(role)
                 .include_loopback(true)
                 .allow_address("127.0.0.1".parse().unwrap())
         }),
-        ..JingleIceConfig::default()
+        ..JingleRuntimeConfig::default()
     }
 }
 
@@ -41,12 +41,12 @@ pub fn stamp(mut stanza: Element, from: &FullJid) -> Element {
 }
 
 /// Carries every stanza one extension emits to the other.
-pub fn wire(a: Arc<JingleIce>, b: Arc<JingleIce>) {
+pub fn wire(a: Arc<JingleRuntime>, b: Arc<JingleRuntime>) {
     wire_with(a, b, |s| s);
 }
 
 /// Carries stanzas, passing each through `tamper` first.
-pub fn wire_with(a: Arc<JingleIce>, b: Arc<JingleIce>, tamper: fn(Element) -> Element) {
+pub fn wire_with(a: Arc<JingleRuntime>, b: Arc<JingleRuntime>, tamper: fn(Element) -> Element) {
     // Nobody listens to the tap: its reports are dropped.
     drop(wire_tapped(a, b, tamper));
 }
@@ -54,8 +54,8 @@ pub fn wire_with(a: Arc<JingleIce>, b: Arc<JingleIce>, tamper: fn(Element) -> El
 /// Carries stanzas like [`wire_with`] and reports each one (sender's JID, stanza as
 /// delivered) on the returned channel.
 pub fn wire_tapped(
-    a: Arc<JingleIce>,
-    b: Arc<JingleIce>,
+    a: Arc<JingleRuntime>,
+    b: Arc<JingleRuntime>,
     tamper: fn(Element) -> Element,
 ) -> tokio::sync::mpsc::UnboundedReceiver<(FullJid, Element)> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -87,18 +87,18 @@ pub fn strip_candidates(mut el: Element) -> Element {
     el
 }
 
-pub fn pair() -> (Arc<JingleIce>, Arc<JingleIce>) {
+pub fn pair() -> (Arc<JingleRuntime>, Arc<JingleRuntime>) {
     let (a, b) = unwired(config());
     wire(a.clone(), b.clone());
     (a, b)
 }
 
-pub fn unwired(config: JingleIceConfig) -> (Arc<JingleIce>, Arc<JingleIce>) {
-    let a = Arc::new(JingleIce::new(
+pub fn unwired(config: JingleRuntimeConfig) -> (Arc<JingleRuntime>, Arc<JingleRuntime>) {
+    let a = Arc::new(JingleRuntime::new(
         FullJid::new("alice@example.test/a").unwrap(),
         config.clone(),
     ));
-    let b = Arc::new(JingleIce::new(
+    let b = Arc::new(JingleRuntime::new(
         FullJid::new("bob@example.test/b").unwrap(),
         config,
     ));

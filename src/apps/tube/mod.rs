@@ -30,7 +30,8 @@ use crate::channel::ChannelOptions;
 use crate::jingle::{Reason, ReasonCondition};
 use crate::net::{DataChannel, SelectedPair};
 use crate::xmpp::{
-    IncomingSession, JingleClientConfig, JingleIce, JingleIceConfig, JingleIceError, JingleSession,
+    IncomingSession, JingleClientConfig, JingleRuntime, JingleRuntimeConfig, JingleRuntimeError,
+    JingleSession,
 };
 use pipe::{pipe, ActiveGuard, Counters, PipeConfig};
 
@@ -55,9 +56,9 @@ pub fn enable_client(config: &mut JingleClientConfig) {
     }
 }
 
-/// [`enable_client`] for the extension on its own ([`JingleIce`] in the application's own XMPP
+/// [`enable_client`] for the extension on its own ([`JingleRuntime`] in the application's own XMPP
 /// client): advertises tubes in the extension's disco#info answers and caps.
-pub fn enable(config: &mut JingleIceConfig) {
+pub fn enable(config: &mut JingleRuntimeConfig) {
     let ns = NS_TUBE.to_string();
     if !config.extra_features.contains(&ns) {
         config.extra_features.push(ns);
@@ -96,7 +97,7 @@ impl Default for TubeConfig {
 pub enum TubeError {
     /// Opening the session failed (peer unreachable, declined, ICE failed, ...).
     #[error("session: {0}")]
-    Session(#[from] JingleIceError),
+    Session(#[from] JingleRuntimeError),
     /// The session has no data channel (the peer chose plain ICE-UDP).
     #[error("the session carries no data channel")]
     NoChannel,
@@ -153,7 +154,7 @@ impl std::fmt::Debug for Tube {
 /// `peer` as the stream tube `description`, and waits until the peer accepts and the data
 /// channels are up.
 pub async fn share(
-    jingle: &JingleIce,
+    jingle: &JingleRuntime,
     peer: FullJid,
     description: TubeDescription,
     service_addr: impl Into<String>,

@@ -1,12 +1,12 @@
-//! The tokio side of Jingle ICE-UDP: a [`JingleIce`] extension that sits next to the
+//! The tokio side of Jingle ICE-UDP: a [`JingleRuntime`] extension that sits next to the
 //! application's own XMPP client, runs the sans-IO [`SessionManager`] and one
 //! [`IceConnection`] per session, and hands out established sessions.
 //!
 //! The extension never owns the XMPP connection: the application gives it every stanza it
-//! receives ([`JingleIce::handle_stanza`] says whether it was taken) and sends every stanza the
-//! extension emits ([`JingleIce::next_outgoing`]), tells it when a new stream is online
-//! ([`JingleIce::stream_online`]) or lost ([`JingleIce::stream_lost`]), and answers the iq
-//! requests nobody took ([`JingleIce::refuse_unhandled`]). The rest is the extension's: it
+//! receives ([`JingleRuntime::handle_stanza`] says whether it was taken) and sends every stanza the
+//! extension emits ([`JingleRuntime::next_outgoing`]), tells it when a new stream is online
+//! ([`JingleRuntime::stream_online`]) or lost ([`JingleRuntime::stream_lost`]), and answers the iq
+//! requests nobody took ([`JingleRuntime::refuse_unhandled`]). The rest is the extension's: it
 //! answers disco#info and its XEP-0115 caps node with the features it has enabled, asks the
 //! user's server for STUN/TURN services (XEP-0215) and again before their credentials expire,
 //! acknowledges XEP-0215 pushes, and sends everything through its [`Outbox`]: its requests are
@@ -35,8 +35,8 @@
 //! ```
 //!
 //! A session is opened with
-//! [`JingleIce::connect`] (initiator, controlling agent) or taken from
-//! [`JingleIce::next_incoming`] and accepted (responder, controlled agent); both return a
+//! [`JingleRuntime::connect`] (initiator, controlling agent) or taken from
+//! [`JingleRuntime::next_incoming`] and accepted (responder, controlled agent); both return a
 //! [`JingleSession`] once ICE has connected. Local candidates are trickled as they are gathered
 //! (a relayed candidate that replaces a lost TURN allocation too, long after gathering), remote
 //! ones reach the agent as they arrive (before `session-accept` included), a failed agent ends
@@ -48,16 +48,16 @@
 //! connected, a DTLS-authenticated SCTP association ([`JingleSession::data_channels`]). A peer
 //! whose certificate does not match the fingerprint it signalled ends the session with
 //! `<security-error/>`. Offers of plain ICE-UDP (XEP-0176) are still accepted, and
-//! [`JingleIceConfig::data_channels`] turns ours off.
+//! [`JingleRuntimeConfig::data_channels`] turns ours off.
 //!
 //! Fallback (XEP-0234 §2, XEP-0261): when ICE finds no path before the session is established,
 //! the initiator proposes In-Band Bytestreams with `transport-replace`, the responder (which
 //! waits for it, as Conversations' does) answers `transport-accept`, the initiator opens the
 //! bytestream, and the session's bytes go through the XMPP server
-//! ([`JingleSession::ibb`]). [`JingleIceConfig::ibb_fallback`] turns it off.
+//! ([`JingleSession::ibb`]). [`JingleRuntimeConfig::ibb_fallback`] turns it off.
 //!
 //! Simultaneous initiation (XEP-0166 §7.2.16): when our offer to a peer loses the tie-break to
-//! the peer's own offer of the same application, [`JingleIce::connect`] accepts the peer's
+//! the peer's own offer of the same application, [`JingleRuntime::connect`] accepts the peer's
 //! session instead and returns it, so both sides end up in one session.
 
 use std::collections::{HashMap, HashSet};
@@ -95,16 +95,16 @@ use crate::xmpp::stanza::{iq_error, iq_type, limit_error, Condition, IqType, NS_
 pub const CONTENT_NAME: &str =
     crate::jingle::transports::webrtc_datachannel::CONVERSATIONS_CONTENT_NAME;
 /// Capacity of the outgoing stanza queue; past it stanzas are dropped and counted
-/// ([`JingleIce::dropped_stanzas`]).
+/// ([`JingleRuntime::dropped_stanzas`]).
 pub const OUTGOING_QUEUE: usize = 1024;
 /// Capacity of the queue of incoming offers; past it offers are declined with `<busy/>`.
 pub const INCOMING_QUEUE: usize = 16;
 
-/// Node of our XEP-0115 capabilities (the default of [`JingleIceConfig::caps_node`]).
+/// Node of our XEP-0115 capabilities (the default of [`JingleRuntimeConfig::caps_node`]).
 pub const CAPS_NODE: &str = "https://github.com/jingle-ice/jingle-ice";
-/// Default of [`JingleIceConfig::outbox_capacity`].
+/// Default of [`JingleRuntimeConfig::outbox_capacity`].
 pub const OUTBOX_CAPACITY: usize = 1024;
-/// Default of [`JingleIceConfig::peer_wait`]: the Jingle request timeout.
+/// Default of [`JingleRuntimeConfig::peer_wait`]: the Jingle request timeout.
 pub const PEER_WAIT: Duration = Duration::from_secs(30);
 /// How long an XEP-0215 query waits for the server's answer.
 pub const SERVICES_TIMEOUT: Duration = Duration::from_secs(30);
@@ -116,9 +116,9 @@ const SERVICES_ID_PREFIX: &str = "jingle-ice-extdisco-";
 /// Makes the ICE connection builder for a new session (interfaces, ports, agent settings).
 pub type BuilderFn = Arc<dyn Fn(Role) -> IceConnectionBuilder + Send + Sync>;
 
-/// Settings of a [`JingleIce`].
+/// Settings of a [`JingleRuntime`].
 #[derive(Clone)]
-pub struct JingleIceConfig {
+pub struct JingleRuntimeConfig {
     /// Limits and timers of the session layer.
     pub session: SessionConfig,
     /// STUN servers for server-reflexive candidates.
@@ -127,7 +127,7 @@ pub struct JingleIceConfig {
     pub turn_servers: Vec<TurnConfig>,
     /// Builds the ICE connection of each session; servers above are added to it.
     pub builder: BuilderFn,
-    /// How long [`JingleIce::connect`] and [`IncomingSession::accept`] wait for ICE to connect
+    /// How long [`JingleRuntime::connect`] and [`IncomingSession::accept`] wait for ICE to connect
     /// once the session is accepted, before ending it with `<failed-transport/>`.
     pub connect_timeout: Duration,
     /// Offer the `webrtc-datachannel:1` transport (encrypted data channels, what Conversations
@@ -147,15 +147,15 @@ pub struct JingleIceConfig {
     /// Features advertised besides the extension's own ([`disco::OUR_FEATURES`]), for example
     /// file transfer ([`crate::apps::file_transfer::enable`]) or tubes.
     pub extra_features: Vec<String>,
-    /// On [`JingleIce::stream_online`], send our available presence with XEP-0115 caps first
+    /// On [`JingleRuntime::stream_online`], send our available presence with XEP-0115 caps first
     /// (RFC 6121 §4.2). Off by default: a client that sends its own presence adds
-    /// [`JingleIce::caps_element`] to it instead.
+    /// [`JingleRuntime::caps_element`] to it instead.
     pub presence: bool,
-    /// On [`JingleIce::stream_online`], ask our server for STUN/TURN services (XEP-0215), use
+    /// On [`JingleRuntime::stream_online`], ask our server for STUN/TURN services (XEP-0215), use
     /// them besides the manual ones, and ask again before their credentials expire.
     pub discover_services: bool,
-    /// Most stanzas kept while the stream is down ([`JingleIce::stream_lost`]); past it the
-    /// oldest are dropped (counted in [`JingleIce::dropped_stanzas`]).
+    /// Most stanzas kept while the stream is down ([`JingleRuntime::stream_lost`]); past it the
+    /// oldest are dropped (counted in [`JingleRuntime::dropped_stanzas`]).
     pub outbox_capacity: usize,
     /// How long after first sending it a Jingle request (other than `session-initiate`) is
     /// sent again when the server bounces it because the peer is offline
@@ -164,9 +164,9 @@ pub struct JingleIceConfig {
     pub peer_wait: Duration,
 }
 
-impl Default for JingleIceConfig {
+impl Default for JingleRuntimeConfig {
     fn default() -> Self {
-        JingleIceConfig {
+        JingleRuntimeConfig {
             session: SessionConfig::default(),
             stun_servers: Vec::new(),
             turn_servers: Vec::new(),
@@ -187,9 +187,9 @@ impl Default for JingleIceConfig {
     }
 }
 
-impl std::fmt::Debug for JingleIceConfig {
+impl std::fmt::Debug for JingleRuntimeConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JingleIceConfig")
+        f.debug_struct("JingleRuntimeConfig")
             .field("session", &self.session)
             .field("stun_servers", &self.stun_servers)
             .field("turn_servers", &self.turn_servers)
@@ -206,7 +206,7 @@ impl std::fmt::Debug for JingleIceConfig {
 
 /// Why a session could not be opened or went away.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum JingleIceError {
+pub enum JingleRuntimeError {
     /// The session layer refused the call.
     #[error(transparent)]
     Session(#[from] SessionError),
@@ -293,7 +293,7 @@ fn our_transport(
 }
 
 /// A `connect` call waiting for the session that replaces its offer.
-type Waiter = oneshot::Sender<Result<JingleSession, JingleIceError>>;
+type Waiter = oneshot::Sender<Result<JingleSession, JingleRuntimeError>>;
 
 /// Where the In-Band Bytestreams fallback of a session stands.
 #[derive(Debug, Clone, PartialEq)]
@@ -365,7 +365,7 @@ struct State {
 
 struct Inner {
     state: Mutex<State>,
-    config: JingleIceConfig,
+    config: JingleRuntimeConfig,
     /// Our DTLS certificate (one per extension); `None` if it could not be made, in which case
     /// only plain ICE-UDP is offered and accepted.
     certificate: Option<Certificate>,
@@ -382,7 +382,7 @@ struct Inner {
     abandoned: Mutex<Vec<EndOnDrop>>,
     /// The stream's side: what waits to be sent, our unanswered requests, directed presences.
     link: Mutex<Link>,
-    /// Wakes [`JingleIce::next_outgoing`] when the link changed.
+    /// Wakes [`JingleRuntime::next_outgoing`] when the link changed.
     link_wake: Notify,
     /// What we advertise (XEP-0030, XEP-0115).
     features: Features,
@@ -397,7 +397,7 @@ struct Inner {
 /// The extension's view of the XMPP stream.
 struct Link {
     outbox: Outbox,
-    /// Between [`JingleIce::stream_lost`] and [`JingleIce::stream_online`], stanzas are kept.
+    /// Between [`JingleRuntime::stream_lost`] and [`JingleRuntime::stream_online`], stanzas are kept.
     online: bool,
 }
 
@@ -427,7 +427,7 @@ struct ServicesState {
 }
 
 /// The Jingle ICE-UDP extension for one local full JID (see the module documentation).
-pub struct JingleIce {
+pub struct JingleRuntime {
     inner: Arc<Inner>,
     outgoing: tokio::sync::Mutex<mpsc::Receiver<Element>>,
     incoming: tokio::sync::Mutex<mpsc::Receiver<IncomingSession>>,
@@ -435,7 +435,7 @@ pub struct JingleIce {
     services_task: Option<tokio::task::JoinHandle<()>>,
 }
 
-impl Drop for JingleIce {
+impl Drop for JingleRuntime {
     fn drop(&mut self) {
         self.timer.abort();
         if let Some(t) = &self.services_task {
@@ -444,10 +444,10 @@ impl Drop for JingleIce {
     }
 }
 
-impl JingleIce {
+impl JingleRuntime {
     /// Starts the extension for `local`, our full JID as bound on the XMPP connection. Must be
     /// called inside a tokio runtime.
-    pub fn new(local: FullJid, config: JingleIceConfig) -> Self {
+    pub fn new(local: FullJid, config: JingleRuntimeConfig) -> Self {
         let (out_tx, out_rx) = mpsc::channel(OUTGOING_QUEUE);
         let (in_tx, in_rx) = mpsc::channel(INCOMING_QUEUE);
         let mut features = Features::new(config.identity.clone(), &config.caps_node);
@@ -490,7 +490,7 @@ impl JingleIce {
             .config
             .discover_services
             .then(|| tokio::spawn(run_services(Arc::downgrade(&inner))));
-        JingleIce {
+        JingleRuntime {
             inner,
             outgoing: tokio::sync::Mutex::new(out_rx),
             incoming: tokio::sync::Mutex::new(in_rx),
@@ -515,12 +515,12 @@ impl JingleIce {
 
     /// Takes a stanza received on the XMPP connection; returns whether it was taken (the caller
     /// handles the others, and answers an iq request nobody took, for example with
-    /// [`JingleIce::refuse_unhandled`]). Unavailable presence is looked at but not taken.
+    /// [`JingleRuntime::refuse_unhandled`]). Unavailable presence is looked at but not taken.
     ///
     /// Taken besides Jingle and In-Band Bytestream stanzas: disco#info queries to us (XEP-0030,
-    /// and on our XEP-0115 caps node), answered with [`JingleIce::features`]; XEP-0215 pushes
+    /// and on our XEP-0115 caps node), answered with [`JingleRuntime::features`]; XEP-0215 pushes
     /// (acknowledged) and the answers to our own XEP-0215 queries; the answers to the disco#info
-    /// probes of [`JingleIce::stream_online`]; and a server's bounce of one of our Jingle
+    /// probes of [`JingleRuntime::stream_online`]; and a server's bounce of one of our Jingle
     /// requests while its peer is briefly offline (the request is sent again, see
     /// [`Outbox`]). A presence error (from a server, RFC 6121 §4.6.3) is not word from the peer
     /// and is left to the caller.
@@ -528,7 +528,7 @@ impl JingleIce {
     /// A stanza beyond [`StanzaLimits::DEFAULT`] (nested too deep, too many elements, too
     /// large) is taken whatever it holds: an iq request is answered with
     /// `<policy-violation/>`, anything else is dropped, and both are counted
-    /// ([`JingleIce::rejected_stanzas`]). The caller must not walk, clone or print such a
+    /// ([`JingleRuntime::rejected_stanzas`]). The caller must not walk, clone or print such a
     /// stanza either, and should drop it with [`crate::jingle::dismantle`]: minidom recurses once
     /// per level in all of these.
     pub fn handle_stanza(&self, stanza: &Element) -> bool {
@@ -583,8 +583,8 @@ impl JingleIce {
     }
 
     /// Answers an iq request (get or set) that nobody handled with `<service-unavailable/>`
-    /// (RFC 6120 §8.4), through [`JingleIce::next_outgoing`]; returns whether `stanza` was such a
-    /// request. Call it for every stanza that neither [`JingleIce::handle_stanza`] nor the
+    /// (RFC 6120 §8.4), through [`JingleRuntime::next_outgoing`]; returns whether `stanza` was such a
+    /// request. Call it for every stanza that neither [`JingleRuntime::handle_stanza`] nor the
     /// application took.
     pub fn refuse_unhandled(&self, stanza: &Element) -> bool {
         if stanza.name() != "iq" || !matches!(iq_type(stanza), Some(IqType::Get | IqType::Set)) {
@@ -599,9 +599,9 @@ impl JingleIce {
     ///
     /// Everything the extension sends passes through its [`Outbox`]: the stanza returned is
     /// counted as sent (an iq request to a full JID is remembered until answered, a directed
-    /// presence until a new stream). Between [`JingleIce::stream_lost`] and
-    /// [`JingleIce::stream_online`] nothing is returned: stanzas are kept (at most
-    /// [`JingleIceConfig::outbox_capacity`]) and go out on the new stream, after our unanswered
+    /// presence until a new stream). Between [`JingleRuntime::stream_lost`] and
+    /// [`JingleRuntime::stream_online`] nothing is returned: stanzas are kept (at most
+    /// [`JingleRuntimeConfig::outbox_capacity`]) and go out on the new stream, after our unanswered
     /// requests. Keep calling it all the time, also while offline: it also sends again the
     /// Jingle requests the server bounced.
     pub async fn next_outgoing(&self) -> Option<Element> {
@@ -640,9 +640,9 @@ impl JingleIce {
         }
     }
 
-    /// A stanza from [`JingleIce::next_outgoing`] could not be sent after all (the stream broke
+    /// A stanza from [`JingleRuntime::next_outgoing`] could not be sent after all (the stream broke
     /// while sending it): it goes back first in line. Optional: after
-    /// [`JingleIce::stream_lost`] our unanswered requests are sent again anyway, but other
+    /// [`JingleRuntime::stream_lost`] our unanswered requests are sent again anyway, but other
     /// stanzas (an iq result, a presence) only through this.
     pub fn unsent(&self, stanza: Element) {
         self.inner.link().outbox.unsent(stanza);
@@ -651,16 +651,16 @@ impl JingleIce {
 
     /// The XMPP stream is up: call it when a new stream is online (not after a XEP-0198
     /// resumption, which loses nothing), also the first time. Our announced presence goes out
-    /// first when [`JingleIceConfig::presence`] is set, then our directed presences to session
+    /// first when [`JingleRuntimeConfig::presence`] is set, then our directed presences to session
     /// peers (RFC 6121 §4.6: a server keeps them per stream), each followed by a disco#info
     /// probe sent until the peer answers (its answer tells the sessions that the peer is there,
     /// XEP-0166 §6.7), then our requests that got no answer on the old stream, then what was
-    /// kept meanwhile. With [`JingleIceConfig::discover_services`], the STUN/TURN services of
+    /// kept meanwhile. With [`JingleRuntimeConfig::discover_services`], the STUN/TURN services of
     /// our server are asked for (XEP-0215) and used for new sessions (and their refreshed
     /// credentials by running ones), and asked for again before they expire.
     ///
-    /// A new stream without [`JingleIce::stream_lost`] before it counts as a loss first. The
-    /// stream must be bound to our full JID ([`JingleIce::local_jid`]): peers know our sessions
+    /// A new stream without [`JingleRuntime::stream_lost`] before it counts as a loss first. The
+    /// stream must be bound to our full JID ([`JingleRuntime::local_jid`]): peers know our sessions
     /// by it (XEP-0166 §7.1).
     pub fn stream_online(&self) {
         let now = Instant::now();
@@ -683,8 +683,8 @@ impl JingleIce {
         }
     }
 
-    /// The XMPP stream is lost: from now on [`JingleIce::next_outgoing`] keeps what the
-    /// extension sends until [`JingleIce::stream_online`], and our unanswered requests go back
+    /// The XMPP stream is lost: from now on [`JingleRuntime::next_outgoing`] keeps what the
+    /// extension sends until [`JingleRuntime::stream_online`], and our unanswered requests go back
     /// in line. The sessions carry on (their peer-to-peer paths do not need the server).
     pub fn stream_lost(&self) {
         {
@@ -700,7 +700,7 @@ impl JingleIce {
     }
 
     /// Stanzas waiting to be sent (kept while offline, or not yet taken from
-    /// [`JingleIce::next_outgoing`]).
+    /// [`JingleRuntime::next_outgoing`]).
     pub fn queued_stanzas(&self) -> usize {
         let in_channel = self.inner.outgoing.max_capacity() - self.inner.outgoing.capacity();
         self.inner.link().outbox.queued() + in_channel
@@ -718,7 +718,7 @@ impl JingleIce {
         &self.inner.features
     }
 
-    /// The XEP-0115 `<c/>` element for our presence (see [`JingleIceConfig::presence`]).
+    /// The XEP-0115 `<c/>` element for our presence (see [`JingleRuntimeConfig::presence`]).
     pub fn caps_element(&self) -> Element {
         self.inner.features.caps_element()
     }
@@ -729,7 +729,7 @@ impl JingleIce {
     }
 
     /// Waits until no XEP-0215 query is under way (at most [`SERVICES_TIMEOUT`] plus the time
-    /// to resolve the servers' names): after [`JingleIce::stream_online`], the discovered
+    /// to resolve the servers' names): after [`JingleRuntime::stream_online`], the discovered
     /// servers are in use once it returns.
     pub async fn services_settled(&self) {
         let mut busy = self.inner.services_busy.subscribe();
@@ -743,7 +743,7 @@ impl JingleIce {
     }
 
     /// Received stanzas refused for breaking [`StanzaLimits::DEFAULT`] (see
-    /// [`JingleIce::handle_stanza`]).
+    /// [`JingleRuntime::handle_stanza`]).
     pub fn rejected_stanzas(&self) -> u64 {
         self.inner.rejected.load(Ordering::Relaxed)
     }
@@ -772,19 +772,19 @@ impl JingleIce {
         &self,
         peer: FullJid,
         description: Element,
-    ) -> Result<JingleSession, JingleIceError> {
+    ) -> Result<JingleSession, JingleRuntimeError> {
         self.connect_with_senders(peer, description, Senders::Both)
             .await
     }
 
-    /// [`JingleIce::connect`] with the content's `senders` (XEP-0166 §7.3): `Responder` asks
+    /// [`JingleRuntime::connect`] with the content's `senders` (XEP-0166 §7.3): `Responder` asks
     /// the peer for data, as a XEP-0234 file request does.
     pub async fn connect_with_senders(
         &self,
         peer: FullJid,
         description: Element,
         senders: Senders,
-    ) -> Result<JingleSession, JingleIceError> {
+    ) -> Result<JingleSession, JingleRuntimeError> {
         let started = Instant::now();
         let conn = Arc::new(self.inner.start_ice(Role::Controlling).await?);
         let creds = conn.local_credentials();
@@ -849,16 +849,16 @@ impl JingleIce {
                 session.start_channels().await?;
                 Ok(session)
             }
-            Err(JingleIceError::Terminated(r))
+            Err(JingleRuntimeError::Terminated(r))
                 if matches!(r.condition, ReasonCondition::AlternativeSession(_)) =>
             {
                 // Lost the tie-break: the peer's session replaces ours.
                 match replaced_rx.await {
                     Ok(replacement) => replacement,
-                    Err(_) => Err(JingleIceError::Terminated(r)),
+                    Err(_) => Err(JingleRuntimeError::Terminated(r)),
                 }
             }
-            Err(e @ JingleIceError::Terminated(_)) => Err(e),
+            Err(e @ JingleRuntimeError::Terminated(_)) => Err(e),
             Err(e) => {
                 session.fall_back(true, e).await?;
                 session.established_in = started.elapsed();
@@ -993,7 +993,7 @@ impl Inner {
         self.services_wake.notify_one();
     }
 
-    /// See [`JingleIce::set_ice_servers`].
+    /// See [`JingleRuntime::set_ice_servers`].
     fn set_ice_servers(&self, stun: Vec<SocketAddr>, turn: Vec<TurnConfig>) {
         *self.servers.lock().unwrap_or_else(|e| e.into_inner()) = (stun, turn.clone());
         let st = self.lock();
@@ -1004,7 +1004,7 @@ impl Inner {
         }
     }
 
-    async fn start_ice(&self, role: Role) -> Result<IceConnection, JingleIceError> {
+    async fn start_ice(&self, role: Role) -> Result<IceConnection, JingleRuntimeError> {
         let mut b = (self.config.builder)(role);
         let (stun, turn) = self
             .servers
@@ -1019,7 +1019,7 @@ impl Inner {
         }
         b.start()
             .await
-            .map_err(|e| JingleIceError::Ice(e.to_string()))
+            .map_err(|e| JingleRuntimeError::Ice(e.to_string()))
     }
 
     /// Sends directed presence to a session's peer (RFC 6121 §4.6), so that its server tells
@@ -1577,14 +1577,14 @@ impl IncomingSession {
     }
 
     /// Accepts with our `description`, starts ICE (controlled) and waits until it connects.
-    pub async fn accept(self, description: Element) -> Result<JingleSession, JingleIceError> {
+    pub async fn accept(self, description: Element) -> Result<JingleSession, JingleRuntimeError> {
         if let Some(security) = self.security_summary() {
             // Accepting would claim encryption we cannot apply (XEP-0391 §6).
             self.decline(Reason::with_text(
                 ReasonCondition::SecurityError,
                 format!("{security} is not supported"),
             ));
-            return Err(JingleIceError::UnsupportedSecurity(security));
+            return Err(JingleRuntimeError::UnsupportedSecurity(security));
         }
         let started = self.received;
         // Now that the offer is wanted, its peer may hear when we go (RFC 6121 §4.6).
@@ -1619,12 +1619,12 @@ impl IncomingSession {
                 .borrow()
                 .clone()
                 .unwrap_or_else(|| Reason::new(ReasonCondition::Cancel));
-            return Err(JingleIceError::Terminated(reason));
+            return Err(JingleRuntimeError::Terminated(reason));
         }
         {
             let mut st = self.inner.lock();
             let Some(slot) = st.slots.get_mut(&self.key) else {
-                return Err(JingleIceError::Closed);
+                return Err(JingleRuntimeError::Closed);
             };
             for (t, restart) in slot.early.drain(..) {
                 let _ = ice_tx.send(IceCmd::Remote(Box::new(t), restart));
@@ -1687,7 +1687,7 @@ impl IncomingSession {
                 session.established_in = started.elapsed();
                 session.start_channels().await?;
             }
-            Err(e @ JingleIceError::Terminated(_)) => return Err(e),
+            Err(e @ JingleRuntimeError::Terminated(_)) => return Err(e),
             Err(e) => {
                 session.fall_back(false, e).await?;
                 session.established_in = started.elapsed();
@@ -1706,14 +1706,14 @@ impl IncomingSession {
         self,
         description: Element,
         offer: IbbTransport,
-    ) -> Result<JingleSession, JingleIceError> {
+    ) -> Result<JingleSession, JingleRuntimeError> {
         if !self.inner.config.ibb_fallback {
             let reason = Reason::with_text(
                 ReasonCondition::UnsupportedTransports,
                 "In-Band Bytestreams are turned off here",
             );
             self.decline(reason.clone());
-            return Err(JingleIceError::Terminated(reason));
+            return Err(JingleRuntimeError::Terminated(reason));
         }
         let config = self.inner.config.ibb.clone();
         let block = offer.block_size.min(config.block_size);
@@ -1722,7 +1722,7 @@ impl IncomingSession {
         let shared = {
             let mut st = self.inner.lock();
             let Some(slot) = st.slots.get_mut(&self.key) else {
-                return Err(JingleIceError::Terminated(
+                return Err(JingleRuntimeError::Terminated(
                     self.ended
                         .borrow()
                         .clone()
@@ -1785,7 +1785,7 @@ impl IncomingSession {
             ReasonCondition::FailedTransport,
             failure.clone(),
         ));
-        Err(JingleIceError::Fallback {
+        Err(JingleRuntimeError::Fallback {
             cause: "the offer has In-Band Bytestreams only".into(),
             fallback: failure,
         })
@@ -1794,7 +1794,7 @@ impl IncomingSession {
 
 /// Ends a session whose owner drops it while it is live: an [`IncomingSession`] neither
 /// accepted nor declined (`<decline/>`), the future of [`IncomingSession::accept`] or
-/// [`JingleIce::connect`] dropped before it finished, a [`JingleSession`] dropped without
+/// [`JingleRuntime::connect`] dropped before it finished, a [`JingleSession`] dropped without
 /// [`JingleSession::end`] (`<cancel/>`, XEP-0166 §6.7). The end is handed to the timer task,
 /// since a drop may happen where the extension's state is locked.
 struct EndOnDrop {
@@ -1803,7 +1803,7 @@ struct EndOnDrop {
     reason: ReasonCondition,
     /// This is the copy of an offer given to the party that took it over (a connect() whose own
     /// offer lost the tie-break); the other copy, still queued for
-    /// [`JingleIce::next_incoming`], must not end the session when it is skipped.
+    /// [`JingleRuntime::next_incoming`], must not end the session when it is skipped.
     claimer: bool,
     armed: bool,
 }
@@ -1897,7 +1897,7 @@ impl JingleSession {
         &self,
         mut accepted: watch::Receiver<bool>,
         timeout: Duration,
-    ) -> Result<(), JingleIceError> {
+    ) -> Result<(), JingleRuntimeError> {
         let mut ended = self.ended.clone();
         let ended_reason = async move {
             let r = ended.wait_for(Option::is_some).await;
@@ -1929,8 +1929,8 @@ impl JingleSession {
             };
             match tokio::time::timeout(timeout, connected).await {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(JingleIceError::Ice(e.to_string())),
-                Err(_) => Err(JingleIceError::Ice(
+                Ok(Err(e)) => Err(JingleRuntimeError::Ice(e.to_string())),
+                Err(_) => Err(JingleRuntimeError::Ice(
                     "ICE did not connect in time".to_owned(),
                 )),
             }
@@ -1948,8 +1948,8 @@ impl JingleSession {
         };
         let r = tokio::select! {
             biased;
-            reason = ended_reason => Err(JingleIceError::Terminated(reason)),
-            () = fallback_offered => Err(JingleIceError::Ice(
+            reason = ended_reason => Err(JingleRuntimeError::Terminated(reason)),
+            () = fallback_offered => Err(JingleRuntimeError::Ice(
                 "the peer fell back to In-Band Bytestreams".to_owned(),
             )),
             r = ready => r,
@@ -1973,8 +1973,8 @@ impl JingleSession {
         }
     }
 
-    fn ended_error(&self) -> JingleIceError {
-        JingleIceError::Terminated(
+    fn ended_error(&self) -> JingleRuntimeError {
+        JingleRuntimeError::Terminated(
             self.end_reason()
                 .unwrap_or_else(|| Reason::new(ReasonCondition::GeneralError)),
         )
@@ -1987,16 +1987,16 @@ impl JingleSession {
     async fn fall_back(
         &mut self,
         initiator: bool,
-        cause: JingleIceError,
-    ) -> Result<(), JingleIceError> {
+        cause: JingleRuntimeError,
+    ) -> Result<(), JingleRuntimeError> {
         let fail = |this: &Self, fallback: String| {
             let text = format!("no peer-to-peer path ({cause}); {fallback}");
             this.end(Reason::with_text(ReasonCondition::FailedTransport, text));
             match this.end_reason() {
                 Some(r) if r.condition != ReasonCondition::FailedTransport => {
-                    JingleIceError::Terminated(r)
+                    JingleRuntimeError::Terminated(r)
                 }
-                _ => JingleIceError::Fallback {
+                _ => JingleRuntimeError::Fallback {
                     cause: cause.to_string(),
                     fallback,
                 },
@@ -2112,7 +2112,7 @@ impl JingleSession {
 
     /// For a data-channel session, runs DTLS (checking the peer's fingerprint) and SCTP over
     /// the connected ICE pair; ends the session if that fails.
-    async fn start_channels(&mut self) -> Result<(), JingleIceError> {
+    async fn start_channels(&mut self) -> Result<(), JingleRuntimeError> {
         let params = self
             .inner
             .lock()
@@ -2129,12 +2129,12 @@ impl JingleSession {
                     ReasonCondition::SecurityError,
                     text.clone(),
                 ));
-                return Err(JingleIceError::Channel(ChannelError::Dtls(text)));
+                return Err(JingleRuntimeError::Channel(ChannelError::Dtls(text)));
             }
         };
         let (Some(certificate), Some(conn)) = (self.inner.certificate.clone(), self.conn.clone())
         else {
-            return Err(JingleIceError::Channel(ChannelError::Closed));
+            return Err(JingleRuntimeError::Channel(ChannelError::Closed));
         };
         let connect = DataChannels::connect(
             conn,
@@ -2160,10 +2160,10 @@ impl JingleSession {
                 };
                 tracing::warn!(key = %self.key, error = %e, "data channels failed");
                 if let Some(reason) = self.end_reason() {
-                    return Err(JingleIceError::Terminated(reason));
+                    return Err(JingleRuntimeError::Terminated(reason));
                 }
                 self.end(Reason::with_text(condition, e.to_string()));
-                Err(JingleIceError::Channel(e))
+                Err(JingleRuntimeError::Channel(e))
             }
         }
     }
@@ -2223,7 +2223,7 @@ impl JingleSession {
     }
 
     /// Sends a `session-info` payload.
-    pub fn send_info(&self, payload: Element) -> Result<(), JingleIceError> {
+    pub fn send_info(&self, payload: Element) -> Result<(), JingleRuntimeError> {
         let mut st = self.inner.lock();
         st.mgr.send_info(&self.key, Some(payload), Instant::now())?;
         self.inner.process(&mut st);
