@@ -139,7 +139,7 @@ async fn receive_files(
             .await
         {
             Ok(r) => {
-                let hash: String = r.sha256.iter().map(|b| format!("{b:02x}")).collect();
+                let hash = jingle_ice::hex::encode(&r.sha256);
                 let verified = if r.verified { "verified" } else { "unverified" };
                 println!("received {} {} sha-256 {hash} {verified}", r.name, r.size);
                 if let Some(path) = r.path {

@@ -20,6 +20,32 @@
 //! [`FileRequest::serve`], [`request_file`]), at any point: the session then ends with
 //! `<cancel/>` (XEP-0234 §6.3), or `<decline/>` for an offer not yet accepted, and nothing is
 //! left under the final name.
+//!
+//! Sending a file with the runtime of a logged-in client ([`JingleRuntime`], fed by the
+//! stanza pump of [`crate::xmpp::runtime`]), and receiving the files offered to it:
+//!
+//! ```no_run
+//! use std::path::{Path, PathBuf};
+//! use jid::FullJid;
+//! use jingle_ice::apps::file_sink::SinkConfig;
+//! use jingle_ice::apps::file_transfer::{send_file, IncomingFile, SendOptions};
+//! use jingle_ice::xmpp::JingleRuntime;
+//!
+//! async fn send(runtime: &JingleRuntime, peer: FullJid) -> Result<(), Box<dyn std::error::Error>> {
+//!     let report = send_file(runtime, peer, Path::new("photo.jpg"), SendOptions::default()).await?;
+//!     println!("{} bytes over {:?}, verified: {}", report.size, report.transport, report.verified);
+//!     Ok(())
+//! }
+//!
+//! async fn receive(runtime: &JingleRuntime) -> Result<(), Box<dyn std::error::Error>> {
+//!     let sink = SinkConfig { dir: PathBuf::from("downloads"), overwrite: false, max_size: 1 << 30 };
+//!     while let Some(offer) = runtime.next_incoming().await {
+//!         let report = IncomingFile::from_session(offer)?.accept(sink.clone(), None).await?;
+//!         println!("stored {:?}", report.path);
+//!     }
+//!     Ok(())
+//! }
+//! ```
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -15,21 +15,31 @@
 //! peer) and its unanswered requests. `examples/tokio_xmpp_client.rs` is the whole pump for a
 //! `tokio_xmpp::Client`:
 //!
-//! ```ignore
-//! loop {
-//!     tokio::select! {
-//!         event = client.next() => match event {
-//!             Some(Event::Online { resumed: false, .. }) => ext.stream_online(),
-//!             Some(Event::Disconnected(_)) => ext.stream_lost(),
-//!             Some(Event::Stanza(s)) => {
-//!                 let s = Element::from(s);
-//!                 if !ext.handle_stanza(&s) {
-//!                     ext.refuse_unhandled(&s);
+//! ```no_run
+//! use futures::StreamExt;
+//! use jingle_ice::xmpp::JingleRuntime;
+//! use minidom::Element;
+//! use tokio_xmpp::{Client, Event, Stanza};
+//!
+//! async fn pump(mut client: Client, ext: &JingleRuntime) -> Result<(), Box<dyn std::error::Error>> {
+//!     loop {
+//!         tokio::select! {
+//!             event = client.next() => match event {
+//!                 Some(Event::Online { resumed: false, .. }) => ext.stream_online(),
+//!                 Some(Event::Disconnected(_)) => ext.stream_lost(),
+//!                 Some(Event::Stanza(s)) => {
+//!                     let s = Element::from(s);
+//!                     if !ext.handle_stanza(&s) {
+//!                         ext.refuse_unhandled(&s);
+//!                     }
 //!                 }
+//!                 Some(_) => {}
+//!                 None => return Ok(()),
+//!             },
+//!             Some(out) = ext.next_outgoing() => {
+//!                 client.send_stanza(Stanza::try_from(out)?).await?;
 //!             }
-//!             _ => {}
-//!         },
-//!         Some(out) = ext.next_outgoing() => client.send_stanza(out.try_into()?).await?,
+//!         }
 //!     }
 //! }
 //! ```
