@@ -87,7 +87,7 @@ use super::extdisco::{self, IceServers};
 use super::ibb::{IbbChannel, IbbShared};
 use super::outbox::{Outbox, PROBE_ID_PREFIX};
 use crate::channel::{Certificate, ChannelError, DtlsRole, RemoteParameters};
-use crate::ibb::{IbbConfig, IbbStream, IbbTransport};
+use crate::ibb::{IbbConfig, IbbError, IbbStream, IbbTransport};
 use crate::ice::{ConnectionState, Credentials, IceEvent, Role};
 use crate::jingle::{
     dtls_role, Content, DataChannelTransport, DtlsFingerprint, IceUdpCandidate, IceUdpTransport,
@@ -215,20 +215,25 @@ impl std::fmt::Debug for JingleRuntimeConfig {
 }
 
 /// Why a session could not be opened or went away.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum JingleRuntimeError {
     /// The session layer refused the call.
     #[error(transparent)]
     Session(#[from] SessionError),
-    /// The ICE connection could not be started.
+    /// ICE gave no connection (and no fallback was tried: it is off, or the session was
+    /// already established).
     #[error("ICE: {0}")]
-    Ice(String),
+    Ice(#[from] IceFailure),
     /// The session ended (by either side) before it was established.
     #[error("session ended: {0}")]
     Terminated(Reason),
     /// The extension was shut down.
     #[error("the Jingle extension is closed")]
     Closed,
+    /// The peer's transport cannot carry an authenticated data channel (the session was ended
+    /// with `<security-error/>`).
+    #[error("data channel negotiation: {0}")]
+    Negotiation(ChannelNegotiation),
     /// The data-channel association could not be set up (the session was ended: with
     /// `<security-error/>` for a fingerprint mismatch).
     #[error("data channel: {0}")]
@@ -239,10 +244,10 @@ pub enum JingleRuntimeError {
         "no peer-to-peer path ({cause}), and the In-Band Bytestreams fallback failed: {fallback}"
     )]
     Fallback {
-        /// Why ICE failed.
-        cause: String,
+        /// Why the session needed the fallback.
+        cause: FallbackCause,
         /// Why the fallback failed.
-        fallback: String,
+        fallback: FallbackFailure,
     },
     /// The offer protects its content with a security method this extension cannot apply
     /// (XEP-0391 Jingle Encrypted Transports: [`IncomingSession::security`]); it was declined
@@ -251,9 +256,73 @@ pub enum JingleRuntimeError {
     UnsupportedSecurity(String),
 }
 
+/// Why ICE gave a session no connection.
+#[derive(Debug, thiserror::Error)]
+pub enum IceFailure {
+    /// The ICE connection could not be started, failed (no candidate pair works, RFC 8445
+    /// §8.1) or closed.
+    #[error(transparent)]
+    Connection(#[from] crate::net::Error),
+    /// No pair was selected within [`JingleRuntimeConfig::connect_timeout`].
+    #[error("ICE did not connect within {0:?}")]
+    Timeout(Duration),
+    /// The peer gave up on ICE first and proposed In-Band Bytestreams.
+    #[error("the peer fell back to In-Band Bytestreams")]
+    PeerFellBack,
+}
+
+/// Why a session needed the In-Band Bytestreams fallback.
+#[derive(Debug, thiserror::Error)]
+pub enum FallbackCause {
+    /// ICE found no path.
+    #[error(transparent)]
+    Ice(IceFailure),
+    /// The peer's offer has In-Band Bytestreams as its only transport (Dino, Conversations
+    /// over Tor).
+    #[error("the offer has In-Band Bytestreams only")]
+    IbbOnlyOffer,
+    /// Something else stopped the session before it was established.
+    #[error("{0}")]
+    Other(Box<JingleRuntimeError>),
+}
+
+/// Why the In-Band Bytestreams fallback (XEP-0261) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FallbackFailure {
+    /// The peer answered our `transport-replace` with another stream id.
+    #[error("the peer accepted another IBB stream id")]
+    OtherStreamId,
+    /// The peer rejected In-Band Bytestreams (`transport-reject`).
+    #[error("the peer rejected In-Band Bytestreams")]
+    Rejected,
+    /// The initiator did not propose the fallback in time (we are the responder).
+    #[error("no In-Band Bytestreams proposal within {0:?}")]
+    NoProposal(Duration),
+    /// The bytestream did not open in time.
+    #[error("the bytestream did not open within {0:?}")]
+    NotOpened(Duration),
+    /// The bytestream failed while opening.
+    #[error(transparent)]
+    Stream(#[from] IbbError),
+}
+
 /// What the data-channel association of a session needs from the negotiation: the peer's
 /// parameters and our DTLS role, or why they are unusable.
-type ChannelParams = Result<(RemoteParameters, DtlsRole), String>;
+type ChannelParams = Result<(RemoteParameters, DtlsRole), ChannelNegotiation>;
+
+/// Why the peer's transport cannot carry an authenticated data channel (XEP-0320, RFC 8842).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChannelNegotiation {
+    /// The peer's offer or answer has no DTLS fingerprint.
+    #[error("the peer signalled no DTLS fingerprint")]
+    NoFingerprint,
+    /// Its fingerprint cannot authenticate a certificate (not SHA-256).
+    #[error(transparent)]
+    Fingerprint(#[from] crate::channel::FingerprintError),
+    /// The two `setup` values give no DTLS client and server.
+    #[error(transparent)]
+    Setup(#[from] crate::jingle::DtlsError),
+}
 
 /// The peer's data-channel parameters from its transport, and our DTLS role from the two
 /// `setup` values (RFC 8842 §5.3).
@@ -265,12 +334,10 @@ fn channel_params(
 ) -> ChannelParams {
     let fp = peer
         .fingerprint()
-        .ok_or("the peer signalled no DTLS fingerprint")?;
-    fp.fingerprint
-        .check_supported()
-        .map_err(|e| e.to_string())?;
+        .ok_or(ChannelNegotiation::NoFingerprint)?;
+    fp.fingerprint.check_supported()?;
     let fingerprint = fp.fingerprint.clone();
-    let role = dtls_role(offer, answer, local_offered).map_err(|e| e.to_string())?;
+    let role = dtls_role(offer, answer, local_offered)?;
     Ok((
         RemoteParameters {
             fingerprint,
@@ -1029,7 +1096,7 @@ impl Inner {
         }
         b.start()
             .await
-            .map_err(|e| JingleRuntimeError::Ice(e.to_string()))
+            .map_err(|e| JingleRuntimeError::Ice(IceFailure::Connection(e)))
     }
 
     /// Sends directed presence to a session's peer (RFC 6121 §4.6), so that its server tells
@@ -1129,7 +1196,7 @@ impl Inner {
                     {
                         slot.channel = Some(match t.fingerprint() {
                             Some(fp) => channel_params(t, Setup::Actpass, fp.setup, true),
-                            None => Err("the answer has no DTLS fingerprint".to_owned()),
+                            None => Err(ChannelNegotiation::NoFingerprint),
                         });
                     }
                     if let Some(t) = content.and_then(Content::ice_udp) {
@@ -1654,7 +1721,7 @@ impl IncomingSession {
                         setup = Some(answer);
                         slot.channel = Some(channel_params(t, offer_setup, answer, false));
                     }
-                    Err(e) => slot.channel = Some(Err(e.to_string())),
+                    Err(e) => slot.channel = Some(Err(e.into())),
                 }
             }
             let mut content = offered.cloned().unwrap_or_else(|| {
@@ -1788,15 +1855,15 @@ impl IncomingSession {
                 session.ibb = Some(IbbChannel::new(shared));
                 return Ok(session);
             }
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("the peer did not open the bytestream within {wait:?}"),
+            Ok(Err(e)) => FallbackFailure::Stream(e),
+            Err(_) => FallbackFailure::NotOpened(wait),
         };
         session.end(Reason::with_text(
             ReasonCondition::FailedTransport,
-            failure.clone(),
+            failure.to_string(),
         ));
         Err(JingleRuntimeError::Fallback {
-            cause: "the offer has In-Band Bytestreams only".into(),
+            cause: FallbackCause::IbbOnlyOffer,
             fallback: failure,
         })
     }
@@ -1939,10 +2006,8 @@ impl JingleSession {
             };
             match tokio::time::timeout(timeout, connected).await {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(JingleRuntimeError::Ice(e.to_string())),
-                Err(_) => Err(JingleRuntimeError::Ice(
-                    "ICE did not connect in time".to_owned(),
-                )),
+                Ok(Err(e)) => Err(JingleRuntimeError::Ice(IceFailure::Connection(e))),
+                Err(_) => Err(JingleRuntimeError::Ice(IceFailure::Timeout(timeout))),
             }
         };
         // The peer may give up on ICE first and propose the fallback.
@@ -1959,9 +2024,7 @@ impl JingleSession {
         let r = tokio::select! {
             biased;
             reason = ended_reason => Err(JingleRuntimeError::Terminated(reason)),
-            () = fallback_offered => Err(JingleRuntimeError::Ice(
-                "the peer fell back to In-Band Bytestreams".to_owned(),
-            )),
+            () = fallback_offered => Err(JingleRuntimeError::Ice(IceFailure::PeerFellBack)),
             r = ready => r,
         };
         if r.is_ok() {
@@ -1999,7 +2062,11 @@ impl JingleSession {
         initiator: bool,
         cause: JingleRuntimeError,
     ) -> Result<(), JingleRuntimeError> {
-        let fail = |this: &Self, fallback: String| {
+        fn fail(
+            this: &JingleSession,
+            cause: JingleRuntimeError,
+            fallback: FallbackFailure,
+        ) -> JingleRuntimeError {
             let text = format!("no peer-to-peer path ({cause}); {fallback}");
             this.end(Reason::with_text(ReasonCondition::FailedTransport, text));
             match this.end_reason() {
@@ -2007,11 +2074,14 @@ impl JingleSession {
                     JingleRuntimeError::Terminated(r)
                 }
                 _ => JingleRuntimeError::Fallback {
-                    cause: cause.to_string(),
+                    cause: match cause {
+                        JingleRuntimeError::Ice(f) => FallbackCause::Ice(f),
+                        other => FallbackCause::Other(Box::new(other)),
+                    },
                     fallback,
                 },
             }
-        };
+        }
         if !self.inner.config.ibb_fallback {
             let text = cause.to_string();
             self.end(Reason::with_text(ReasonCondition::FailedTransport, text));
@@ -2074,16 +2144,15 @@ impl JingleSession {
                 }
                 Fallback::Accepted(_) => {
                     drop(st);
-                    return Err(fail(self, "the peer accepted another IBB stream id".into()));
+                    return Err(fail(self, cause, FallbackFailure::OtherStreamId));
                 }
                 Fallback::Rejected => {
                     drop(st);
-                    return Err(fail(self, "the peer rejected In-Band Bytestreams".into()));
+                    return Err(fail(self, cause, FallbackFailure::Rejected));
                 }
                 Fallback::None => {
                     drop(st);
-                    let text = format!("no In-Band Bytestreams proposal within {wait:?}");
-                    return Err(fail(self, text));
+                    return Err(fail(self, cause, FallbackFailure::NoProposal(wait)));
                 }
             };
             let Some(slot) = st.slots.get_mut(&self.key) else {
@@ -2112,11 +2181,8 @@ impl JingleSession {
                 self.ibb = Some(IbbChannel::new(shared));
                 Ok(())
             }
-            Ok(Err(e)) => Err(fail(self, e.to_string())),
-            Err(_) => Err(fail(
-                self,
-                format!("the bytestream did not open within {wait:?}"),
-            )),
+            Ok(Err(e)) => Err(fail(self, cause, FallbackFailure::Stream(e))),
+            Err(_) => Err(fail(self, cause, FallbackFailure::NotOpened(wait))),
         }
     }
 
@@ -2134,12 +2200,12 @@ impl JingleSession {
         };
         let (remote, role) = match params {
             Ok(p) => p,
-            Err(text) => {
+            Err(why) => {
                 self.end(Reason::with_text(
                     ReasonCondition::SecurityError,
-                    text.clone(),
+                    why.to_string(),
                 ));
-                return Err(JingleRuntimeError::Channel(ChannelError::Dtls(text)));
+                return Err(JingleRuntimeError::Negotiation(why));
             }
         };
         let (Some(certificate), Some(conn)) = (self.inner.certificate.clone(), self.conn.clone())
