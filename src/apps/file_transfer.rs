@@ -61,9 +61,8 @@ use super::file_sink::{FileSink, SinkConfig, SinkError};
 use super::transfer::{
     receive_bytes, send_bytes, sha256_of, Progress, ProgressMeter, TransferError,
 };
-use crate::channel::ChannelOptions;
 use crate::jingle::{Creator, Reason, ReasonCondition, Senders};
-use crate::net::{DataChannel, SelectedPair};
+use crate::net::SelectedPair;
 use crate::xmpp::extdisco::format_datetime;
 use crate::xmpp::{
     IncomingSession, JingleClientConfig, JingleRuntime, JingleRuntimeConfig, JingleRuntimeError,
@@ -370,26 +369,15 @@ async fn send_over(
             .await
             .map_err(file_err)?;
     }
-    let mut channel: Box<dyn tokio::io::AsyncWrite + Send + Unpin> = match session.ibb() {
-        Some(ibb) => Box::new(ibb),
-        None => {
-            let Some(channels) = session.data_channels() else {
-                session.end(Reason::with_text(
-                    ReasonCondition::FailedTransport,
-                    "no data channel",
-                ));
-                return Err(FileTransferError::NoChannel);
+    let mut channel = match session.open_stream(CHANNEL_LABEL, CHANNEL_PROTOCOL) {
+        Ok(c) => c,
+        Err(e) => {
+            let condition = match e {
+                JingleRuntimeError::NoStream => ReasonCondition::FailedTransport,
+                _ => ReasonCondition::ConnectivityError,
             };
-            match channels.open(ChannelOptions::reliable(CHANNEL_LABEL, CHANNEL_PROTOCOL)) {
-                Ok(c) => Box::new(c),
-                Err(e) => {
-                    session.end(Reason::with_text(
-                        ReasonCondition::ConnectivityError,
-                        e.to_string(),
-                    ));
-                    return Err(FileTransferError::NoChannel);
-                }
-            }
+            session.end(Reason::with_text(condition, e.to_string()));
+            return Err(FileTransferError::NoChannel);
         }
     };
     let started = Instant::now();
@@ -822,25 +810,18 @@ async fn receive(
     sink: &mut FileSink,
     on_progress: &mut Option<OnProgress>,
 ) -> Result<Instant, FileTransferError> {
-    // Kept open while receiving: each side opens its own channel and writes only to it
-    // (fact 16); ours stays idle.
-    let mut _ours = None;
-    let mut theirs: Box<dyn tokio::io::AsyncRead + Send + Unpin> = match session.ibb() {
-        Some(ibb) => Box::new(ibb),
-        None => {
-            let Some(channels) = session.data_channels() else {
-                return Err(FileTransferError::NoChannel);
-            };
-            _ours = Some(channels.open(ChannelOptions::reliable(CHANNEL_LABEL, CHANNEL_PROTOCOL)));
-            let theirs: DataChannel = tokio::select! {
-                c = tokio::time::timeout(END_WAIT, channels.accept()) => match c {
-                    Ok(Some(c)) => c,
-                    _ => return Err(FileTransferError::PeerChannelMissing),
-                },
-                reason = session.closed() => return Err(FileTransferError::PeerEnded(reason)),
-            };
-            Box::new(theirs)
-        }
+    // Kept open while receiving: each side opens its own stream and writes only to it (fact
+    // 16); ours stays idle. Over In-Band Bytestreams both are the session's one bytestream.
+    let _ours = match session.open_stream(CHANNEL_LABEL, CHANNEL_PROTOCOL) {
+        Err(JingleRuntimeError::NoStream) => return Err(FileTransferError::NoChannel),
+        ours => ours,
+    };
+    let mut theirs = tokio::select! {
+        c = tokio::time::timeout(END_WAIT, session.accept_stream()) => match c {
+            Ok(Some(c)) => c,
+            _ => return Err(FileTransferError::PeerChannelMissing),
+        },
+        reason = session.closed() => return Err(FileTransferError::PeerEnded(reason)),
     };
     let started = Instant::now();
     let mut meter = ProgressMeter::new(sink.announced(), sink.written());

@@ -12,6 +12,7 @@
 //!   (any tokio-xmpp client: it only needs the stanza pump).
 //! - [`connection`]: a tokio-xmpp 6 connection wrapper for bots.
 //! - [`client`]: a bot client that owns a connection and runs the extension on it.
+//! - [`stream`]: one byte-stream API over every transport of a session.
 
 pub mod client;
 pub mod connection;
@@ -19,6 +20,7 @@ pub mod extdisco;
 pub mod ibb;
 pub mod nesting;
 pub mod runtime;
+pub mod stream;
 
 pub use client::{ClientError, JingleClient, JingleClientConfig};
 pub use connection::{XmppConfig, XmppConnection, XmppError, XmppSender};
@@ -26,6 +28,7 @@ pub use ibb::IbbChannel;
 pub use runtime::{
     IncomingSession, JingleRuntime, JingleRuntimeConfig, JingleRuntimeError, JingleSession,
 };
+pub use stream::SessionStream;
 
 pub use jingle_ice_proto::xmpp::{disco, outbox, stanza};
 pub use stanza::{NS_CLIENT, NS_STANZAS};

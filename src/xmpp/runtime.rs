@@ -86,7 +86,8 @@ use super::disco::{self, Features, Identity};
 use super::extdisco::{self, IceServers};
 use super::ibb::{IbbChannel, IbbShared};
 use super::outbox::{Outbox, PROBE_ID_PREFIX};
-use crate::channel::{Certificate, ChannelError, DtlsRole, RemoteParameters};
+use super::stream::SessionStream;
+use crate::channel::{Certificate, ChannelError, ChannelOptions, DtlsRole, RemoteParameters};
 use crate::ibb::{IbbConfig, IbbError, IbbStream, IbbTransport};
 use crate::ice::{ConnectionState, Credentials, IceEvent, Role};
 use crate::jingle::{
@@ -230,6 +231,9 @@ pub enum JingleRuntimeError {
     /// The extension was shut down.
     #[error("the Jingle extension is closed")]
     Closed,
+    /// The session carries no byte stream: it is a plain ICE-UDP session (datagrams only).
+    #[error("the session carries datagrams only: no data channel and no bytestream")]
+    NoStream,
     /// The peer's transport cannot carry an authenticated data channel (the session was ended
     /// with `<security-error/>`).
     #[error("data channel negotiation: {0}")]
@@ -2242,6 +2246,40 @@ impl JingleSession {
                 Err(JingleRuntimeError::Channel(e))
             }
         }
+    }
+
+    /// Opens a byte stream to the peer, whatever the session's transport: a new reliable,
+    /// ordered data channel with `label` and `protocol` (RFC 8832), or the session's
+    /// In-Band Bytestream once it fell back (its one stream: each call gives it again).
+    /// [`JingleRuntimeError::NoStream`] for a plain ICE-UDP session, which carries datagrams
+    /// only ([`Self::connection`]).
+    pub fn open_stream(
+        &self,
+        label: &str,
+        protocol: &str,
+    ) -> Result<SessionStream, JingleRuntimeError> {
+        if let Some(ibb) = self.ibb() {
+            return Ok(SessionStream::Ibb(ibb));
+        }
+        let channels = self.channels.as_ref().ok_or(JingleRuntimeError::NoStream)?;
+        channels
+            .open(ChannelOptions::reliable(label, protocol))
+            .map(SessionStream::Channel)
+            .map_err(JingleRuntimeError::Channel)
+    }
+
+    /// The next byte stream the peer opens: its next data channel, or the session's In-Band
+    /// Bytestream once it fell back. `None` once the session's association is closed, or at
+    /// once for a plain ICE-UDP session.
+    pub async fn accept_stream(&self) -> Option<SessionStream> {
+        if let Some(ibb) = self.ibb() {
+            return Some(SessionStream::Ibb(ibb));
+        }
+        self.channels
+            .as_ref()?
+            .accept()
+            .await
+            .map(SessionStream::Channel)
     }
 
     /// The data channels of a `webrtc-datachannel:1` session (DTLS-authenticated SCTP over the
