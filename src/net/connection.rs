@@ -146,6 +146,8 @@ pub(crate) struct View {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) view: Mutex<View>,
+    /// Woken (all waiters) whenever a component's selected pair changes.
+    pub(crate) selected_changed: tokio::sync::Notify,
     pub(crate) closed: AtomicBool,
     pub(crate) datagrams_received: AtomicU64,
     pub(crate) datagrams_dropped: AtomicU64,
@@ -412,6 +414,7 @@ impl IceConnectionBuilder {
                 turn_stream_failures: Vec::new(),
                 sockets: sockets.clone(),
             }),
+            selected_changed: tokio::sync::Notify::new(),
             closed: AtomicBool::new(false),
             datagrams_received: AtomicU64::new(0),
             datagrams_dropped: AtomicU64::new(0),
@@ -583,6 +586,33 @@ impl IceConnection {
             ConnectionState::Failed => Err(Error::Failed),
             ConnectionState::Closed => Err(Error::Closed),
             _ => Ok(()),
+        }
+    }
+
+    /// Waits until `component` has a selected (nominated) pair, RFC 8445 §8.1.1, and returns
+    /// it; `Err(Failed)` or `Err(Closed)` if the connection fails or closes first.
+    pub async fn wait_selected(&self, component: u16) -> Result<SelectedPair, Error> {
+        let mut state = self.state.clone();
+        loop {
+            let notified = self.shared.selected_changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(pair) = self.selected_pair(component) {
+                return Ok(pair);
+            }
+            match *state.borrow_and_update() {
+                ConnectionState::Failed => return Err(Error::Failed),
+                ConnectionState::Closed => return Err(Error::Closed),
+                _ => {}
+            }
+            tokio::select! {
+                () = &mut notified => {}
+                changed = state.changed() => {
+                    if changed.is_err() {
+                        return Err(Error::Closed);
+                    }
+                }
+            }
         }
     }
 

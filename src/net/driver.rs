@@ -468,6 +468,9 @@ impl Driver {
             self.published_paths = paths;
         }
         self.published_selected = selected;
+        if selected_changed {
+            self.parts.shared.selected_changed.notify_waiters();
+        }
         let state = agent.state();
         self.parts.state.send_if_modified(|current| {
             let changed = *current != state;

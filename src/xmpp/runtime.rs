@@ -2000,13 +2000,7 @@ impl JingleSession {
                 };
                 conn.wait_connected().await?;
                 // Established means a selected (nominated) pair, RFC 8445 §8.1.1.
-                while conn.selected_pair(1).is_none() {
-                    if conn.state() == ConnectionState::Failed {
-                        return Err(crate::net::Error::Failed);
-                    }
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                Ok(())
+                conn.wait_selected(1).await.map(|_| ())
             };
             match tokio::time::timeout(timeout, connected).await {
                 Ok(Ok(())) => Ok(()),
