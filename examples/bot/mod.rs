@@ -12,7 +12,7 @@ use jingle_ice::apps::file_transfer::{
     enable_client, FileTransferError, OnProgress, TransferReport,
 };
 use jingle_ice::apps::transfer::Progress;
-use jingle_ice::xmpp::client::{ConnectionState, LOGGED_OFF};
+use jingle_ice::xmpp::client::{ClientState, LOGGED_OFF};
 use jingle_ice::xmpp::{JingleClient, JingleClientConfig, XmppConfig};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
@@ -68,16 +68,16 @@ pub async fn login_with(
         while status.changed().await.is_ok() {
             let now = status.borrow_and_update().clone();
             match now.state {
-                ConnectionState::Online => {
+                ClientState::Online => {
                     say(format!("xmpp reconnected (reconnects {})", now.reconnects))
                 }
-                ConnectionState::Reconnecting { attempt, reason } => {
+                ClientState::Reconnecting { attempt, reason } => {
                     say(format!("xmpp reconnecting (attempt {attempt}): {reason}"))
                 }
-                ConnectionState::Closed { reason } if reason != LOGGED_OFF => {
+                ClientState::Closed { reason } if reason != LOGGED_OFF => {
                     say(format!("xmpp closed: {reason}"))
                 }
-                ConnectionState::Closed { .. } => {}
+                ClientState::Closed { .. } => {}
             }
         }
     });

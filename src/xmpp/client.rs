@@ -158,7 +158,7 @@ impl ReconnectPolicy {
 
 /// Where a [`JingleClient`]'s XMPP connection stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConnectionState {
+pub enum ClientState {
     /// Logged in; stanzas flow.
     Online,
     /// The connection was lost; the sessions live on while the client logs in again.
@@ -179,7 +179,7 @@ pub enum ConnectionState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionStatus {
     /// The connection's state.
-    pub state: ConnectionState,
+    pub state: ClientState,
     /// Successful reconnects so far.
     pub reconnects: u32,
     /// Stanzas dropped because the offline queue was full.
@@ -244,7 +244,7 @@ impl JingleClient {
         ext.stream_online();
         let current = Arc::new(Mutex::new(conn.sender()));
         let (status_tx, status_rx) = watch::channel(ConnectionStatus {
-            state: ConnectionState::Online,
+            state: ClientState::Online,
             reconnects: 0,
             dropped_stanzas: 0,
         });
@@ -305,7 +305,7 @@ impl JingleClient {
     }
 
     /// Where the XMPP connection stands.
-    pub fn state(&self) -> ConnectionState {
+    pub fn state(&self) -> ClientState {
         self.status.borrow().state.clone()
     }
 
@@ -325,8 +325,8 @@ impl JingleClient {
     /// while online.
     pub fn disconnect_reason(&self) -> Option<String> {
         match &self.status.borrow().state {
-            ConnectionState::Online => None,
-            ConnectionState::Reconnecting { reason, .. } | ConnectionState::Closed { reason } => {
+            ClientState::Online => None,
+            ClientState::Reconnecting { reason, .. } | ClientState::Closed { reason } => {
                 Some(reason.clone())
             }
         }
@@ -363,7 +363,7 @@ impl JingleClient {
         tokio::select! {
             biased;
             offer = self.ext.next_incoming() => offer,
-            _ = status.wait_for(|s| matches!(s.state, ConnectionState::Closed { .. })) => None,
+            _ = status.wait_for(|s| matches!(s.state, ClientState::Closed { .. })) => None,
         }
     }
 
@@ -456,7 +456,7 @@ impl Pump {
         }
     }
 
-    fn publish(&self, state: ConnectionState, reconnected: bool) {
+    fn publish(&self, state: ClientState, reconnected: bool) {
         let dropped = self.ext.dropped_stanzas();
         self.status.send_modify(|s| {
             s.state = state;
@@ -468,7 +468,7 @@ impl Pump {
     }
 
     fn closed(&self, reason: String) {
-        self.publish(ConnectionState::Closed { reason }, false);
+        self.publish(ClientState::Closed { reason }, false);
     }
 
     /// Whether a log-off may finish: nothing left to send, no Jingle request on its way.
@@ -562,7 +562,7 @@ impl Pump {
         let mut attempts = 0;
         for attempt in 1..=self.policy.max_attempts {
             self.publish(
-                ConnectionState::Reconnecting {
+                ClientState::Reconnecting {
                     attempt,
                     reason: reason.clone(),
                 },
@@ -614,7 +614,7 @@ impl Pump {
             }
             *lock(&self.current) = conn.sender();
             self.ext.stream_online();
-            self.publish(ConnectionState::Online, true);
+            self.publish(ClientState::Online, true);
             tracing::warn!(
                 "XMPP reconnected as {} after {attempt} attempt(s), {:.1} s offline; sending {} \
                  waiting stanza(s)",
