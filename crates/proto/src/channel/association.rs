@@ -21,7 +21,9 @@ use sctp_proto::{
     TransportConfig,
 };
 
-use super::certificate::{Certificate, Fingerprint};
+use subtle::ConstantTimeEq;
+
+use super::certificate::{Certificate, Fingerprint, FINGERPRINT_LEN};
 use super::dcep::{
     ChannelOptions, DcepMessage, Reliability, PPID_BINARY, PPID_BINARY_EMPTY, PPID_DCEP,
     PPID_STRING, PPID_STRING_EMPTY,
@@ -275,7 +277,13 @@ struct Channel {
 pub struct Association {
     config: AssociationConfig,
     role: DtlsRole,
-    remote: RemoteParameters,
+    /// The SHA-256 digest the peer's certificate must hash to (the only part of its signalled
+    /// fingerprint kept: 32 bytes inline).
+    remote_digest: [u8; FINGERPRINT_LEN],
+    /// The peer's `max-message-size`, if signalled.
+    remote_max_message_size: Option<u32>,
+    /// The peer's `sctp-port`, if signalled.
+    remote_sctp_port: Option<u16>,
     dtls: dimpl::Dtls,
     dtls_timeout: Option<Instant>,
     dtls_connected: bool,
@@ -341,8 +349,16 @@ impl Association {
         // Both roles accept an incoming INIT: some stacks (aiortc by ICE role, libwebrtc always)
         // open the association from either side, and the endpoint needs a server
         // configuration to answer (or ignore) such a packet.
+        let remote_digest = remote
+            .fingerprint
+            .sha256_digest()
+            .map_err(|e| ChannelError::Dtls(e.to_string()))?;
         let mut server = ServerConfig::new();
-        server.transport = Arc::new(transport_config(&config, &remote));
+        server.transport = Arc::new(transport_config(
+            &config,
+            remote.max_message_size,
+            remote.sctp_port,
+        ));
         let server = Some(Arc::new(server));
         let endpoint = Endpoint::new(Arc::new(endpoint_config), server);
         let mut assoc = Association {
@@ -353,7 +369,9 @@ impl Association {
             },
             config,
             role,
-            remote,
+            remote_digest,
+            remote_max_message_size: remote.max_message_size,
+            remote_sctp_port: remote.sctp_port,
             dtls,
             dtls_timeout: None,
             dtls_connected: false,
@@ -395,8 +413,7 @@ impl Association {
     /// The largest message the peer accepts (its `max-message-size`, RFC 8841 §6).
     pub fn remote_max_message_size(&self) -> usize {
         let max = self
-            .remote
-            .max_message_size
+            .remote_max_message_size
             .unwrap_or(IMPLICIT_MAX_MESSAGE_SIZE);
         // 0 means "any size" (RFC 8841 §6); we still send no more than our own limit.
         usize::try_from(if max == 0 { u32::MAX } else { max }).unwrap_or(usize::MAX)
@@ -842,13 +859,14 @@ impl Association {
                 }
                 dimpl::Output::Connected => connected = true,
                 dimpl::Output::PeerCert(der) => {
-                    let expected = &self.remote.fingerprint;
-                    verdict = Some(if expected.matches_der(der) {
+                    let got = Fingerprint::of_der(der);
+                    let same: bool = got.as_bytes().ct_eq(&self.remote_digest[..]).into();
+                    verdict = Some(if same {
                         Ok(())
                     } else {
                         Err(ChannelError::FingerprintMismatch {
-                            expected: expected.clone(),
-                            got: Fingerprint::of_der(der),
+                            expected: Fingerprint::sha256(self.remote_digest),
+                            got,
                         })
                     });
                 }
@@ -891,7 +909,11 @@ impl Association {
     }
 
     fn start_sctp_client(&mut self) {
-        let transport = transport_config(&self.config, &self.remote);
+        let transport = transport_config(
+            &self.config,
+            self.remote_max_message_size,
+            self.remote_sctp_port,
+        );
         let mut client = ClientConfig::new();
         client.transport = Arc::new(transport);
         match self.endpoint.connect(client, SCTP_PEER) {
@@ -1134,8 +1156,12 @@ fn drain_packets(
     }
 }
 
-fn transport_config(config: &AssociationConfig, remote: &RemoteParameters) -> TransportConfig {
-    let remote_max = remote.max_message_size.unwrap_or(IMPLICIT_MAX_MESSAGE_SIZE);
+fn transport_config(
+    config: &AssociationConfig,
+    remote_max_message_size: Option<u32>,
+    remote_sctp_port: Option<u16>,
+) -> TransportConfig {
+    let remote_max = remote_max_message_size.unwrap_or(IMPLICIT_MAX_MESSAGE_SIZE);
     TransportConfig::default()
         .with_max_receive_buffer_size(config.receive_window)
         .with_max_receive_message_size(config.max_message_size)
@@ -1149,7 +1175,7 @@ fn transport_config(config: &AssociationConfig, remote: &RemoteParameters) -> Tr
         .with_rto_min_ms(millis(config.sctp_rto_min))
         .with_rto_initial_ms(millis(config.sctp_rto_initial).max(millis(config.sctp_rto_min)))
         .with_local_port(config.sctp_port)
-        .with_remote_port(remote.sctp_port.unwrap_or(DEFAULT_SCTP_PORT))
+        .with_remote_port(remote_sctp_port.unwrap_or(DEFAULT_SCTP_PORT))
 }
 
 fn millis(d: Duration) -> u64 {

@@ -55,9 +55,9 @@ fn is_hash_name(s: &str) -> bool {
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Fingerprint {
     /// The hash function name, ASCII lowercase.
-    hash: String,
+    hash: Box<str>,
     /// The digest.
-    value: Vec<u8>,
+    value: Box<[u8]>,
 }
 
 /// Why a fingerprint could not be read or used.
@@ -100,8 +100,8 @@ impl Fingerprint {
     /// The SHA-256 fingerprint of a DER-encoded certificate.
     pub fn of_der(der: &[u8]) -> Self {
         Fingerprint {
-            hash: FINGERPRINT_HASH.to_owned(),
-            value: Sha256::digest(der).to_vec(),
+            hash: FINGERPRINT_HASH.into(),
+            value: Sha256::digest(der).to_vec().into(),
         }
     }
 
@@ -123,7 +123,10 @@ impl Fingerprint {
             }),
             _ if value.is_empty() => Err(FingerprintError::Empty),
             _ if value.len() > FINGERPRINT_MAX_LEN => Err(FingerprintError::TooLong(value.len())),
-            _ => Ok(Fingerprint { hash, value }),
+            _ => Ok(Fingerprint {
+                hash: hash.into(),
+                value: value.into(),
+            }),
         }
     }
 
@@ -145,6 +148,26 @@ impl Fingerprint {
         Fingerprint::new(hash, value)
     }
 
+    /// A SHA-256 fingerprint from its digest.
+    pub fn sha256(digest: [u8; FINGERPRINT_LEN]) -> Self {
+        Fingerprint {
+            hash: FINGERPRINT_HASH.into(),
+            value: digest.to_vec().into(),
+        }
+    }
+
+    /// The digest of a SHA-256 fingerprint; `Err(UnsupportedHash)` for any other hash.
+    pub fn sha256_digest(&self) -> Result<[u8; FINGERPRINT_LEN], FingerprintError> {
+        self.check_supported()?;
+        (*self.value)
+            .try_into()
+            .map_err(|_| FingerprintError::WrongLength {
+                hash: self.hash.to_string(),
+                expected: FINGERPRINT_LEN,
+                got: self.value.len(),
+            })
+    }
+
     /// The hash function name, ASCII lowercase.
     pub fn hash(&self) -> &str {
         &self.hash
@@ -163,10 +186,10 @@ impl Fingerprint {
     /// Whether a certificate can be checked against this fingerprint ([`Self::matches_der`]);
     /// the reason when its hash function is not SHA-256.
     pub fn check_supported(&self) -> Result<(), FingerprintError> {
-        if self.hash == FINGERPRINT_HASH {
+        if &*self.hash == FINGERPRINT_HASH {
             Ok(())
         } else {
-            Err(FingerprintError::UnsupportedHash(self.hash.clone()))
+            Err(FingerprintError::UnsupportedHash(self.hash.to_string()))
         }
     }
 
@@ -175,7 +198,7 @@ impl Fingerprint {
     /// than SHA-256.
     pub fn matches_der(&self, der: &[u8]) -> bool {
         self.check_supported().is_ok()
-            && bool::from(Sha256::digest(der).as_slice().ct_eq(&self.value))
+            && bool::from(Sha256::digest(der).as_slice().ct_eq(&*self.value))
     }
 }
 
@@ -201,7 +224,8 @@ pub struct CertificateError(String);
 #[derive(Clone)]
 pub struct Certificate {
     inner: Arc<dimpl::DtlsCertificate>,
-    fingerprint: Fingerprint,
+    /// The SHA-256 digest of the certificate.
+    digest: [u8; FINGERPRINT_LEN],
 }
 
 impl Certificate {
@@ -210,16 +234,16 @@ impl Certificate {
     pub fn generate() -> Result<Self, CertificateError> {
         let cert = dimpl::certificate::generate_self_signed_certificate()
             .map_err(|e| CertificateError(format!("{e:?}")))?;
-        let fingerprint = Fingerprint::of_der(&cert.certificate);
+        let digest = Sha256::digest(&cert.certificate).into();
         Ok(Certificate {
             inner: Arc::new(cert),
-            fingerprint,
+            digest,
         })
     }
 
     /// The SHA-256 fingerprint to signal to the peer.
     pub fn fingerprint(&self) -> Fingerprint {
-        self.fingerprint.clone()
+        Fingerprint::sha256(self.digest)
     }
 
     /// The certificate in DER.
@@ -235,7 +259,7 @@ impl Certificate {
 impl fmt::Debug for Certificate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Certificate")
-            .field("fingerprint", &self.fingerprint)
+            .field("fingerprint", &self.fingerprint())
             .finish_non_exhaustive()
     }
 }
