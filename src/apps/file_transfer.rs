@@ -387,33 +387,36 @@ async fn send_over(
         Some(f) => f.as_mut(),
         None => &mut noop,
     };
+    // The receiver may verify the last bytes (against the offer's hash) and end the session
+    // with <success/> before their acknowledgement reaches us: the session then ends while we
+    // are still writing (or our stream fails because of it), and the file has arrived.
+    let ended = |reason: Reason, transport: TransportUsed, local_candidates: Vec<String>| {
+        if reason.condition == ReasonCondition::Success {
+            Ok(TransferReport {
+                name: name.clone(),
+                path: None,
+                size,
+                sha256,
+                verified: true,
+                transport,
+                local_candidates,
+                connect_time,
+                transfer_time: started.elapsed(),
+                resumed_from: offset,
+            })
+        } else {
+            Err(FileTransferError::PeerEnded(reason))
+        }
+    };
     let sent = tokio::select! {
         r = send_bytes(source, &mut channel, size - offset, &mut meter, on_progress) => r,
-        reason = session.closed() => {
-            // The receiver may verify the last bytes (against the offer's hash) and end the
-            // session with <success/> before their acknowledgement reaches us.
-            if reason.condition == ReasonCondition::Success {
-                return Ok(TransferReport {
-                    name,
-                    path: None,
-                    size,
-                    sha256,
-                    verified: true,
-                    transport,
-                    local_candidates,
-                    connect_time,
-                    transfer_time: started.elapsed(),
-                    resumed_from: offset,
-                });
-            }
-            return Err(FileTransferError::PeerEnded(reason));
-        }
+        reason = session.closed() => return ended(reason, transport, local_candidates),
     };
     let sent_hash = match sent {
         Ok(h) => h,
         Err(e) => {
             if let Some(reason) = ended_by_peer(session, &e).await {
-                return Err(FileTransferError::PeerEnded(reason));
+                return ended(reason, transport, local_candidates);
             }
             session.end(Reason::with_text(fail_condition(&e), e.to_string()));
             return Err(e.into());
