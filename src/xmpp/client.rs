@@ -32,10 +32,11 @@ use tokio::sync::{oneshot, watch};
 
 use super::connection::{XmppConfig, XmppConnection, XmppError, XmppSender};
 use super::disco::{self, Features, Identity};
-pub use super::runtime::{DiscoveredServices, CAPS_NODE};
 use super::runtime::{
-    IncomingSession, JingleRuntime, JingleRuntimeConfig, JingleRuntimeError, JingleSession,
+    sleep_until, IncomingSession, JingleRuntime, JingleRuntimeConfig, JingleRuntimeError,
+    JingleSession,
 };
+pub use super::runtime::{DiscoveredServices, CAPS_NODE};
 use crate::jingle::{Reason, ReasonCondition};
 use crate::xmpp::stanza::NS_CLIENT;
 
@@ -669,14 +670,6 @@ impl Pump {
                 }
             }
         }
-    }
-}
-
-/// Sleeps until `at`, or forever without one (for a disabled `select!` branch).
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -1391,9 +1391,8 @@ fn candidate_id() -> String {
         .collect()
 }
 
-/// Runs the session manager's timers.
 /// Sleeps until `at`, or forever without one (for a disabled `select!` branch).
-async fn sleep_until(at: Option<Instant>) {
+pub(crate) async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
@@ -1442,6 +1441,7 @@ async fn run_services(inner: std::sync::Weak<Inner>) {
     }
 }
 
+/// Runs the session manager's timers.
 async fn run_timers(inner: std::sync::Weak<Inner>) {
     loop {
         let (deadline, notified) = {
