@@ -196,6 +196,7 @@ impl Run {
 pub fn transfer(lab: &Lab, size: usize) -> Run {
     let src = temp_dir(&format!("{}-src", lab.prefix()));
     let dst = temp_dir(&format!("{}-dst", lab.prefix()));
+    let _cleanup = (Cleanup(src.clone()), Cleanup(dst.clone()));
     let file = src.join("lab file.bin");
     let hash = make_file(&file, size);
 
@@ -224,7 +225,5 @@ pub fn transfer(lab: &Lab, size: usize) -> Run {
     assert_eq!(entries.len(), 1, "only the final file, no part file");
     assert_eq!(std::fs::metadata(&stored).unwrap().len(), size as u64);
     assert_eq!(hash_file(&stored), hash);
-    let _ = std::fs::remove_dir_all(&src);
-    let _ = std::fs::remove_dir_all(&dst);
     run
 }
