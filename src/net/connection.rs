@@ -6,7 +6,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rand::Rng;
@@ -16,11 +16,11 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::driver::{self, Command, Driver};
+use super::error::Error;
 use super::interfaces::{usable_addresses, AddressPolicy, LocalAddress};
+use super::shared::{ConnectionStats, Datagram, SelectedPair, Shared, View};
 use super::tls::{TrustedRoots, TurnStreamFailure, TurnTls};
-use crate::ice::{
-    Agent, AgentConfig, AgentStats, Candidate, ConnectionState, Credentials, IceEvent, Role,
-};
+use crate::ice::{Agent, AgentConfig, Candidate, ConnectionState, Credentials, IceEvent, Role};
 
 /// Default capacity of the queue of received application datagrams waiting for
 /// [`IceConnection::recv`].
@@ -29,141 +29,6 @@ pub const DEFAULT_RECEIVE_QUEUE: usize = 1024;
 pub const DEFAULT_EVENT_QUEUE: usize = 256;
 /// Capacity of the command queue from the handle to the driver task.
 const COMMAND_QUEUE: usize = 64;
-/// Most failures of streams to TURN servers kept for [`IceConnection::turn_stream_failures`]
-/// (the oldest are dropped first).
-pub(crate) const MAX_STREAM_FAILURES: usize = 32;
-
-/// What can go wrong when starting or using an [`IceConnection`].
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// A socket operation failed.
-    #[error("I/O error: {0}")]
-    Io(#[from] io::Error),
-    /// A socket could not be bound.
-    #[error("could not bind a UDP socket on {addr}: {source}")]
-    Bind {
-        /// The address (and first port tried).
-        addr: SocketAddr,
-        /// Why.
-        source: io::Error,
-    },
-    /// Interface enumeration found no address the policy allows, or none could be bound.
-    #[error("no usable local address to gather host candidates from")]
-    NoUsableAddress,
-    /// The builder was given settings that cannot work.
-    #[error("invalid configuration: {0}")]
-    InvalidConfig(&'static str),
-    /// A TURN server over TLS was given a name that is neither a DNS name nor an IP address
-    /// ([`crate::turn::TurnConfig::server_name`]).
-    #[error("invalid TLS server name {0:?}")]
-    InvalidServerName(String),
-    /// The CA file given to [`IceConnectionBuilder::turn_ca_file`] cannot be used.
-    #[error("cannot use the CA file {path}: {reason}")]
-    CaFile {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
-    /// The TLS client could not be configured.
-    #[error("TLS configuration: {0}")]
-    Tls(String),
-    /// The component number is 0 or above the configured number of components.
-    #[error("component {0} does not exist")]
-    InvalidComponent(u16),
-    /// No pair is usable for the component: not connected yet, failed, or consent lost
-    /// (RFC 7675 §5.1).
-    #[error("no usable path for component {component}")]
-    NoPath {
-        /// The component.
-        component: u16,
-    },
-    /// ICE failed: no pair works (RFC 8445 §8.1.2, RFC 7675 §5.1).
-    #[error("ICE failed")]
-    Failed,
-    /// The connection was closed (by [`IceConnection::close`], or its driver task ended).
-    #[error("the connection is closed")]
-    Closed,
-}
-
-/// An application datagram received on a component's pair.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Datagram {
-    /// The component it arrived on (RFC 8445 §5.1.1).
-    pub component: u16,
-    /// The peer address it came from.
-    pub source: SocketAddr,
-    /// The payload.
-    pub data: Vec<u8>,
-}
-
-/// The selected (nominated) pair of a component (RFC 8445 §8.1.1).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SelectedPair {
-    /// The component.
-    pub component: u16,
-    /// Our candidate.
-    pub local: Candidate,
-    /// The peer's candidate.
-    pub remote: Candidate,
-}
-
-/// Counters of the driver and its agent.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ConnectionStats {
-    /// Application datagrams received and queued for [`IceConnection::recv`].
-    pub datagrams_received: u64,
-    /// Application datagrams dropped because the receive queue was full (UDP-like: the
-    /// application was too slow to read).
-    pub datagrams_dropped: u64,
-    /// Events dropped because the event queue was full (the current state, selected pairs
-    /// and local candidates stay readable from the handle).
-    pub events_dropped: u64,
-    /// Agent transmissions that the socket refused, or whose source socket is unknown.
-    pub transmit_errors: u64,
-    /// The agent's own counters, as of the driver's last turn.
-    pub agent: AgentStats,
-}
-
-/// What the driver publishes for the handle to read without a round trip to the task.
-#[derive(Debug)]
-pub(crate) struct View {
-    pub(crate) credentials: Credentials,
-    pub(crate) role: Role,
-    /// Per component (index 0 is component 1): local base and remote address of data.
-    pub(crate) paths: Vec<Option<(SocketAddr, SocketAddr)>>,
-    pub(crate) selected: Vec<Option<SelectedPair>>,
-    pub(crate) local_candidates: Vec<Candidate>,
-    pub(crate) agent_stats: AgentStats,
-    /// Streams to TURN servers that could not be set up, oldest first.
-    pub(crate) turn_stream_failures: Vec<TurnStreamFailure>,
-    /// The bound sockets by local address, for [`IceConnection::send`]; emptied when the
-    /// driver ends so that the ports are released even while the handle lives on.
-    pub(crate) sockets: HashMap<SocketAddr, Arc<UdpSocket>>,
-}
-
-/// State shared by the handle and the driver task.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) view: Mutex<View>,
-    /// Woken (all waiters) whenever a component's selected pair changes.
-    pub(crate) selected_changed: tokio::sync::Notify,
-    pub(crate) closed: AtomicBool,
-    pub(crate) datagrams_received: AtomicU64,
-    pub(crate) datagrams_dropped: AtomicU64,
-    pub(crate) events_dropped: AtomicU64,
-    pub(crate) transmit_errors: AtomicU64,
-}
-
-impl Shared {
-    /// The view, even if a thread panicked while holding the lock (the data stays consistent:
-    /// every writer replaces whole fields).
-    pub(crate) fn view(&self) -> MutexGuard<'_, View> {
-        self.view
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
 
 /// Builds and starts an [`IceConnection`]: which interfaces and ports to use, which STUN
 /// servers, the agent's settings and the queue sizes.

@@ -13,7 +13,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
-use super::connection::{Datagram, SelectedPair, Shared, MAX_STREAM_FAILURES};
+use super::shared::{Datagram, SelectedPair, Shared, MAX_STREAM_FAILURES};
 use super::tls::{TurnStreamError, TurnStreamFailure, TurnTls};
 use crate::ice::{
     Agent, Candidate, Carrier, ConnectionState, Credentials, IceEvent, ReceiveOutcome,

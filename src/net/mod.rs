@@ -39,14 +39,17 @@ mod connection;
 #[cfg(feature = "channel")]
 mod datachannel;
 mod driver;
+mod error;
 mod interfaces;
+mod shared;
 pub(crate) mod tls;
 
 pub use connection::{
-    ConnectionStats, Datagram, Error, IceConnection, IceConnectionBuilder, SelectedPair,
-    DEFAULT_EVENT_QUEUE, DEFAULT_RECEIVE_QUEUE,
+    IceConnection, IceConnectionBuilder, DEFAULT_EVENT_QUEUE, DEFAULT_RECEIVE_QUEUE,
 };
 #[cfg(feature = "channel")]
 pub use datachannel::{DataChannel, DataChannels, DataChannelsConfig, DataChannelsInfo};
+pub use error::Error;
 pub use interfaces::{usable_addresses, AddressPolicy, LocalAddress};
+pub use shared::{ConnectionStats, Datagram, SelectedPair};
 pub use tls::{TurnStreamError, TurnStreamFailure, ALPN_STUN_TURN};

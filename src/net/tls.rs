@@ -20,7 +20,7 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
 
-use super::connection::Error;
+use super::error::Error;
 use crate::turn::{TurnConfig, TurnTransport};
 
 /// The ALPN protocol identifier of TURN, "stun.turn" (RFC 7443), offered in the handshake.
