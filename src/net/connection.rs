@@ -277,7 +277,6 @@ impl IceConnectionBuilder {
                 local_candidates: agent.local_candidates().to_vec(),
                 agent_stats: agent.stats().clone(),
                 turn_stream_failures: Vec::new(),
-                sockets: sockets.clone(),
             }),
             selected_changed: tokio::sync::Notify::new(),
             closed: AtomicBool::new(false),
@@ -539,27 +538,17 @@ impl IceConnection {
         if component == 0 || component > self.components {
             return Err(Error::InvalidComponent(component));
         }
-        let (socket, remote) = {
-            let view = self.shared.view();
-            let (local, remote) = view
-                .paths
-                .get(usize::from(component) - 1)
-                .copied()
-                .flatten()
-                .ok_or(Error::NoPath { component })?;
-            (view.sockets.get(&local).cloned(), remote)
-        };
-        match socket {
-            Some(socket) => {
-                socket.send_to(data, remote).await?;
-                Ok(())
-            }
-            // A relayed path: the agent wraps the data for its TURN allocation.
-            None => {
-                self.command(Command::SendRelayed(component, data.to_vec()))
-                    .await
-            }
+        let has_path = self
+            .shared
+            .view()
+            .paths
+            .get(usize::from(component) - 1)
+            .is_some_and(Option::is_some);
+        if !has_path {
+            return Err(Error::NoPath { component });
         }
+        // Every byte leaves through the agent's transmit queue, direct or relayed alike.
+        self.command(Command::Send(component, data.to_vec())).await
     }
 
     /// The peer's credentials from signalling; checks start once they are known.
@@ -612,6 +601,24 @@ impl IceConnection {
             }
         }
         self.shared.closed.store(true, Ordering::Release);
+    }
+
+    /// Hands `layer` to the driver task, which runs it on component 1 from now on (see
+    /// [`driver::Layer`]); returns once it does. `kick` is what the layer's handles notify
+    /// after they used it.
+    pub(crate) async fn attach(
+        &self,
+        layer: Box<dyn driver::Layer>,
+        kick: Arc<tokio::sync::Notify>,
+    ) -> Result<(), Error> {
+        let (attached, done) = oneshot::channel();
+        self.command(Command::Attach(driver::Attach {
+            layer,
+            kick,
+            attached,
+        }))
+        .await?;
+        done.await.map_err(|_| Error::Closed)
     }
 
     async fn command(&self, command: Command) -> Result<(), Error> {

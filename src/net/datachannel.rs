@@ -1,6 +1,7 @@
-//! The tokio driver of WebRTC data channels over an [`IceConnection`]: one task owns the
-//! sans-IO [`Association`] (DTLS + SCTP + DCEP) and the timers; each [`DataChannel`] is a
-//! handle that reads and writes through the association and is woken by the task.
+//! WebRTC data channels over an [`IceConnection`]: the connection's own driver task runs the
+//! sans-IO [`Association`] (DTLS + SCTP + DCEP) beside the ICE agent, one task for both (see
+//! [`Layer`]); its datagrams leave through the agent's transmit queue. Each [`DataChannel`] is a
+//! handle that reads and writes through the association and is woken by that task.
 //!
 //! Backpressure goes all the way through: a [`DataChannel`] refuses to queue more than the
 //! association's per-channel send buffer (the writer waits until the peer acknowledges), and
@@ -16,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{mpsc, watch, Notify};
-use tokio::task::JoinHandle;
 
+use super::driver::Layer;
 use crate::channel::{
     Association, AssociationConfig, AssociationStats, Certificate, ChannelError, ChannelEvent,
     ChannelId, ChannelMessage, ChannelOptions, DtlsRole, RemoteParameters, DTLS_FIRST_BYTES,
@@ -27,9 +28,8 @@ use crate::net::IceConnection;
 
 /// The ICE component data channels use (a single-component stream, RFC 8842 §4 bundle).
 const COMPONENT: u16 = 1;
-/// Most datagrams taken from the ICE connection before the association is polled (bounds the
-/// time the association lock is held and the transmits queued in one go).
-const RECEIVE_BURST: usize = 64;
+/// Bound on [`DataChannels::close`] waiting for the association's graceful end.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Settings of [`DataChannels`].
 #[derive(Debug, Clone)]
@@ -72,11 +72,23 @@ struct Wakers {
     writers: HashMap<ChannelId, (Waker, usize)>,
 }
 
+impl Wakers {
+    /// Wakes every waiting reader and writer (the association has ended).
+    fn wake_all(&mut self) {
+        for (_, w) in self.readers.drain() {
+            w.wake();
+        }
+        for (_, (w, _)) in self.writers.drain() {
+            w.wake();
+        }
+    }
+}
+
 struct Shared {
     assoc: Mutex<Association>,
     wakers: Mutex<Wakers>,
     /// Wakes the driver task after a handle used the association.
-    kick: Notify,
+    kick: Arc<Notify>,
     chunk: usize,
     send_buffer: usize,
     info: Mutex<DataChannelsInfo>,
@@ -100,7 +112,8 @@ impl Shared {
 pub struct DataChannels {
     shared: Arc<Shared>,
     incoming: tokio::sync::Mutex<mpsc::Receiver<DataChannel>>,
-    task: Mutex<Option<JoinHandle<()>>>,
+    /// The connection whose driver task runs the association (kept alive with it).
+    ice: Arc<IceConnection>,
 }
 
 impl std::fmt::Debug for DataChannels {
@@ -146,7 +159,7 @@ impl DataChannels {
         let shared = Arc::new(Shared {
             assoc: Mutex::new(assoc),
             wakers: Mutex::new(Wakers::default()),
-            kick: Notify::new(),
+            kick: Arc::new(Notify::new()),
             chunk,
             send_buffer,
             info: Mutex::new(DataChannelsInfo::default()),
@@ -154,22 +167,35 @@ impl DataChannels {
         });
         let (incoming_tx, incoming_rx) = mpsc::channel(config.accept_queue.max(1));
         let (connected_tx, mut connected_rx) = watch::channel(false);
-        let task = tokio::spawn(drive(
-            ice,
-            shared.clone(),
-            incoming_tx,
-            connected_tx,
+        // What arrived before the association existed (the peer's first flight may have).
+        take_queued(&ice, &shared);
+        let layer = AssociationLayer {
+            shared: shared.clone(),
+            incoming: incoming_tx,
+            connected: connected_tx,
             ice_connected,
-        ));
+            ice_state: ConnectionState::Connected,
+            out: Vec::new(),
+        };
+        if ice
+            .attach(Box::new(layer), Arc::clone(&shared.kick))
+            .await
+            .is_err()
+        {
+            return Err(ChannelError::Closed);
+        }
+        // And what arrived while the driver was being handed the association.
+        take_queued(&ice, &shared);
+        shared.kick.notify_one();
         let channels = DataChannels {
             shared,
             incoming: tokio::sync::Mutex::new(incoming_rx),
-            task: Mutex::new(Some(task)),
+            ice,
         };
         let outcome = tokio::time::timeout_at(deadline, async {
             tokio::select! {
                 r = connected_rx.wait_for(|c| *c) => r.map(|_| ()).map_err(|_| {
-                    // The task ended: it published why before.
+                    // The layer ended: it published why before.
                     channels.closed_reason().unwrap_or(ChannelError::Closed)
                 }),
                 r = closed_rx.wait_for(Option::is_some) => Err(r
@@ -233,18 +259,16 @@ impl DataChannels {
     }
 
     /// Closes gracefully (queued data is delivered first, then SCTP SHUTDOWN and DTLS
-    /// close_notify) and waits for the task to end (at most a few seconds).
+    /// close_notify) and waits until the association has ended (at most a few seconds).
     pub async fn close(&self) {
         self.shared.assoc().close(Instant::now());
         self.shared.kick.notify_one();
-        let task = self
-            .task
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if let Some(task) = task {
-            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
-        }
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.closed()).await;
+    }
+
+    /// The ICE connection the channels run on.
+    pub fn ice(&self) -> &Arc<IceConnection> {
+        &self.ice
     }
 
     fn abort(&self, reason: ChannelError) {
@@ -254,69 +278,66 @@ impl DataChannels {
 }
 
 impl Drop for DataChannels {
+    /// Ends the association at once (its channels fail with [`ChannelError::Closed`]); the
+    /// driver task then drops it.
     fn drop(&mut self) {
-        if let Some(task) = self
-            .task
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-        {
-            task.abort();
+        if self.shared.closed.borrow().is_none() {
+            self.abort(ChannelError::Closed);
         }
     }
 }
 
-/// The driver task: datagrams in, timers, datagrams out, events to the handles.
-async fn drive(
-    ice: Arc<IceConnection>,
+/// Datagrams already queued on the connection before the association ran in its driver task.
+fn take_queued(ice: &IceConnection, shared: &Shared) {
+    let now = Instant::now();
+    while let Some(d) = ice.try_recv() {
+        if d.component == COMPONENT && d.data.first().is_some_and(|b| DTLS_FIRST_BYTES.contains(b))
+        {
+            shared.assoc().handle_datagram(now, &d.data);
+        }
+    }
+}
+
+/// The association as the ICE driver task runs it ([`Layer`]): datagrams in, timers,
+/// datagrams out through the agent, events to the handles.
+struct AssociationLayer {
     shared: Arc<Shared>,
     incoming: mpsc::Sender<DataChannel>,
     connected: watch::Sender<bool>,
     ice_connected: Instant,
-) {
-    let mut ice_state = ice.state_watch();
-    let mut out: Vec<Vec<u8>> = Vec::new();
-    loop {
-        let wake = shared.assoc().poll_timeout();
-        let sleep = async {
-            match wake {
-                Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            d = ice.recv() => {
-                let Some(d) = d else {
-                    shared.assoc().abort(ChannelError::Closed);
-                    break;
-                };
-                // Take the whole burst that has arrived: the association works through it
-                // in one pass when polled below.
-                let now = Instant::now();
-                let mut assoc = shared.assoc();
-                let mut next = Some(d);
-                let mut taken = 0;
-                while let Some(d) = next {
-                    if d.data.first().is_some_and(|b| DTLS_FIRST_BYTES.contains(b)) {
-                        assoc.handle_datagram(now, &d.data);
-                    }
-                    taken += 1;
-                    next = if taken < RECEIVE_BURST { ice.try_recv() } else { None };
-                }
-            }
-            _ = shared.kick.notified() => {}
-            _ = sleep => {}
-            changed = ice_state.changed() => {
-                let state = *ice_state.borrow();
-                if changed.is_err() || state == ConnectionState::Closed {
-                    shared.assoc().abort(ChannelError::Closed);
-                } else if state == ConnectionState::Failed {
-                    // Failed after having connected: consent was lost (RFC 7675 §5.1).
-                    shared.assoc().abort(ChannelError::ConsentLost);
-                }
+    /// The ICE state last seen, to act on its changes only.
+    ice_state: ConnectionState,
+    out: Vec<Vec<u8>>,
+}
+
+impl Layer for AssociationLayer {
+    fn handle_datagram(&mut self, now: Instant, data: &[u8]) {
+        // Only DTLS runs on the data-channel component (RFC 7983 §7); the rest is dropped.
+        if data.first().is_some_and(|b| DTLS_FIRST_BYTES.contains(b)) {
+            self.shared.assoc().handle_datagram(now, data);
+        }
+    }
+
+    fn poll_timeout(&mut self) -> Option<Instant> {
+        self.shared.assoc().poll_timeout()
+    }
+
+    fn step(
+        &mut self,
+        now: Instant,
+        state: ConnectionState,
+        send: &mut dyn FnMut(Vec<u8>),
+    ) -> bool {
+        let shared = Arc::clone(&self.shared);
+        if state != self.ice_state {
+            self.ice_state = state;
+            if state == ConnectionState::Closed {
+                shared.assoc().abort(ChannelError::Closed);
+            } else if state == ConnectionState::Failed {
+                // Failed after having connected: consent was lost (RFC 7675 §5.1).
+                shared.assoc().abort(ChannelError::ConsentLost);
             }
         }
-        let now = Instant::now();
         let mut ready_readers = Vec::new();
         let mut new_channels = Vec::new();
         let mut finished = None;
@@ -324,7 +345,7 @@ async fn drive(
             let mut assoc = shared.assoc();
             assoc.handle_timeout(now);
             while let Some(d) = assoc.poll_transmit() {
-                out.push(d);
+                self.out.push(d);
             }
             while let Some(event) = assoc.poll_event() {
                 match event {
@@ -333,8 +354,8 @@ async fn drive(
                             .info
                             .lock()
                             .unwrap_or_else(std::sync::PoisonError::into_inner);
-                        info.handshake = Some(now.saturating_duration_since(ice_connected));
-                        connected.send_replace(true);
+                        info.handshake = Some(now.saturating_duration_since(self.ice_connected));
+                        self.connected.send_replace(true);
                     }
                     ChannelEvent::ChannelOpened { id, options } => new_channels.push((id, options)),
                     ChannelEvent::Readable { id } | ChannelEvent::ChannelClosed { id } => {
@@ -370,17 +391,12 @@ async fn drive(
                 }
             }
             if finished.is_some() {
-                for (_, w) in wakers.readers.drain() {
-                    w.wake();
-                }
-                for (_, (w, _)) in wakers.writers.drain() {
-                    w.wake();
-                }
+                wakers.wake_all();
             }
         }
         for (id, options) in new_channels {
             let channel = DataChannel::new(shared.clone(), id, options);
-            if incoming.try_send(channel).is_err() {
+            if self.incoming.try_send(channel).is_err() {
                 tracing::warn!(
                     channel = id,
                     "accept queue full: refusing the peer's channel"
@@ -388,15 +404,26 @@ async fn drive(
                 shared.assoc().close_channel(id);
             }
         }
-        for d in out.drain(..) {
-            if let Err(e) = ice.send(COMPONENT, &d).await {
-                tracing::debug!(error = %e, "data-channel datagram not sent");
-            }
+        for d in self.out.drain(..) {
+            send(d);
         }
         if let Some(reason) = finished {
             tracing::debug!(%reason, "data-channel association ended");
             shared.closed.send_replace(Some(reason));
-            break;
+            return false;
+        }
+        true
+    }
+}
+
+impl Drop for AssociationLayer {
+    /// The driver task dropped the layer without its having ended (the task itself ended):
+    /// the handles learn it instead of waiting for ever.
+    fn drop(&mut self) {
+        if self.shared.closed.borrow().is_none() {
+            self.shared.assoc().abort(ChannelError::Closed);
+            self.shared.closed.send_replace(Some(ChannelError::Closed));
+            self.shared.wakers().wake_all();
         }
     }
 }

@@ -1,5 +1,7 @@
-//! The driver task: moves datagrams, commands and time between the sockets, the application
-//! handle and the sans-IO agent.
+//! The driver task, one per ICE connection (and so per session): moves datagrams, commands and
+//! time between the sockets, the application handle, the sans-IO agent and the layer attached
+//! above it (the data-channel association). Every datagram leaves through the agent's transmit
+//! queue.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -10,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinSet;
 
 use super::shared::{Datagram, SelectedPair, Shared, MAX_STREAM_FAILURES};
@@ -27,6 +29,8 @@ const MAX_DATAGRAM: usize = 65_527;
 /// behind, readers wait and the kernel's socket buffer absorbs (or drops) the excess, as UDP
 /// does.
 const INBOUND_QUEUE: usize = 512;
+/// The component an attached [`Layer`] runs on (a single-component stream, RFC 8842 §4).
+const LAYER_COMPONENT: u16 = 1;
 /// Received datagrams handled in one turn before transmits and events are flushed.
 const RECEIVE_BATCH: usize = 64;
 /// Pause of a socket reader after a receive error, so a persistent error cannot spin a core.
@@ -45,12 +49,45 @@ pub(crate) enum Command {
     SetRemoteCredentials(Credentials),
     AddRemoteCandidate(Candidate),
     EndOfRemoteCandidates,
-    /// Application data for a component whose path goes through a TURN relay.
-    SendRelayed(u16, Vec<u8>),
+    /// Application data for a component, sent through the agent (direct or relayed path).
+    Send(u16, Vec<u8>),
+    /// A layer the driver runs from now on (see [`Layer`]); answered once it is in place.
+    Attach(Attach),
     /// A TURN server to add, or new credentials for one already added.
     AddTurnServer(crate::turn::TurnConfig),
     Restart(oneshot::Sender<Credentials>),
     Close,
+}
+
+/// A protocol above ICE that the driver task runs itself, synchronously, on component 1: the
+/// data-channel association (DTLS + SCTP). The session's agent and this layer then live in one
+/// task: the layer's datagrams leave through the agent's transmit queue
+/// ([`Agent::send`](crate::ice::Agent::send)), and what the agent receives for component 1 goes
+/// to the layer without a queue in between.
+pub(crate) trait Layer: Send {
+    /// A datagram the peer sent on component 1.
+    fn handle_datagram(&mut self, now: Instant, data: &[u8]);
+    /// When the layer next needs [`Layer::step`] without any input.
+    fn poll_timeout(&mut self) -> Option<Instant>;
+    /// Runs the timers that are due, reacts to the ICE `state`, hands every datagram it wants
+    /// sent to `send` and wakes its handles. Returns `false` once the layer has ended (the
+    /// driver then drops it).
+    fn step(&mut self, now: Instant, state: ConnectionState, send: &mut dyn FnMut(Vec<u8>))
+        -> bool;
+}
+
+/// A layer to attach: the layer, what its handles notify when they used it, and the reply once
+/// the driver runs it.
+pub(crate) struct Attach {
+    pub(crate) layer: Box<dyn Layer>,
+    pub(crate) kick: Arc<Notify>,
+    pub(crate) attached: oneshot::Sender<()>,
+}
+
+impl std::fmt::Debug for Attach {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attach").finish_non_exhaustive()
+    }
 }
 
 /// What a TURN stream task reports.
@@ -95,6 +132,8 @@ pub(crate) struct Driver {
     streams: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
     stream_tx: mpsc::Sender<StreamInbound>,
     stream_rx: mpsc::Receiver<StreamInbound>,
+    /// The layer run on component 1, once attached.
+    layer: Option<(Box<dyn Layer>, Arc<Notify>)>,
 }
 
 impl Driver {
@@ -115,17 +154,30 @@ impl Driver {
             streams: HashMap::new(),
             stream_tx,
             stream_rx,
+            layer: None,
         }
     }
 
     /// Runs until the handle is dropped or closed.
     pub(crate) async fn run(mut self) {
         loop {
+            self.step_layer();
             self.flush().await;
-            let deadline = self.parts.agent.poll_timeout();
+            let layer_deadline = self.layer.as_mut().and_then(|(l, _)| l.poll_timeout());
+            let deadline = match (self.parts.agent.poll_timeout(), layer_deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let timer = async move {
                 match deadline {
                     Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let kick = self.layer.as_ref().map(|(_, kick)| Arc::clone(kick));
+            let kicked = async move {
+                match kick {
+                    Some(kick) => kick.notified().await,
                     None => std::future::pending().await,
                 }
             };
@@ -157,6 +209,7 @@ impl Driver {
                     }
                 },
                 Some(stream) = self.stream_rx.recv() => self.stream_inbound(stream),
+                () = kicked => {}
                 () = timer => {}
             }
             // Whatever woke us, timers that are due run now, so a busy socket cannot starve
@@ -172,10 +225,12 @@ impl Driver {
             }
         }
         self.parts.agent.close();
+        self.step_layer();
         self.flush().await;
+        // The agent is closed: a layer still attached learns it above and ends here.
+        self.layer = None;
         self.deallocate().await;
         self.parts.shared.closed.store(true, Ordering::Release);
-        self.parts.shared.view().sockets.clear();
         self.parts.state.send_replace(ConnectionState::Closed);
         // Wait for the readers to be gone, so their sockets are closed when `close` returns.
         self.readers.abort_all();
@@ -198,10 +253,15 @@ impl Driver {
                 tracing::debug!("remote end-of-candidates");
                 agent.end_of_remote_candidates(now);
             }
-            Command::SendRelayed(component, data) => {
-                if let Err(error) = agent.send(component, &data) {
-                    tracing::debug!(component, %error, "relayed data not sent");
+            Command::Send(component, data) => {
+                if let Err(error) = agent.send(component, data) {
+                    tracing::debug!(component, %error, "data not sent");
                 }
+            }
+            Command::Attach(attach) => {
+                tracing::debug!("layer attached on component 1");
+                self.layer = Some((attach.layer, attach.kick));
+                let _ = attach.attached.send(());
             }
             Command::AddTurnServer(config) => {
                 let tls_known = self
@@ -277,8 +337,34 @@ impl Driver {
         }
     }
 
-    /// Hands a datagram to the application, or drops and counts it when its queue is full.
-    fn deliver(&self, datagram: Datagram) {
+    /// Runs the attached layer's turn: its timers, its datagrams into the agent's transmit
+    /// queue; drops it once it has ended.
+    fn step_layer(&mut self) {
+        let Some((layer, _)) = self.layer.as_mut() else {
+            return;
+        };
+        let agent = &mut self.parts.agent;
+        let state = agent.state();
+        let mut send = |data: Vec<u8>| {
+            if let Err(error) = agent.send(LAYER_COMPONENT, data) {
+                tracing::trace!(%error, "layer datagram not sent");
+            }
+        };
+        if !layer.step(Instant::now(), state, &mut send) {
+            tracing::debug!("layer ended: detached");
+            self.layer = None;
+        }
+    }
+
+    /// Hands a datagram to the attached layer (component 1), else to the application's queue,
+    /// dropping and counting it when that is full.
+    fn deliver(&mut self, datagram: Datagram) {
+        if datagram.component == LAYER_COMPONENT {
+            if let Some((layer, _)) = self.layer.as_mut() {
+                layer.handle_datagram(Instant::now(), &datagram.data);
+                return;
+            }
+        }
         let shared = &self.parts.shared;
         let component = datagram.component;
         match self.parts.datagrams.try_send(datagram) {

@@ -2,12 +2,9 @@
 //! view the driver publishes after each turn (paths, selected pairs, candidates, counters) and
 //! the types the handle gives out.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex, MutexGuard};
-
-use tokio::net::UdpSocket;
+use std::sync::{Mutex, MutexGuard};
 
 use super::tls::TurnStreamFailure;
 use crate::ice::{AgentStats, Candidate, Credentials, Role};
@@ -67,9 +64,6 @@ pub(crate) struct View {
     pub(crate) agent_stats: AgentStats,
     /// Streams to TURN servers that could not be set up, oldest first.
     pub(crate) turn_stream_failures: Vec<TurnStreamFailure>,
-    /// The bound sockets by local address, for [`IceConnection::send`](super::IceConnection::send); emptied when the
-    /// driver ends so that the ports are released even while the handle lives on.
-    pub(crate) sockets: HashMap<SocketAddr, Arc<UdpSocket>>,
 }
 
 /// State shared by the handle and the driver task.

@@ -1022,12 +1022,17 @@ impl Agent {
     /// Sends application data on the path of `component` (see [`Agent::send_path`]): through
     /// the TURN allocation when the path is relayed, else as a datagram from the host socket.
     /// Data must not start with a byte from 0 to 3 (RFC 7983: it would be taken for STUN).
-    pub fn send(&mut self, component: u16, data: &[u8]) -> Result<(), SendError> {
+    /// An owned buffer is queued as it is (no copy on a direct path).
+    pub fn send(
+        &mut self,
+        component: u16,
+        data: impl AsRef<[u8]> + Into<Vec<u8>>,
+    ) -> Result<(), SendError> {
         let (local, remote) = self.send_path(component).ok_or(SendError::NoPath)?;
-        if matches!(data.first(), Some(0..=3)) {
+        if matches!(data.as_ref().first(), Some(0..=3)) {
             return Err(SendError::LooksLikeStun);
         }
-        self.emit(local, remote, data.to_vec());
+        self.emit(local, remote, data.into());
         Ok(())
     }
 
