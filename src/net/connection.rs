@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use super::driver::{self, Command, Driver};
+use super::driver::{self, Command, Driver, Signal, Signalling};
 use super::error::Error;
 use super::interfaces::{usable_addresses, AddressPolicy, LocalAddress};
 use super::shared::{ConnectionStats, Datagram, SelectedPair, Shared, View};
@@ -29,6 +29,9 @@ pub const DEFAULT_RECEIVE_QUEUE: usize = 1024;
 pub const DEFAULT_EVENT_QUEUE: usize = 256;
 /// Capacity of the command queue from the handle to the driver task.
 const COMMAND_QUEUE: usize = 64;
+/// Capacity of the signal queue from the session's signalling to the driver task: signals
+/// come from stanzas, one per `transport-info`, each within the stanza limits.
+const SIGNAL_QUEUE: usize = 256;
 
 /// Builds and starts an [`IceConnection`]: which interfaces and ports to use, which STUN
 /// servers, the agent's settings and the queue sizes.
@@ -283,9 +286,11 @@ impl IceConnectionBuilder {
             datagrams_received: AtomicU64::new(0),
             datagrams_dropped: AtomicU64::new(0),
             events_dropped: AtomicU64::new(0),
+            signals_dropped: AtomicU64::new(0),
             transmit_errors: AtomicU64::new(0),
         });
         let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE);
+        let (signal_tx, signal_rx) = mpsc::channel(SIGNAL_QUEUE);
         let (event_tx, event_rx) = mpsc::channel(self.event_queue.max(1));
         let (datagram_tx, datagram_rx) = mpsc::channel(self.receive_queue.max(1));
         let (state_tx, state_rx) = watch::channel(agent.state());
@@ -300,6 +305,7 @@ impl IceConnectionBuilder {
             tls,
             shared: Arc::clone(&shared),
             commands: command_rx,
+            signals: signal_rx,
             events: event_tx,
             datagrams: datagram_tx,
             state: state_tx,
@@ -311,6 +317,7 @@ impl IceConnectionBuilder {
             addresses,
             components,
             commands: command_tx,
+            signals: signal_tx,
             events: tokio::sync::Mutex::new(event_rx),
             datagrams: tokio::sync::Mutex::new(datagram_rx),
             state: state_rx,
@@ -385,6 +392,7 @@ pub struct IceConnection {
     addresses: Vec<SocketAddr>,
     components: u16,
     commands: mpsc::Sender<Command>,
+    signals: mpsc::Sender<Signal>,
     events: tokio::sync::Mutex<mpsc::Receiver<IceEvent>>,
     datagrams: tokio::sync::Mutex<mpsc::Receiver<Datagram>>,
     state: watch::Receiver<ConnectionState>,
@@ -501,6 +509,7 @@ impl IceConnection {
             datagrams_received: s.datagrams_received.load(Ordering::Relaxed),
             datagrams_dropped: s.datagrams_dropped.load(Ordering::Relaxed),
             events_dropped: s.events_dropped.load(Ordering::Relaxed),
+            signals_dropped: s.signals_dropped.load(Ordering::Relaxed),
             transmit_errors: s.transmit_errors.load(Ordering::Relaxed),
             agent,
         }
@@ -619,6 +628,30 @@ impl IceConnection {
         }))
         .await?;
         done.await.map_err(|_| Error::Closed)
+    }
+
+    /// Hands the session's signalling to the driver task, which calls it with every local
+    /// candidate (those gathered so far first), restart and failure from now on instead of
+    /// queueing events for [`IceConnection::next_event`].
+    pub(crate) async fn attach_signalling(
+        &self,
+        signalling: Box<dyn Signalling>,
+    ) -> Result<(), Error> {
+        self.command(Command::AttachSignalling(signalling)).await
+    }
+
+    /// Hands the driver task what the session's peer signalled, without waiting: from a
+    /// stanza handler that holds a lock. A full queue drops it (counted in
+    /// [`ConnectionStats::signals_dropped`]).
+    pub(crate) fn signal(&self, signal: Signal) {
+        match self.signals.try_send(signal) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.shared.signals_dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("signal queue full: the peer's signalling dropped");
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
     }
 
     async fn command(&self, command: Command) -> Result<(), Error> {

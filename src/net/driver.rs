@@ -44,7 +44,6 @@ const STREAM_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
 const STREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the handle asks the driver to do.
-#[derive(Debug)]
 pub(crate) enum Command {
     SetRemoteCredentials(Credentials),
     AddRemoteCandidate(Candidate),
@@ -53,6 +52,8 @@ pub(crate) enum Command {
     Send(u16, Vec<u8>),
     /// A layer the driver runs from now on (see [`Layer`]); answered once it is in place.
     Attach(Attach),
+    /// The session's signalling, handed every event from now on (see [`Signalling`]).
+    AttachSignalling(Box<dyn Signalling>),
     /// A TURN server to add, or new credentials for one already added.
     AddTurnServer(crate::turn::TurnConfig),
     Restart(oneshot::Sender<Credentials>),
@@ -62,7 +63,7 @@ pub(crate) enum Command {
 /// A protocol above ICE that the driver task runs itself, synchronously, on component 1: the
 /// data-channel association (DTLS + SCTP). The session's agent and this layer then live in one
 /// task: the layer's datagrams leave through the agent's transmit queue
-/// ([`Agent::send`](crate::ice::Agent::send)), and what the agent receives for component 1 goes
+/// ([`Agent::send_owned`](crate::ice::Agent::send_owned)), and what the agent receives for component 1 goes
 /// to the layer without a queue in between.
 pub(crate) trait Layer: Send {
     /// A datagram the peer sent on component 1.
@@ -76,6 +77,37 @@ pub(crate) trait Layer: Send {
         -> bool;
 }
 
+/// The signalling side of a session (the Jingle glue), run by the driver task once attached
+/// ([`IceConnection::attach_signalling`](super::IceConnection::attach_signalling)): the
+/// session's agent and its signalling then live in one task, and what the agent announces is
+/// handed over as it happens, without an event queue.
+pub(crate) trait Signalling: Send {
+    /// A local candidate to signal (trickle, RFC 8838 §4); candidates already signalled may
+    /// come again (every current one on attach, and after a restart).
+    fn local_candidate(&mut self, candidate: &Candidate);
+    /// The agent restarted (RFC 8445 §9), because the peer did or because the selected pair
+    /// was lost: signal these credentials with every one of these candidates.
+    fn restarted(&mut self, credentials: &Credentials, candidates: &[Candidate]);
+    /// ICE failed (RFC 8445 §8.1.2, or consent lost: RFC 7675 §5.1).
+    fn failed(&mut self);
+}
+
+/// What the session's signalling hands the driver (see [`Signalling`]).
+#[derive(Debug)]
+pub(crate) enum Signal {
+    /// The peer's credentials and candidates (offer, answer, transport-info); `restart` when
+    /// they come with an ICE restart (new credentials, XEP-0176 §5.6).
+    Remote {
+        credentials: Option<Credentials>,
+        candidates: Vec<Candidate>,
+        restart: bool,
+    },
+    /// TURN servers, or new credentials for them (XEP-0215).
+    TurnServers(Vec<crate::turn::TurnConfig>),
+    /// The session ended.
+    Close,
+}
+
 /// A layer to attach: the layer, what its handles notify when they used it, and the reply once
 /// the driver runs it.
 pub(crate) struct Attach {
@@ -87,6 +119,23 @@ pub(crate) struct Attach {
 impl std::fmt::Debug for Attach {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Attach").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            Command::SetRemoteCredentials(_) => "SetRemoteCredentials",
+            Command::AddRemoteCandidate(_) => "AddRemoteCandidate",
+            Command::EndOfRemoteCandidates => "EndOfRemoteCandidates",
+            Command::Send(..) => "Send",
+            Command::Attach(_) => "Attach",
+            Command::AttachSignalling(_) => "AttachSignalling",
+            Command::AddTurnServer(_) => "AddTurnServer",
+            Command::Restart(_) => "Restart",
+            Command::Close => "Close",
+        };
+        f.write_str(name)
     }
 }
 
@@ -114,6 +163,7 @@ pub(crate) struct Parts {
     pub(crate) tls: Option<TurnTls>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) commands: mpsc::Receiver<Command>,
+    pub(crate) signals: mpsc::Receiver<Signal>,
     pub(crate) events: mpsc::Sender<IceEvent>,
     pub(crate) datagrams: mpsc::Sender<Datagram>,
     pub(crate) state: watch::Sender<ConnectionState>,
@@ -134,6 +184,13 @@ pub(crate) struct Driver {
     stream_rx: mpsc::Receiver<StreamInbound>,
     /// The layer run on component 1, once attached.
     layer: Option<(Box<dyn Layer>, Arc<Notify>)>,
+    /// The session's signalling, once attached.
+    signalling: Option<Box<dyn Signalling>>,
+    /// The peer's credentials are known (a later restart from it is a restart).
+    remote_known: bool,
+    /// We restarted and wait for the peer's new credentials: they answer ours, they do not
+    /// start another restart (both sides restarting at once settle on each other's).
+    awaiting_answer: bool,
 }
 
 impl Driver {
@@ -155,6 +212,9 @@ impl Driver {
             stream_tx,
             stream_rx,
             layer: None,
+            signalling: None,
+            remote_known: false,
+            awaiting_answer: false,
         }
     }
 
@@ -209,6 +269,12 @@ impl Driver {
                     }
                 },
                 Some(stream) = self.stream_rx.recv() => self.stream_inbound(stream),
+                Some(signal) = self.parts.signals.recv() => {
+                    if !self.signal(signal) {
+                        tracing::debug!("session ended: closing");
+                        break;
+                    }
+                }
                 () = kicked => {}
                 () = timer => {}
             }
@@ -254,9 +320,16 @@ impl Driver {
                 agent.end_of_remote_candidates(now);
             }
             Command::Send(component, data) => {
-                if let Err(error) = agent.send(component, data) {
+                if let Err(error) = agent.send_owned(component, data) {
                     tracing::debug!(component, %error, "data not sent");
                 }
+            }
+            Command::AttachSignalling(mut signalling) => {
+                // What was announced before it was attached.
+                for candidate in agent.local_candidates() {
+                    signalling.local_candidate(candidate);
+                }
+                self.signalling = Some(signalling);
             }
             Command::Attach(attach) => {
                 tracing::debug!("layer attached on component 1");
@@ -286,6 +359,58 @@ impl Driver {
                 let _ = reply.send(credentials);
             }
             Command::Close => {}
+        }
+    }
+
+    /// Hands the session's signalling to the agent; `false` once the session has ended.
+    fn signal(&mut self, signal: Signal) -> bool {
+        let now = Instant::now();
+        match signal {
+            Signal::Remote {
+                credentials,
+                candidates,
+                restart,
+            } => {
+                if restart && self.awaiting_answer {
+                    self.awaiting_answer = false;
+                } else if restart && self.remote_known {
+                    // The peer restarted ICE (RFC 8445 §9): restart ours and signal our new
+                    // credentials.
+                    tracing::info!("the peer restarted ICE");
+                    self.restart_signalled(now);
+                }
+                if let Some(credentials) = credentials {
+                    self.command(Command::SetRemoteCredentials(credentials));
+                    self.remote_known = true;
+                }
+                for candidate in candidates {
+                    if candidate.component == 0 || candidate.component > self.parts.components {
+                        continue;
+                    }
+                    self.parts.agent.add_remote_candidate(candidate, now);
+                }
+                true
+            }
+            Signal::TurnServers(servers) => {
+                for server in servers {
+                    self.command(Command::AddTurnServer(server));
+                }
+                true
+            }
+            Signal::Close => false,
+        }
+    }
+
+    /// Restarts the agent (RFC 8445 §9) and has the signalling announce the new credentials
+    /// with every local candidate.
+    fn restart_signalled(&mut self, now: Instant) {
+        let agent = &mut self.parts.agent;
+        agent.restart(now);
+        let credentials = agent.local_credentials().clone();
+        tracing::info!(ufrag = %credentials.ufrag, "ICE restart");
+        self.parts.shared.view().credentials = credentials.clone();
+        if let Some(signalling) = self.signalling.as_mut() {
+            signalling.restarted(&credentials, agent.local_candidates());
         }
     }
 
@@ -346,7 +471,7 @@ impl Driver {
         let agent = &mut self.parts.agent;
         let state = agent.state();
         let mut send = |data: Vec<u8>| {
-            if let Err(error) = agent.send(LAYER_COMPONENT, data) {
+            if let Err(error) = agent.send_owned(LAYER_COMPONENT, data) {
                 tracing::trace!(%error, "layer datagram not sent");
             }
         };
@@ -503,6 +628,30 @@ impl Driver {
             } => {
                 tracing::warn!(component, local = %local, remote = %remote, "selected pair lost");
             }
+        }
+        if self.signalling.is_some() {
+            match event {
+                IceEvent::LocalCandidate(candidate) => {
+                    if let Some(signalling) = self.signalling.as_mut() {
+                        signalling.local_candidate(&candidate);
+                    }
+                }
+                IceEvent::SelectedPairLost { .. } if !self.awaiting_answer => {
+                    // Our relayed candidate of the selected pair is gone (its TURN allocation
+                    // was lost): another pair needs an ICE restart (RFC 8445 §8.1.1, §9). The
+                    // new allocation's candidate follows by trickle.
+                    tracing::info!("selected pair lost: restarting ICE");
+                    self.restart_signalled(Instant::now());
+                    self.awaiting_answer = true;
+                }
+                IceEvent::StateChanged(ConnectionState::Failed) => {
+                    if let Some(signalling) = self.signalling.as_mut() {
+                        signalling.failed();
+                    }
+                }
+                _ => {}
+            }
+            return;
         }
         if let Err(TrySendError::Full(_)) = self.parts.events.try_send(event) {
             let before = self

@@ -49,6 +49,7 @@ pub use connection::{
 };
 #[cfg(feature = "channel")]
 pub use datachannel::{DataChannel, DataChannels, DataChannelsConfig, DataChannelsInfo};
+pub(crate) use driver::{Signal, Signalling};
 pub use error::Error;
 pub use interfaces::{usable_addresses, AddressPolicy, LocalAddress};
 pub use shared::{ConnectionStats, Datagram, SelectedPair};

@@ -46,6 +46,9 @@ pub struct ConnectionStats {
     /// Events dropped because the event queue was full (the current state, selected pairs
     /// and local candidates stay readable from the handle).
     pub events_dropped: u64,
+    /// Signalling (the peer's candidates, TURN servers) dropped because the driver's signal
+    /// queue was full.
+    pub signals_dropped: u64,
     /// Agent transmissions that the socket refused, or whose source socket is unknown.
     pub transmit_errors: u64,
     /// The agent's own counters, as of the driver's last turn.
@@ -76,6 +79,7 @@ pub(crate) struct Shared {
     pub(crate) datagrams_received: AtomicU64,
     pub(crate) datagrams_dropped: AtomicU64,
     pub(crate) events_dropped: AtomicU64,
+    pub(crate) signals_dropped: AtomicU64,
     pub(crate) transmit_errors: AtomicU64,
 }
 

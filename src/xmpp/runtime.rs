@@ -89,14 +89,15 @@ use super::outbox::{Outbox, PROBE_ID_PREFIX};
 use super::stream::SessionStream;
 use crate::channel::{Certificate, ChannelError, ChannelOptions, DtlsRole, RemoteParameters};
 use crate::ibb::{IbbConfig, IbbError, IbbStream, IbbTransport};
-use crate::ice::{ConnectionState, Credentials, IceEvent, Role};
+use crate::ice::{Candidate, Credentials, Role};
 use crate::jingle::{
     dtls_role, Content, DataChannelTransport, DtlsFingerprint, IceUdpCandidate, IceUdpTransport,
     Reason, ReasonCondition, Senders, SessionConfig, SessionError, SessionEvent, SessionKey,
     SessionManager, Setup, StanzaLimits, Transport,
 };
 use crate::net::{
-    DataChannels, DataChannelsConfig, IceConnection, IceConnectionBuilder, SelectedPair,
+    DataChannels, DataChannelsConfig, IceConnection, IceConnectionBuilder, SelectedPair, Signal,
+    Signalling,
 };
 use crate::turn::TurnConfig;
 use crate::xmpp::stanza::{iq_error, iq_type, limit_error, Condition, IqType, NS_CLIENT};
@@ -389,20 +390,11 @@ enum Fallback {
     Rejected,
 }
 
-/// Per-session commands for the task that owns its ICE connection.
-enum IceCmd {
-    /// The peer's credentials and candidates (offer, accept, transport-info).
-    Remote(Box<IceUdpTransport>, bool),
-    /// TURN servers with refreshed credentials (XEP-0215).
-    TurnServers(Vec<TurnConfig>),
-    /// The session ended.
-    Close,
-}
-
 /// What the extension keeps per session.
 struct Slot {
-    /// Commands to the session's ICE task, once it exists.
-    ice: Option<mpsc::UnboundedSender<IceCmd>>,
+    /// The session's ICE connection, once its signalling is attached (see
+    /// [`SessionSignalling`]).
+    ice: Option<Arc<IceConnection>>,
     /// Remote transports received before the ICE connection exists (trickle before accept).
     early: Vec<(IceUdpTransport, bool)>,
     /// Set once the session has ended.
@@ -898,14 +890,14 @@ impl JingleRuntime {
             (key, ended_rx, accepted_rx, stanzas)
         };
         self.inner.wake.notify_one();
-        let ice_tx = spawn_ice_task(self.inner.clone(), key.clone(), conn.clone());
+        attach_signalling(&self.inner, &key, &conn).await;
         {
             let mut st = self.inner.lock();
             if let Some(slot) = st.slots.get_mut(&key) {
                 for (t, restart) in slot.early.drain(..) {
-                    let _ = ice_tx.send(IceCmd::Remote(Box::new(t), restart));
+                    signal_remote(&conn, &t, restart);
                 }
-                slot.ice = Some(ice_tx);
+                slot.ice = Some(conn.clone());
             }
         }
         let mut session = JingleSession {
@@ -1080,7 +1072,7 @@ impl Inner {
         let st = self.lock();
         for slot in st.slots.values() {
             if let Some(ice) = &slot.ice {
-                let _ = ice.send(IceCmd::TurnServers(turn.clone()));
+                ice.signal(Signal::TurnServers(turn.clone()));
             }
         }
     }
@@ -1284,7 +1276,7 @@ impl Inner {
                         }
                     }
                     if let Some(ice) = &slot.ice {
-                        let _ = ice.send(IceCmd::Close);
+                        ice.signal(Signal::Close);
                     }
                     if let Some(ibb) = &slot.ibb {
                         ibb.abort();
@@ -1345,9 +1337,7 @@ impl Slot {
 
     fn remote(&mut self, t: IceUdpTransport, restart: bool) {
         match &self.ice {
-            Some(ice) => {
-                let _ = ice.send(IceCmd::Remote(Box::new(t), restart));
-            }
+            Some(ice) => signal_remote(ice, &t, restart),
             None => self.early.push((t, restart)),
         }
     }
@@ -1481,116 +1471,96 @@ async fn run_timers(inner: std::sync::Weak<Inner>) {
     }
 }
 
-/// Spawns the task that owns a session's ICE connection: trickles our candidates, feeds the
-/// peer's, ends the session when ICE fails.
-fn spawn_ice_task(
-    inner: Arc<Inner>,
-    key: SessionKey,
-    conn: Arc<IceConnection>,
-) -> mpsc::UnboundedSender<IceCmd> {
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut remote_known = false;
-        // We restarted ICE and wait for the peer's new credentials: they answer ours, they do
-        // not start another restart (both sides restarting at once settle on each other's).
-        let mut awaiting_answer = false;
-        loop {
-            tokio::select! {
-                cmd = rx.recv() => match cmd {
-                    Some(IceCmd::Remote(t, restart)) => {
-                        if restart && awaiting_answer {
-                            awaiting_answer = false;
-                        } else if restart && remote_known {
-                            // The peer restarted ICE (RFC 8445 §9): restart ours and signal
-                            // our new credentials.
-                            restart_ice(&inner, &key, &conn).await;
-                        }
-                        if let Some(c) = t.credentials() {
-                            let _ = conn.set_remote_credentials(c).await;
-                            remote_known = true;
-                        }
-                        for c in t.ice_candidates() {
-                            let _ = conn.add_remote_candidate(c.clone()).await;
-                        }
-                    }
-                    Some(IceCmd::TurnServers(servers)) => {
-                        for server in servers {
-                            let _ = conn.add_turn_server(server).await;
-                        }
-                    }
-                    Some(IceCmd::Close) | None => {
-                        conn.close().await;
-                        return;
-                    }
-                },
-                ev = conn.next_event() => match ev {
-                    Some(IceEvent::LocalCandidate(c)) => {
-                        let mut st = inner.lock();
-                        let fresh = st
-                            .slots
-                            .get_mut(&key)
-                            .is_some_and(|slot| slot.sent.insert((c.address, c.component)));
-                        if fresh {
-                            let cand = IceUdpCandidate::new(c, candidate_id());
-                            let _ = st.mgr.add_local_candidates(&key, CONTENT_NAME, vec![cand], Instant::now());
-                            inner.process(&mut st);
-                        }
-                        drop(st);
-                        inner.wake.notify_one();
-                    }
-                    Some(IceEvent::SelectedPairLost { .. }) if !awaiting_answer => {
-                        // Our relayed candidate of the selected pair is gone (its TURN
-                        // allocation was lost): another pair needs an ICE restart (RFC 8445
-                        // §8.1.1, §9). The new allocation's candidate follows by trickle.
-                        tracing::info!(key = %key, "selected pair lost: restarting ICE");
-                        awaiting_answer = restart_ice(&inner, &key, &conn).await;
-                    }
-                    Some(IceEvent::StateChanged(ConnectionState::Failed)) => {
-                        let mut st = inner.lock();
-                        // Before the session is established, the fallback decides.
-                        let falls_back = inner.config.ibb_fallback
-                            && st.slots.get(&key).is_some_and(|s| !s.established);
-                        if falls_back {
-                            continue;
-                        }
-                        let _ = st.mgr.terminate(
-                            &key,
-                            Reason::with_text(ReasonCondition::FailedTransport, "ICE failed"),
-                            Instant::now(),
-                        );
-                        inner.process(&mut st);
-                    }
-                    Some(_) => {}
-                    None => return,
-                },
-            }
-        }
+/// Hands the peer's credentials and candidates of `t` to the session's ICE driver task.
+fn signal_remote(ice: &IceConnection, t: &IceUdpTransport, restart: bool) {
+    ice.signal(Signal::Remote {
+        credentials: t.credentials(),
+        candidates: t.ice_candidates().cloned().collect(),
+        restart,
     });
-    tx
 }
 
-/// Restarts the session's ICE agent (RFC 8445 §9) and signals its new credentials with every
-/// local candidate in a `transport-info` (XEP-0176 §5.6). Returns whether it was restarted.
-async fn restart_ice(inner: &Arc<Inner>, key: &SessionKey, conn: &IceConnection) -> bool {
-    if conn.restart().await.is_err() {
-        return false;
-    }
-    let creds = conn.local_credentials();
-    let mut st = inner.lock();
-    let cands = match st.slots.get_mut(key) {
-        Some(slot) => {
-            slot.sent.clear();
-            signal_candidates(conn, &mut slot.sent)
-        }
-        None => Vec::new(),
+/// Attaches the session's signalling to its ICE connection: from now on the connection's
+/// driver task, the one task of the session, trickles our candidates, signals restarts and
+/// ends the session when ICE fails.
+async fn attach_signalling(inner: &Arc<Inner>, key: &SessionKey, conn: &IceConnection) {
+    let signalling = SessionSignalling {
+        inner: inner.clone(),
+        key: key.clone(),
     };
-    let _ = st
-        .mgr
-        .restart(key, CONTENT_NAME, creds, cands, Instant::now());
-    inner.process(&mut st);
-    drop(st);
-    inner.wake.notify_one();
-    true
+    // Fails only once the connection is closed, which ends the session another way.
+    let _ = conn.attach_signalling(Box::new(signalling)).await;
+}
+
+/// The runtime's side of a session's ICE signalling, called by the connection's driver task
+/// ([`Signalling`]).
+struct SessionSignalling {
+    inner: Arc<Inner>,
+    key: SessionKey,
+}
+
+impl Signalling for SessionSignalling {
+    fn local_candidate(&mut self, c: &Candidate) {
+        let mut st = self.inner.lock();
+        let fresh = st
+            .slots
+            .get_mut(&self.key)
+            .is_some_and(|slot| slot.sent.insert((c.address, c.component)));
+        if fresh {
+            let cand = IceUdpCandidate::new(c.clone(), candidate_id());
+            let _ =
+                st.mgr
+                    .add_local_candidates(&self.key, CONTENT_NAME, vec![cand], Instant::now());
+            self.inner.process(&mut st);
+        }
+        drop(st);
+        self.inner.wake.notify_one();
+    }
+
+    /// Signals the new credentials with every local candidate in a `transport-info`
+    /// (XEP-0176 §5.6).
+    fn restarted(&mut self, credentials: &Credentials, candidates: &[Candidate]) {
+        let mut st = self.inner.lock();
+        let cands = match st.slots.get_mut(&self.key) {
+            Some(slot) => {
+                slot.sent.clear();
+                candidates
+                    .iter()
+                    .filter(|c| slot.sent.insert((c.address, c.component)))
+                    .map(|c| IceUdpCandidate::new(c.clone(), candidate_id()))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        let _ = st.mgr.restart(
+            &self.key,
+            CONTENT_NAME,
+            credentials.clone(),
+            cands,
+            Instant::now(),
+        );
+        self.inner.process(&mut st);
+        drop(st);
+        self.inner.wake.notify_one();
+    }
+
+    fn failed(&mut self) {
+        let mut st = self.inner.lock();
+        // Before the session is established, the fallback decides.
+        let falls_back = self.inner.config.ibb_fallback
+            && st.slots.get(&self.key).is_some_and(|s| !s.established);
+        if falls_back {
+            return;
+        }
+        let _ = st.mgr.terminate(
+            &self.key,
+            Reason::with_text(ReasonCondition::FailedTransport, "ICE failed"),
+            Instant::now(),
+        );
+        self.inner.process(&mut st);
+        drop(st);
+        self.inner.wake.notify_one();
+    }
 }
 
 /// A session offered by a peer, acknowledged and waiting for the application's decision.
@@ -1691,7 +1661,7 @@ impl IncomingSession {
             }
         };
         let creds = conn.local_credentials();
-        let ice_tx = spawn_ice_task(self.inner.clone(), self.key.clone(), conn.clone());
+        attach_signalling(&self.inner, &self.key, &conn).await;
         let gone = !self.inner.lock().slots.contains_key(&self.key);
         if gone {
             conn.close().await;
@@ -1708,9 +1678,9 @@ impl IncomingSession {
                 return Err(JingleRuntimeError::Closed);
             };
             for (t, restart) in slot.early.drain(..) {
-                let _ = ice_tx.send(IceCmd::Remote(Box::new(t), restart));
+                signal_remote(&conn, &t, restart);
             }
-            slot.ice = Some(ice_tx);
+            slot.ice = Some(conn.clone());
             let cands = signal_candidates(&conn, &mut slot.sent);
             let offered = our_content(&self.contents);
             // Answer a data-channel offer in kind (setup from the offer's, RFC 8842 §5.3).
@@ -2096,7 +2066,7 @@ impl JingleSession {
                 return Err(self.ended_error());
             };
             if let Some(ice) = &slot.ice {
-                let _ = ice.send(IceCmd::Close);
+                ice.signal(Signal::Close);
             }
             let rx = slot.fallback.subscribe();
             if initiator && *rx.borrow() == Fallback::None {

@@ -83,8 +83,7 @@ impl AgentEndpoint {
     /// its TURN allocation when the path is relayed). Returns `false` (and sends nothing) when
     /// the agent has no usable pair for it, or the data would be taken for STUN.
     pub fn send_data(&mut self, component: u16, contents: impl Into<Vec<u8>>) -> bool {
-        let contents: Vec<u8> = contents.into();
-        self.agent.send(component, contents).is_ok()
+        self.agent.send_owned(component, contents.into()).is_ok()
     }
 
     fn drain_events(&mut self) {

@@ -1022,18 +1022,30 @@ impl Agent {
     /// Sends application data on the path of `component` (see [`Agent::send_path`]): through
     /// the TURN allocation when the path is relayed, else as a datagram from the host socket.
     /// Data must not start with a byte from 0 to 3 (RFC 7983: it would be taken for STUN).
-    /// An owned buffer is queued as it is (no copy on a direct path).
-    pub fn send(
-        &mut self,
+    pub fn send(&mut self, component: u16, data: &[u8]) -> Result<(), SendError> {
+        let (local, remote) = self.data_path(component, data)?;
+        self.emit(local, remote, data.to_vec());
+        Ok(())
+    }
+
+    /// [`Agent::send`] of an owned buffer, queued as it is (no copy on a direct path).
+    pub fn send_owned(&mut self, component: u16, data: Vec<u8>) -> Result<(), SendError> {
+        let (local, remote) = self.data_path(component, &data)?;
+        self.emit(local, remote, data);
+        Ok(())
+    }
+
+    /// The path application `data` for `component` takes, if it can be sent.
+    fn data_path(
+        &self,
         component: u16,
-        data: impl AsRef<[u8]> + Into<Vec<u8>>,
-    ) -> Result<(), SendError> {
-        let (local, remote) = self.send_path(component).ok_or(SendError::NoPath)?;
-        if matches!(data.as_ref().first(), Some(0..=3)) {
+        data: &[u8],
+    ) -> Result<(SocketAddr, SocketAddr), SendError> {
+        let path = self.send_path(component).ok_or(SendError::NoPath)?;
+        if matches!(data.first(), Some(0..=3)) {
             return Err(SendError::LooksLikeStun);
         }
-        self.emit(local, remote, data.into());
-        Ok(())
+        Ok(path)
     }
 
     /// Adds a remote candidate, at any time (trickle, RFC 8838 §11). Candidates beyond
