@@ -13,7 +13,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
-use tokio::task::JoinSet;
 
 use super::shared::{Datagram, SelectedPair, Shared, MAX_STREAM_FAILURES};
 use super::tls::{TurnStreamError, TurnStreamFailure, TurnTls};
@@ -25,16 +24,13 @@ use crate::turn::TurnTransport;
 /// Largest UDP payload we can receive (65,535 minus the 8-byte UDP header; RFC 768). Larger
 /// IPv6 jumbograms (RFC 2675) are not used on the Internet.
 const MAX_DATAGRAM: usize = 65_527;
-/// Capacity of the queue from the socket reader tasks to the driver. When the driver is
-/// behind, readers wait and the kernel's socket buffer absorbs (or drops) the excess, as UDP
-/// does.
-const INBOUND_QUEUE: usize = 512;
+/// Capacity of the queue from the tasks that read streams to TURN servers to the driver.
+const STREAM_INBOUND_QUEUE: usize = 512;
 /// The component an attached [`Layer`] runs on (a single-component stream, RFC 8842 §4).
 const LAYER_COMPONENT: u16 = 1;
-/// Received datagrams handled in one turn before transmits and events are flushed.
+/// Received datagrams handled in one turn before transmits and events are flushed. When the
+/// driver is behind, the kernel's socket buffer absorbs (or drops) the excess, as UDP does.
 const RECEIVE_BATCH: usize = 64;
-/// Pause of a socket reader after a receive error, so a persistent error cannot spin a core.
-const READ_ERROR_BACKOFF: Duration = Duration::from_millis(20);
 /// Chunks waiting to be written to the stream to a TURN server (RFC 8656 §3.1); beyond it the
 /// agent's retransmissions make up for what is dropped.
 const STREAM_QUEUE: usize = 256;
@@ -147,13 +143,6 @@ enum StreamInbound {
     Failed(TurnStreamFailure),
 }
 
-/// A datagram a reader task received.
-struct Inbound {
-    local: SocketAddr,
-    remote: SocketAddr,
-    data: Vec<u8>,
-}
-
 /// Everything the driver is built from.
 pub(crate) struct Parts {
     pub(crate) agent: Agent,
@@ -172,9 +161,13 @@ pub(crate) struct Parts {
 /// The driver task's state.
 pub(crate) struct Driver {
     parts: Parts,
-    /// Socket readers; aborted when the driver ends (the set is dropped).
-    readers: JoinSet<()>,
-    inbound: mpsc::Receiver<Inbound>,
+    /// The sockets by local address, in a fixed order to poll them.
+    sockets: Vec<(SocketAddr, Arc<UdpSocket>)>,
+    /// Where the next receive batch starts among `sockets` (round robin, so that a busy socket
+    /// cannot starve the others).
+    next_socket: usize,
+    /// The receive buffer, reused for every datagram.
+    buf: Box<[u8]>,
     /// What was last published in the shared view, to lock it only on change.
     published_paths: Vec<Option<(SocketAddr, SocketAddr)>>,
     published_selected: Vec<Option<(SocketAddr, SocketAddr)>>,
@@ -195,17 +188,18 @@ pub(crate) struct Driver {
 
 impl Driver {
     pub(crate) fn new(parts: Parts) -> Self {
-        let (tx, inbound) = mpsc::channel(INBOUND_QUEUE);
-        let (stream_tx, stream_rx) = mpsc::channel(INBOUND_QUEUE);
-        let mut readers = JoinSet::new();
-        for (local, socket) in parts.sockets.iter() {
-            readers.spawn(read_loop(Arc::clone(socket), *local, tx.clone()));
-        }
+        let (stream_tx, stream_rx) = mpsc::channel(STREAM_INBOUND_QUEUE);
+        let sockets = parts
+            .sockets
+            .iter()
+            .map(|(local, socket)| (*local, Arc::clone(socket)))
+            .collect();
         let n = usize::from(parts.components);
         Driver {
             parts,
-            readers,
-            inbound,
+            sockets,
+            next_socket: 0,
+            buf: vec![0u8; MAX_DATAGRAM].into_boxed_slice(),
             published_paths: vec![None; n],
             published_selected: vec![None; n],
             streams: HashMap::new(),
@@ -253,21 +247,7 @@ impl Driver {
                     }
                     Some(command) => self.command(command),
                 },
-                inbound = self.inbound.recv() => match inbound {
-                    Some(packet) => {
-                        self.receive(packet);
-                        for _ in 1..RECEIVE_BATCH {
-                            match self.inbound.try_recv() {
-                                Ok(packet) => self.receive(packet),
-                                Err(_) => break,
-                            }
-                        }
-                    }
-                    None => {
-                        tracing::error!("every socket reader ended: closing");
-                        break;
-                    }
-                },
+                () = readable(&self.sockets) => self.receive_batch(),
                 Some(stream) = self.stream_rx.recv() => self.stream_inbound(stream),
                 Some(signal) = self.parts.signals.recv() => {
                     if !self.signal(signal) {
@@ -298,9 +278,7 @@ impl Driver {
         self.deallocate().await;
         self.parts.shared.closed.store(true, Ordering::Release);
         self.parts.state.send_replace(ConnectionState::Closed);
-        // Wait for the readers to be gone, so their sockets are closed when `close` returns.
-        self.readers.abort_all();
-        while self.readers.join_next().await.is_some() {}
+        // The sockets close when the driver is dropped, as this returns.
     }
 
     fn command(&mut self, command: Command) {
@@ -441,24 +419,52 @@ impl Driver {
         }
     }
 
-    fn receive(&mut self, packet: Inbound) {
-        let received = self.parts.agent.handle_receive(
-            Instant::now(),
-            packet.local,
-            packet.remote,
-            &packet.data,
-        );
+    /// Receives what the sockets hold, up to [`RECEIVE_BATCH`] datagrams, into the reused
+    /// buffer, and hands each to the agent.
+    fn receive_batch(&mut self) {
+        let mut buf = std::mem::take(&mut self.buf);
+        let sockets = std::mem::take(&mut self.sockets);
+        let n = sockets.len();
+        let mut taken = 0;
+        // Sockets found empty in a row: the batch ends when every one is.
+        let mut idle = 0;
+        while taken < RECEIVE_BATCH && idle < n {
+            let Some((local, socket)) = sockets.get(self.next_socket % n) else {
+                break;
+            };
+            self.next_socket = self.next_socket.wrapping_add(1);
+            match socket.try_recv_from(&mut buf) {
+                Ok((len, remote)) => {
+                    taken += 1;
+                    idle = 0;
+                    self.receive(*local, remote, buf.get(..len).unwrap_or_default());
+                }
+                Err(e) => {
+                    if e.kind() != std::io::ErrorKind::WouldBlock {
+                        // Unconnected UDP sockets can report ICMP errors of earlier sends
+                        // (Windows does by default); none of them stops the socket.
+                        tracing::debug!(%local, error = %e, "receive error");
+                    }
+                    idle += 1;
+                }
+            }
+        }
+        self.sockets = sockets;
+        self.buf = buf;
+    }
+
+    fn receive(&mut self, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
+        let received = self
+            .parts
+            .agent
+            .handle_receive(Instant::now(), local, remote, data);
         match received {
             ReceiveOutcome::Stun | ReceiveOutcome::Relayed => {}
             ReceiveOutcome::Dropped => {
-                tracing::trace!(from = %packet.remote, to = %packet.local, len = packet.data.len(),
+                tracing::trace!(from = %remote, to = %local, len = data.len(),
                     "agent dropped a datagram");
             }
-            ReceiveOutcome::Data { component } => self.deliver(Datagram {
-                component,
-                source: packet.remote,
-                data: packet.data,
-            }),
+            ReceiveOutcome::Data { component } => self.deliver(component, remote, data),
         }
     }
 
@@ -483,13 +489,21 @@ impl Driver {
 
     /// Hands a datagram to the attached layer (component 1), else to the application's queue,
     /// dropping and counting it when that is full.
-    fn deliver(&mut self, datagram: Datagram) {
-        if datagram.component == LAYER_COMPONENT {
+    fn deliver<D>(&mut self, component: u16, source: SocketAddr, data: D)
+    where
+        D: AsRef<[u8]> + Into<Vec<u8>>,
+    {
+        if component == LAYER_COMPONENT {
             if let Some((layer, _)) = self.layer.as_mut() {
-                layer.handle_datagram(Instant::now(), &datagram.data);
+                layer.handle_datagram(Instant::now(), data.as_ref());
                 return;
             }
         }
+        let datagram = Datagram {
+            component,
+            source,
+            data: data.into(),
+        };
         let shared = &self.parts.shared;
         let component = datagram.component;
         match self.parts.datagrams.try_send(datagram) {
@@ -513,7 +527,7 @@ impl Driver {
                 break;
             }
             tokio::select! {
-                Some(packet) = self.inbound.recv() => self.receive(packet),
+                () = readable(&self.sockets) => self.receive_batch(),
                 Some(stream) = self.stream_rx.recv() => self.stream_inbound(stream),
                 () = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => {
                     self.parts.agent.handle_timeout(Instant::now());
@@ -581,11 +595,7 @@ impl Driver {
             }
         }
         while let Some(relayed) = self.parts.agent.poll_relayed_data() {
-            self.deliver(Datagram {
-                component: relayed.component,
-                source: relayed.source,
-                data: relayed.data,
-            });
+            self.deliver(relayed.component, relayed.source, relayed.data);
         }
         // Publish first, so that what an event announces (a local candidate, a selected pair)
         // is readable from the handle once the application sees the event.
@@ -836,31 +846,19 @@ async fn pump<S>(
     reader.abort();
 }
 
-/// Receives on one socket and hands every datagram to the driver.
-async fn read_loop(socket: Arc<UdpSocket>, local: SocketAddr, tx: mpsc::Sender<Inbound>) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
-    loop {
-        match socket.recv_from(&mut buf).await {
-            Ok((n, remote)) => {
-                let data = buf.get(..n).unwrap_or_default().to_vec();
-                if tx
-                    .send(Inbound {
-                        local,
-                        remote,
-                        data,
-                    })
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-            Err(e) => {
-                // Unconnected UDP sockets can report ICMP errors of earlier sends (Windows
-                // does by default); none of them stops the socket.
-                tracing::debug!(%local, error = %e, "receive error");
-                tokio::time::sleep(READ_ERROR_BACKOFF).await;
-            }
+/// Waits until one of `sockets` has a datagram (or an error) to read.
+async fn readable(sockets: &[(SocketAddr, Arc<UdpSocket>)]) {
+    std::future::poll_fn(|cx| {
+        let mut ready = false;
+        // Every socket is polled, so that each one's readiness wakes this task.
+        for (_, socket) in sockets {
+            ready |= socket.poll_recv_ready(cx).is_ready();
         }
-    }
+        if ready {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await
 }
