@@ -28,13 +28,13 @@
 //!
 //! Transports: the session machine names none; it asks the [`TransportRegistry`] of
 //! [`SessionConfig::transports`] (by default Conversations' `webrtc-datachannel:1`, XEP-0176
-//! ICE-UDP and XEP-0261 IBB), whose [`TransportMethod`](super::transports::TransportMethod)s
-//! read each `<transport/>`, check offers and answers (a failed check is answered
-//! `<bad-request/>`), say which contents join the XEP-0338 BUNDLE `<group/>` sent with an offer
-//! or answer, and shape `transport-info`: whatever the caller puts in its offer or answer is the
-//! kind every later `transport-info` of that content is wrapped in (for a data channel: the SCTP
-//! attributes repeated, ufrag/pwd and candidates inside, no fingerprint, as Conversations sends
-//! them). An offer with no registered transport is declined with `<unsupported-transports/>`,
+//! ICE-UDP and XEP-0261 IBB), whose [`TransportMethod`]s read each `<transport/>`, check offers
+//! and answers (a failed check is answered `<bad-request/>`), say which contents join the
+//! XEP-0338 BUNDLE `<group/>` sent with an offer or answer, and shape `transport-info`: whatever
+//! the caller puts in its offer or answer is the kind every later `transport-info` of that
+//! content is wrapped in (for a data channel: the SCTP attributes repeated, ufrag/pwd and
+//! candidates inside, no fingerprint, as Conversations sends them). An offer with no registered
+//! transport is declined with `<unsupported-transports/>`,
 //! a `transport-replace` to one not registered is rejected.
 //!
 //! Trickle ICE (XEP-0176 §5.5): local candidates are batched for
