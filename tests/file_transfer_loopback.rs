@@ -13,6 +13,7 @@ use jingle_ice::apps::file_transfer::{
     SendOptions,
 };
 use jingle_ice::apps::transfer::TransferError;
+use jingle_ice::jingle::transports::ibb::NS_JINGLE_IBB;
 use jingle_ice::jingle::ReasonCondition;
 use jingle_ice::xmpp::{JingleRuntime, JingleRuntimeConfig};
 use minidom::Element;
@@ -622,6 +623,31 @@ async fn with_the_fallback_off_a_session_without_a_path_fails_the_transfer() {
         .unwrap()
         .unwrap();
     assert!(sent.is_err(), "{sent:?}");
+    assert!(receiver.await.unwrap().is_err());
+    assert!(listing(&dst).is_empty());
+}
+
+/// The fallback order is the session layer's transport registry: without IBB in it, a session
+/// without a path ends as with the fallback off, and no `transport-replace` is tried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_ibb_in_the_transport_registry_a_session_without_a_path_fails_the_transfer() {
+    let src = temp_dir("noibb-reg-src");
+    let dst = temp_dir("noibb-reg-dst");
+    let path = src.join("never.bin");
+    std::fs::write(&path, pattern(1000)).unwrap();
+    let mut config = ft_config();
+    config.connect_timeout = Duration::from_secs(2);
+    assert!(config.ibb_fallback, "on, but the registry has no IBB");
+    config.session.transports.remove(NS_JINGLE_IBB);
+    let (a, b) = unwired(config);
+    wire_with(a.clone(), b.clone(), strip_candidates);
+    let (receiver, _progress) = spawn_receiver(&b, &dst);
+    let sent = tokio::time::timeout(Duration::from_secs(30), spawn_sender(&a, &b, &path))
+        .await
+        .unwrap()
+        .unwrap();
+    let err = sent.expect_err("no path and no fallback");
+    assert!(!err.to_string().contains("In-Band"), "{err}");
     assert!(receiver.await.unwrap().is_err());
     assert!(listing(&dst).is_empty());
 }

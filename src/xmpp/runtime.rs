@@ -64,7 +64,11 @@
 //! the initiator proposes In-Band Bytestreams with `transport-replace`, the responder (which
 //! waits for it, as Conversations' does) answers `transport-accept`, the initiator opens the
 //! bytestream, and the session's bytes go through the XMPP server
-//! ([`JingleSession::ibb`]). [`JingleRuntimeConfig::ibb_fallback`] turns it off.
+//! ([`JingleSession::ibb`]). [`JingleRuntimeConfig::ibb_fallback`] turns it off. Which
+//! transport to fall back to is data: the next one without ICE in the order of the session
+//! layer's [`TransportRegistry`](crate::jingle::TransportRegistry)
+//! ([`SessionManager::fallback_transport`]); IBB is the only one this runtime drives, so a
+//! registry whose next one is not IBB (or that has none) means no fallback.
 //!
 //! Simultaneous initiation (XEP-0166 §7.2.16): when our offer to a peer loses the tie-break to
 //! the peer's own offer of the same application, [`JingleRuntime::connect`] accepts the peer's
@@ -1547,7 +1551,7 @@ impl Signalling for SessionSignalling {
     fn failed(&mut self) {
         let mut st = self.inner.lock();
         // Before the session is established, the fallback decides.
-        let falls_back = self.inner.config.ibb_fallback
+        let falls_back = falls_back_to_ibb(&self.inner.config, &st.mgr, &self.key)
             && st.slots.get(&self.key).is_some_and(|s| !s.established);
         if falls_back {
             return;
@@ -1561,6 +1565,16 @@ impl Signalling for SessionSignalling {
         drop(st);
         self.inner.wake.notify_one();
     }
+}
+
+/// Whether a session whose ICE found no path falls back to In-Band Bytestreams: the fallback is
+/// on and IBB is the next transport of the session layer's registry
+/// ([`SessionManager::fallback_transport`]), the only fallback this runtime drives.
+fn falls_back_to_ibb(config: &JingleRuntimeConfig, mgr: &SessionManager, key: &SessionKey) -> bool {
+    config.ibb_fallback
+        && mgr
+            .fallback_transport(key, CONTENT_NAME)
+            .is_some_and(|m| m.namespace() == crate::ibb::NS_JINGLE_IBB)
 }
 
 /// A session offered by a peer, acknowledged and waiting for the application's decision.
@@ -2050,7 +2064,12 @@ impl JingleSession {
                 },
             }
         }
-        if !self.inner.config.ibb_fallback {
+        let no_fallback = {
+            let st = self.inner.lock();
+            st.mgr.session_state(&self.key).is_some()
+                && !falls_back_to_ibb(&self.inner.config, &st.mgr, &self.key)
+        };
+        if !self.inner.config.ibb_fallback || no_fallback {
             let text = cause.to_string();
             self.end(Reason::with_text(ReasonCondition::FailedTransport, text));
             return Err(cause);

@@ -13,6 +13,7 @@ use super::transports::ice_udp::{IceUdpTransport, TransportError, TransportLimit
 use super::transports::webrtc_datachannel::{
     DataChannelError, DataChannelTransport, NS_WEBRTC_DATACHANNEL,
 };
+use super::transports::TransportRegistry;
 use crate::xmpp::stanza::{set_attr, LimitExceeded, StanzaLimits};
 
 /// Namespace of Jingle (XEP-0166 §7.1).
@@ -224,19 +225,6 @@ impl Transport {
         }
     }
 
-    /// `ice` wrapped in the same kind of transport as this one, for a `transport-info`:
-    /// ICE-UDP as is, a data channel with its SCTP attributes and without the fingerprint
-    /// ([`DataChannelTransport::rewrap`], Conversations' shape). An [`Transport::Other`]
-    /// gives plain ICE-UDP.
-    pub fn rewrap(&self, ice: IceUdpTransport) -> Transport {
-        match self {
-            Transport::DataChannel(t) => Transport::DataChannel(t.rewrap(ice)),
-            Transport::IceUdp(_) | Transport::Ibb(_) | Transport::Other(_) => {
-                Transport::IceUdp(ice)
-            }
-        }
-    }
-
     /// Renders the element.
     pub fn to_element(&self) -> Element {
         match self {
@@ -247,29 +235,11 @@ impl Transport {
         }
     }
 
-    /// Reads a `<transport/>`: ICE-UDP and data-channel transports into their types (with
-    /// `limits`), any other namespace kept as an element.
+    /// Reads a `<transport/>` with the built-in methods ([`TransportRegistry::builtin`]):
+    /// ICE-UDP, data-channel and IBB transports into their types (with `limits`), any other
+    /// namespace kept as an element. [`TransportRegistry::parse`] reads with another registry.
     pub fn from_element(el: &Element, limits: TransportLimits) -> Result<Self, JingleError> {
-        StanzaLimits::DEFAULT
-            .check(el)
-            .map_err(JingleError::Limits)?;
-        let ns = el.ns();
-        Ok(if ns == NS_ICE_UDP {
-            Transport::IceUdp(
-                IceUdpTransport::from_element(el, limits).map_err(JingleError::Transport)?,
-            )
-        } else if ns == NS_WEBRTC_DATACHANNEL {
-            Transport::DataChannel(
-                DataChannelTransport::from_element(el, limits).map_err(JingleError::DataChannel)?,
-            )
-        } else if ns == crate::jingle::transports::ibb::NS_JINGLE_IBB {
-            Transport::Ibb(
-                crate::jingle::transports::ibb::IbbTransport::from_element(el)
-                    .map_err(JingleError::Ibb)?,
-            )
-        } else {
-            Transport::Other(el.clone())
-        })
+        TransportRegistry::builtin().parse(el, limits)
     }
 }
 
@@ -351,9 +321,19 @@ impl Content {
         el
     }
 
-    /// Reads a `<content/>` element; ICE-UDP and data-channel transports are read with
-    /// `limits`, any other transport is kept as an element.
+    /// Reads a `<content/>` element with the built-in transport methods
+    /// ([`Content::from_element_with`] and [`TransportRegistry::builtin`]).
     pub fn from_element(el: &Element, limits: TransportLimits) -> Result<Self, JingleError> {
+        Content::from_element_with(el, limits, TransportRegistry::builtin())
+    }
+
+    /// Reads a `<content/>` element; its transport is read by the method `transports` has for
+    /// its namespace (with `limits`), or kept as an element when it has none.
+    pub fn from_element_with(
+        el: &Element,
+        limits: TransportLimits,
+        transports: &TransportRegistry,
+    ) -> Result<Self, JingleError> {
         StanzaLimits::DEFAULT
             .check(el)
             .map_err(JingleError::Limits)?;
@@ -380,7 +360,7 @@ impl Content {
                 "description" if description.is_none() => description = Some(child.clone()),
                 "security" if security.is_none() => security = Some(child.clone()),
                 "transport" if transport.is_none() => {
-                    transport = Some(Transport::from_element(child, limits)?);
+                    transport = Some(transports.parse(child, limits)?);
                 }
                 _ => {}
             }
@@ -655,9 +635,20 @@ impl Jingle {
         Ok((action, sid.to_owned()))
     }
 
-    /// Reads a `<jingle xmlns='urn:xmpp:jingle:1'/>` element. An element beyond
-    /// [`StanzaLimits::DEFAULT`] is refused before any part of it is walked or copied.
+    /// Reads a `<jingle xmlns='urn:xmpp:jingle:1'/>` element with the built-in transport
+    /// methods ([`Jingle::from_element_with`] and [`TransportRegistry::builtin`]).
     pub fn from_element(el: &Element, limits: TransportLimits) -> Result<Self, JingleError> {
+        Jingle::from_element_with(el, limits, TransportRegistry::builtin())
+    }
+
+    /// Reads a `<jingle xmlns='urn:xmpp:jingle:1'/>` element, its transports through the
+    /// methods of `transports` ([`TransportRegistry::parse`]). An element beyond
+    /// [`StanzaLimits::DEFAULT`] is refused before any part of it is walked or copied.
+    pub fn from_element_with(
+        el: &Element,
+        limits: TransportLimits,
+        transports: &TransportRegistry,
+    ) -> Result<Self, JingleError> {
         if !el.is("jingle", NS_JINGLE) {
             return Err(JingleError::Missing("jingle element"));
         }
@@ -674,7 +665,8 @@ impl Jingle {
         out.responder = el.attr("responder").map(str::to_owned);
         for child in el.children() {
             if child.is("content", NS_JINGLE) {
-                out.contents.push(Content::from_element(child, limits)?);
+                out.contents
+                    .push(Content::from_element_with(child, limits, transports)?);
             } else if child.is("reason", NS_JINGLE) {
                 out.reason = Some(Reason::from_element(child));
             } else {

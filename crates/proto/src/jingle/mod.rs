@@ -1,5 +1,6 @@
 //! Jingle (XEP-0166) signalling: the `<jingle/>` element and its contents ([`element`]), the
-//! transport methods, each in its folder ([`transports`]: ICE-UDP, webrtc-datachannel, IBB),
+//! transport methods, each in its folder ([`transports`]: ICE-UDP, webrtc-datachannel, IBB)
+//! behind one [`TransportMethod`] trait, in a [`TransportRegistry`] that orders them,
 //! and the sans-IO session state machine ([`session`]). The stanza errors it answers with are
 //! in [`crate::xmpp::stanza`].
 
@@ -28,4 +29,7 @@ pub use transports::webrtc_datachannel::dtls::{
 pub use transports::webrtc_datachannel::{
     DataChannelError, DataChannelTransport, NS_WEBRTC_DATACHANNEL,
 };
-pub use transports::SUPPORTED_TRANSPORTS;
+pub use transports::{
+    DataChannelMethod, IbbMethod, IceUdpMethod, OpaqueMethod, TransportMethod, TransportRegistry,
+    SUPPORTED_TRANSPORTS,
+};

@@ -26,14 +26,16 @@
 //!   unavailable presence with no further word for [`SessionConfig::gone_grace`]) end the
 //!   session with `<timeout/>` or `<gone/>`.
 //!
-//! Transports: XEP-0176 ICE-UDP and Conversations' `webrtc-datachannel:1` wrapper around it
-//! ([`SUPPORTED_TRANSPORTS`]). Whatever the caller puts in its offer or answer is the kind every
-//! later `transport-info` of that content is wrapped in (for a data channel: the SCTP
-//! attributes repeated, ufrag/pwd and candidates inside, no fingerprint, as Conversations
-//! sends them). A data-channel offer or answer must carry a DTLS fingerprint and ICE
-//! credentials, and the answer's `setup` must fit the offer's (XEP-0320, RFC 8842 §5), or it is
-//! answered `<bad-request/>`. An offer or answer with data-channel contents also carries the
-//! XEP-0338 BUNDLE `<group/>` naming them, as Conversations' does.
+//! Transports: the session machine names none; it asks the [`TransportRegistry`] of
+//! [`SessionConfig::transports`] (by default Conversations' `webrtc-datachannel:1`, XEP-0176
+//! ICE-UDP and XEP-0261 IBB), whose [`TransportMethod`]s read each `<transport/>`, check offers
+//! and answers (a failed check is answered `<bad-request/>`), say which contents join the
+//! XEP-0338 BUNDLE `<group/>` sent with an offer or answer, and shape `transport-info`: whatever
+//! the caller puts in its offer or answer is the kind every later `transport-info` of that
+//! content is wrapped in (for a data channel: the SCTP attributes repeated, ufrag/pwd and
+//! candidates inside, no fingerprint, as Conversations sends them). An offer with no registered
+//! transport is declined with `<unsupported-transports/>`,
+//! a `transport-replace` to one not registered is rejected.
 //!
 //! Trickle ICE (XEP-0176 §5.5): local candidates are batched for
 //! [`SessionConfig::trickle_delay`] and sent in one `transport-info` per content; the responder
@@ -53,12 +55,8 @@ use rand::{Rng, SeedableRng};
 use super::element::{
     Action, Content, Jingle, JingleError, Reason, ReasonCondition, Transport, NS_JINGLE,
 };
-use super::transports::ice_udp::{
-    IceUdpCandidate, IceUdpTransport, Skipped, TransportLimits, NS_ICE_UDP,
-};
-use super::transports::webrtc_datachannel::bundle_group;
-use super::transports::webrtc_datachannel::dtls::dtls_role;
-use super::transports::SUPPORTED_TRANSPORTS;
+use super::transports::ice_udp::{IceUdpCandidate, IceUdpTransport, Skipped, TransportLimits};
+use super::transports::{TransportMethod, TransportRegistry};
 use crate::ice::Credentials;
 use crate::xmpp::stanza::{
     iq, iq_error, iq_result, iq_type, jingle_error, limit_error, set_attr, Condition, IqType,
@@ -111,9 +109,12 @@ pub struct SessionConfig {
     /// Description namespaces we accept in an incoming session; empty accepts any and leaves the
     /// decision to the application.
     pub applications: Vec<String>,
-    /// Transport namespaces accepted besides [`SUPPORTED_TRANSPORTS`] (kept as elements for the
-    /// application).
-    pub extra_transports: Vec<String>,
+    /// The transport methods accepted, in order of preference and fallback (see
+    /// [`TransportRegistry`]); [`Default`] is data channel, ICE-UDP, IBB. A method for a
+    /// namespace the library does not interpret is added as an
+    /// [`OpaqueMethod`](super::transports::OpaqueMethod) (its transports are kept as elements for
+    /// the application).
+    pub transports: TransportRegistry,
     /// Namespaces of `session-info` payloads the application understands (XEP-0166 §6.8)
     /// besides those of the session's own descriptions, which are always passed on; others get
     /// `<unsupported-info/>`.
@@ -136,7 +137,7 @@ impl Default for SessionConfig {
             trickle_delay: Duration::from_millis(20),
             max_trickle_batch: 16,
             applications: Vec::new(),
-            extra_transports: Vec::new(),
+            transports: TransportRegistry::default(),
             info_namespaces: Vec::new(),
             seed: None,
         }
@@ -402,6 +403,27 @@ impl SessionManager {
             .map(|s| s.contents.iter().map(|c| c.content.clone()).collect())
     }
 
+    /// The transport method to propose in a `transport-replace` (XEP-0166 §7.2.15) for a
+    /// content whose ICE found no path: the next one after the content's transport in the
+    /// order of [`SessionConfig::transports`] that needs no ICE
+    /// ([`TransportRegistry::fallback_after`]). `None`: there is no fallback (no such session
+    /// or content, or no such method registered).
+    pub fn fallback_transport(
+        &self,
+        key: &SessionKey,
+        content: &str,
+    ) -> Option<&dyn TransportMethod> {
+        let session = self.sessions.get(key)?;
+        let state = session
+            .contents
+            .iter()
+            .find(|c| c.content.name == content)?;
+        let current = state.content.transport.as_ref().map(Transport::ns);
+        self.config
+            .transports
+            .fallback_after(current.as_deref().unwrap_or_default())
+    }
+
     /// Number of requests awaiting an answer.
     pub fn pending_requests(&self) -> usize {
         self.requests.len()
@@ -441,8 +463,14 @@ impl SessionManager {
         let mut jingle = Jingle::new(Action::SessionInitiate, key.sid.clone());
         jingle.initiator = Some(self.local.to_string());
         jingle.contents = contents.clone();
-        jingle.payloads.extend(bundle_for(&jingle.contents));
-        let states = contents.into_iter().map(content_state_local).collect();
+        let transports = &self.config.transports;
+        jingle
+            .payloads
+            .extend(transports.bundle_group(&jingle.contents));
+        let states = contents
+            .into_iter()
+            .map(|c| content_state_local(transports, c))
+            .collect();
         self.sessions.insert(
             key.clone(),
             Session {
@@ -497,7 +525,10 @@ impl SessionManager {
                 return Err(SessionError::UnknownContent(key.clone(), c.name.clone()));
             };
             state.local = c.ice_credentials();
-            state.wrapper = c.transport.as_ref().map(wrapper_of);
+            state.wrapper = c
+                .transport
+                .as_ref()
+                .map(|t| self.config.transports.wrapper_of(t));
             state.content.description = c.description.clone().or(state.content.description.take());
         }
         session.state = SessionState::Active;
@@ -505,7 +536,9 @@ impl SessionManager {
         let mut jingle = Jingle::new(Action::SessionAccept, key.sid.clone());
         jingle.responder = Some(local);
         jingle.contents = contents;
-        jingle.payloads.extend(bundle_for(&jingle.contents));
+        jingle
+            .payloads
+            .extend(self.config.transports.bundle_group(&jingle.contents));
         self.send_request(key, jingle, now);
         Ok(())
     }
@@ -588,7 +621,7 @@ impl SessionManager {
         for c in &mut ice.candidates {
             c.generation = generation;
         }
-        let transport = wrap(state.wrapper.as_ref(), ice);
+        let transport = self.config.transports.wrap_ice(state.wrapper.as_ref(), ice);
         let creator = state.content.creator;
         let mut jingle = Jingle::new(Action::TransportInfo, key.sid.clone());
         jingle.contents.push(Content {
@@ -678,7 +711,7 @@ impl SessionManager {
         };
         let jingle = match accept {
             Some(t) => {
-                state.wrapper = Some(wrapper_of(&t));
+                state.wrapper = Some(self.config.transports.wrapper_of(&t));
                 state.content.transport = Some(t.clone());
                 transport_action(Action::TransportAccept, key, &state.content, t)
             }
@@ -978,7 +1011,8 @@ impl SessionManager {
             }
             return;
         }
-        let jingle = match Jingle::from_element(jingle_el, self.config.transport_limits) {
+        let limits = self.config.transport_limits;
+        let jingle = match Jingle::from_element_with(jingle_el, limits, &self.config.transports) {
             Ok(j) => j,
             Err(e) => {
                 self.reply(bad_request(stanza, &e));
@@ -1028,7 +1062,7 @@ impl SessionManager {
             ));
             return;
         }
-        if let Err(text) = check_data_channel_offer(&jingle.contents) {
+        if let Err(text) = self.config.transports.check_offer(&jingle.contents) {
             self.reply(iq_error(stanza, Condition::BadRequest, None, Some(&text)));
             return;
         }
@@ -1090,11 +1124,9 @@ impl SessionManager {
             contents.push(c);
         }
         let transports_ok = contents.iter().any(|c| {
-            c.transport.as_ref().is_some_and(|t| {
-                let ns = t.ns();
-                SUPPORTED_TRANSPORTS.contains(&ns.as_str())
-                    || self.config.extra_transports.contains(&ns)
-            })
+            c.transport
+                .as_ref()
+                .is_some_and(|t| self.config.transports.contains(&t.ns()))
         });
         let apps_ok = self.config.applications.is_empty()
             || contents.iter().any(|c| {
@@ -1148,7 +1180,11 @@ impl SessionManager {
             let offered = session
                 .content_mut(&c.name)
                 .and_then(|s| s.content.transport.as_ref());
-            if let Err(text) = check_data_channel_answer(offered, c.transport.as_ref()) {
+            let checked = self
+                .config
+                .transports
+                .check_answer(offered, c.transport.as_ref());
+            if let Err(text) = checked {
                 self.reply(iq_error(stanza, Condition::BadRequest, None, Some(&text)));
                 return;
             }
@@ -1183,10 +1219,7 @@ impl SessionManager {
             .sessions
             .get(&key)
             .is_some_and(|s| s.role == SessionRole::Initiator);
-        let supported = |ns: &str| {
-            SUPPORTED_TRANSPORTS.contains(&ns)
-                || self.config.extra_transports.iter().any(|e| e == ns)
-        };
+        let supported = |ns: &str| self.config.transports.contains(ns);
         let mut verdicts = Vec::with_capacity(jingle.contents.len());
         for c in &jingle.contents {
             let Some(t) = &c.transport else {
@@ -1295,7 +1328,7 @@ impl SessionManager {
             let ours = state.replacing.take();
             match (action, c.transport, ours) {
                 (Action::TransportAccept, Some(theirs), Some(_)) => {
-                    state.wrapper = Some(wrapper_of(&theirs));
+                    state.wrapper = Some(self.config.transports.wrapper_of(&theirs));
                     state.content.transport = Some(theirs.clone());
                     self.events.push_back(SessionEvent::TransportAccepted {
                         key: key.clone(),
@@ -1368,11 +1401,10 @@ impl SessionManager {
                 ));
                 return;
             };
-            let expected = state
-                .content
-                .transport
-                .as_ref()
-                .map_or_else(|| NS_ICE_UDP.to_owned(), Transport::ns);
+            let expected = self
+                .config
+                .transports
+                .info_namespace(state.content.transport.as_ref());
             if t.ns() != expected {
                 self.reply(iq_error(
                     stanza,
@@ -1463,7 +1495,7 @@ impl SessionManager {
                     skipped: Skipped::default(),
                 },
             };
-            let transport = wrap(state.wrapper.as_ref(), ice);
+            let transport = self.config.transports.wrap_ice(state.wrapper.as_ref(), ice);
             jingle.contents.push(Content {
                 creator: state.content.creator,
                 name: state.content.name.clone(),
@@ -1579,9 +1611,9 @@ fn transport_action(
     jingle
 }
 
-fn content_state_local(content: Content) -> ContentState {
+fn content_state_local(transports: &TransportRegistry, content: Content) -> ContentState {
     let local = content.ice_credentials();
-    let wrapper = content.transport.as_ref().map(wrapper_of);
+    let wrapper = content.transport.as_ref().map(|t| transports.wrapper_of(t));
     ContentState {
         content,
         wrapper,
@@ -1606,73 +1638,4 @@ fn keep_first_candidates(contents: &mut [Content], max: usize) {
 
 fn bad_request(stanza: &Element, e: &JingleError) -> Element {
     iq_error(stanza, Condition::BadRequest, None, Some(&e.to_string()))
-}
-
-/// The kind of `transport`, with its ICE contents emptied (see [`ContentState::wrapper`]).
-fn wrapper_of(transport: &Transport) -> Transport {
-    transport.rewrap(IceUdpTransport {
-        ufrag: None,
-        pwd: None,
-        candidates: Vec::new(),
-        fingerprint: None,
-        skipped: Skipped::default(),
-    })
-}
-
-/// `ice` in the kind of transport a content negotiated; plain ICE-UDP when none is known.
-fn wrap(wrapper: Option<&Transport>, ice: IceUdpTransport) -> Transport {
-    match wrapper {
-        Some(w) => w.rewrap(ice),
-        None => Transport::IceUdp(ice),
-    }
-}
-
-/// Checks the data-channel transports of an offer: fingerprint and credentials present, and a
-/// `setup` an answer can be given for (XEP-0320 §3, RFC 8842 §5.2). The error is the text of
-/// the `<bad-request/>`.
-fn check_data_channel_offer(contents: &[Content]) -> Result<(), String> {
-    for c in contents {
-        if let Some(Transport::DataChannel(t)) = &c.transport {
-            t.check_offer_or_answer()
-                .map_err(|e| format!("content {:?}: {e}", c.name))?;
-            if let Some(fp) = t.fingerprint() {
-                fp.setup
-                    .answer()
-                    .map_err(|e| format!("content {:?}: {e}", c.name))?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Checks the answer to a content we offered with a data channel: the same kind of transport,
-/// with fingerprint and credentials, and a `setup` that fits ours (RFC 8842 §5.3). Contents we
-/// offered with another transport are not checked here. The error is the text of the
-/// `<bad-request/>`.
-fn check_data_channel_answer(
-    offered: Option<&Transport>,
-    answer: Option<&Transport>,
-) -> Result<(), String> {
-    let Some(Transport::DataChannel(ours)) = offered else {
-        return Ok(());
-    };
-    let Some(Transport::DataChannel(theirs)) = answer else {
-        return Err("a webrtc-datachannel offer must be answered with webrtc-datachannel".into());
-    };
-    theirs.check_offer_or_answer().map_err(|e| e.to_string())?;
-    if let (Some(o), Some(a)) = (ours.fingerprint(), theirs.fingerprint()) {
-        dtls_role(o.setup, a.setup, true).map_err(|e| e.to_string())?;
-    }
-    Ok(())
-}
-
-/// The BUNDLE group Conversations sends with data-channel contents (XEP-0338, RFC 8843),
-/// naming them; `None` when no content uses a data channel.
-fn bundle_for(contents: &[Content]) -> Option<Element> {
-    let names: Vec<&str> = contents
-        .iter()
-        .filter(|c| matches!(c.transport, Some(Transport::DataChannel(_))))
-        .map(|c| c.name.as_str())
-        .collect();
-    (!names.is_empty()).then(|| bundle_group(names))
 }

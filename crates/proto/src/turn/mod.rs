@@ -15,12 +15,12 @@
 //!
 //! ```
 //! use std::time::{Duration, Instant, SystemTime};
-//! use jingle_ice_proto::turn::{Credentials, TurnClient, TurnConfig, TurnEvent, TurnTransport};
+//! use jingle_ice_proto::turn::{TurnClient, TurnConfig, TurnCredentials, TurnEvent, TurnTransport};
 //!
 //! let now = Instant::now();
 //! // XEP-0215 / coturn `use-auth-secret` credentials, valid for an hour.
 //! let credentials =
-//!     Credentials::time_limited_for(b"secret", SystemTime::now(), Duration::from_secs(3600), None);
+//!     TurnCredentials::time_limited_for(b"secret", SystemTime::now(), Duration::from_secs(3600), None);
 //! let server = "192.0.2.1:3478".parse().unwrap();
 //! let mut client = TurnClient::new(TurnConfig::new(server, TurnTransport::Udp, credentials), now);
 //!

@@ -8,6 +8,7 @@
 //! peer's, and holds its answers back while the reader is behind (flow control).
 
 pub mod element;
+pub mod method;
 pub mod stream;
 
 pub use element::{IbbElementError, IbbPacket, IbbTransport};

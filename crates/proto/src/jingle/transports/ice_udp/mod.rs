@@ -32,6 +32,8 @@ use crate::xmpp::stanza::set_attr as set;
 
 use crate::ice::{Candidate, CandidateType, Credentials};
 
+pub mod method;
+
 /// Namespace of the ICE-UDP transport (XEP-0176 §12.1).
 pub const NS_ICE_UDP: &str = "urn:xmpp:jingle:transports:ice-udp:1";
 /// Namespace of the DTLS fingerprint element carried inside the transport (XEP-0320 §3);

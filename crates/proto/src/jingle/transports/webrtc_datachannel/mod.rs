@@ -20,6 +20,7 @@
 //! "missing required sctp-port attribute" / "missing required max-message-size").
 
 pub mod dtls;
+pub mod method;
 
 use minidom::Element;
 
