@@ -86,11 +86,13 @@ fn lab_server_restart_mid_transfer_the_file_still_arrives() {
     bob.expect_within("xmpp reconnected (reconnects 1)", 60);
     alice.expect_within("xmpp reconnected (reconnects 1)", 60);
 
-    let sent = alice.expect_within("sha-256 ", 300);
-    let got = bob.expect_within("sha-256 ", 300);
+    // The transfer may have ended before a peer got its new stream (its reconnection waits
+    // out the server's downtime with backoff): its lines may already have been read.
+    let sent = alice.find_within("sha-256 ", 300);
+    let got = bob.find_within("sha-256 ", 300);
     assert_eq!(sent, format!("sha-256 {hash} verified"));
     assert_eq!(got, format!("sha-256 {hash} verified"));
-    let stored = bob.expect("stored ");
+    let stored = bob.find_within("stored ", 60);
     let bob_lines = bob.all.clone();
     assert!(alice.wait(), "send_file failed");
     assert!(bob.wait(), "recv_file failed");

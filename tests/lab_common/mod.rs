@@ -623,6 +623,15 @@ impl LineProcess {
         }
     }
 
+    /// The first line starting with `prefix`, among those already read (by an `expect` that
+    /// waited for a later line) or else the next ones, waiting at most `secs` seconds for each.
+    pub fn find_within(&mut self, prefix: &str, secs: u64) -> String {
+        match self.all.iter().find(|l| l.starts_with(prefix)) {
+            Some(line) => line.clone(),
+            None => self.expect_within(prefix, secs),
+        }
+    }
+
     /// The next line starting with `prefix`, waiting at most `secs` seconds for each line.
     pub fn expect_within(&mut self, prefix: &str, secs: u64) -> String {
         loop {
