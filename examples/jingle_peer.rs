@@ -341,8 +341,8 @@ async fn adversarial(
 
 async fn run(o: Options) -> Result<(), String> {
     let mut config = JingleClientConfig::new(xmpp_config(&o, &o.jid)?);
-    config.extra_features.push(APP_NS.to_owned());
-    config.ice.session.applications = vec![APP_NS.to_owned()];
+    config.runtime.extra_features.push(APP_NS.to_owned());
+    config.runtime.session.applications = vec![APP_NS.to_owned()];
     let client = JingleClient::connect(config)
         .await
         .map_err(|e| format!("login: {e}"))?;

@@ -28,9 +28,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use jid::{BareJid, FullJid};
-use jingle_ice::apps::tube::{
-    enable_client, share, IncomingTube, Tube, TubeConfig, TubeDescription,
-};
+use jingle_ice::apps::tube::{enable, share, IncomingTube, Tube, TubeConfig, TubeDescription};
 use jingle_ice::jingle::{Reason, ReasonCondition};
 use jingle_ice::xmpp::JingleClient;
 
@@ -120,7 +118,7 @@ async fn main() -> ExitCode {
 }
 
 async fn login(login: &bot::Login) -> Result<JingleClient, String> {
-    let client = bot::login_with(login, enable_client).await?;
+    let client = bot::login_with(login, |c| enable(&mut c.runtime)).await?;
     bot::say(format!("jid {}", client.jid()));
     Ok(client)
 }

@@ -8,9 +8,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use jid::Jid;
-use jingle_ice::apps::file_transfer::{
-    enable_client, FileTransferError, OnProgress, TransferReport,
-};
+use jingle_ice::apps::file_transfer::{enable, FileTransferError, OnProgress, TransferReport};
 use jingle_ice::apps::transfer::Progress;
 use jingle_ice::xmpp::client::{ClientState, LOGGED_OFF};
 use jingle_ice::xmpp::{JingleClient, JingleClientConfig, XmppConfig};
@@ -58,7 +56,7 @@ pub async fn login_with(
     xmpp.server = login.server;
     xmpp.ca_file = login.ca.clone();
     let mut config = JingleClientConfig::new(xmpp);
-    enable_client(&mut config);
+    enable(&mut config.runtime);
     setup(&mut config);
     let client = JingleClient::connect(config)
         .await

@@ -65,8 +65,7 @@ use crate::jingle::{Creator, Reason, ReasonCondition, Senders};
 use crate::net::SelectedPair;
 use crate::xmpp::extdisco::format_datetime;
 use crate::xmpp::{
-    IncomingSession, JingleClientConfig, JingleRuntime, JingleRuntimeConfig, JingleRuntimeError,
-    JingleSession,
+    IncomingSession, JingleRuntime, JingleRuntimeConfig, JingleRuntimeError, JingleSession,
 };
 
 /// Label and protocol of the channel each side opens (what Conversations uses, fact 16).
@@ -82,19 +81,14 @@ const CONTENT: &str = crate::jingle::transports::webrtc_datachannel::CONVERSATIO
 /// A progress callback (see [`Progress`]).
 pub type OnProgress = Box<dyn FnMut(&Progress) + Send>;
 
-/// Advertises file transfer in a bot's features (XEP-0234 §10), so that peers such as
+/// Advertises file transfer in the runtime's disco#info answers and caps (XEP-0234 §10), so that peers such as
 /// Conversations offer it files. Nothing else needs enabling: the session layer passes a
 /// session's own `session-info` payloads (`<checksum/>`, `<received/>`) to it whatever the
 /// configuration.
-pub fn enable_client(config: &mut JingleClientConfig) {
-    let ns = NS_FILE_TRANSFER.to_string();
-    if !config.extra_features.contains(&ns) {
-        config.extra_features.push(ns);
-    }
-}
-
-/// [`enable_client`] for the extension on its own ([`JingleRuntime`] in the application's own XMPP
-/// client): advertises file transfer in the extension's disco#info answers and caps.
+///
+/// One call for either way of running the runtime: `enable(&mut config)` for a
+/// [`JingleRuntime`] in the application's own XMPP client, `enable(&mut config.runtime)` for a
+/// [`JingleClient`](crate::xmpp::JingleClient) bot.
 pub fn enable(config: &mut JingleRuntimeConfig) {
     let ns = NS_FILE_TRANSFER.to_string();
     if !config.extra_features.contains(&ns) {

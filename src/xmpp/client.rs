@@ -31,7 +31,7 @@ use minidom::Element;
 use tokio::sync::{oneshot, watch};
 
 use super::connection::{XmppConfig, XmppConnection, XmppError, XmppSender};
-use super::disco::{self, Features, Identity};
+use super::disco::{self, Features};
 use super::runtime::{
     sleep_until, IncomingSession, JingleRuntime, JingleRuntimeConfig, JingleRuntimeError,
     JingleSession,
@@ -62,14 +62,10 @@ pub const LOGGED_OFF: &str = "logged off";
 pub struct JingleClientConfig {
     /// The account and how to reach its server.
     pub xmpp: XmppConfig,
-    /// The Jingle extension's settings (manual STUN/TURN servers go here).
-    pub ice: JingleRuntimeConfig,
-    /// Ask the server for STUN/TURN services (XEP-0215) and use them besides the manual ones.
-    pub discover_services: bool,
-    /// Our identity in disco#info.
-    pub identity: Identity,
-    /// Extra features to advertise (for example an application's namespace).
-    pub extra_features: Vec<String>,
+    /// The Jingle runtime's settings: manual STUN/TURN servers, XEP-0215 discovery, the
+    /// identity and features announced in disco#info (what `file_transfer::enable` and
+    /// `tube::enable` add to), the session layer's settings.
+    pub runtime: JingleRuntimeConfig,
     /// How to get the connection back after losing it.
     pub reconnect: ReconnectPolicy,
 }
@@ -79,14 +75,11 @@ impl JingleClientConfig {
     /// ([`ReconnectPolicy::default`]), and a gone grace (XEP-0166 §6.7) of
     /// [`CLIENT_GONE_GRACE`] instead of the session manager's 5 s.
     pub fn new(xmpp: XmppConfig) -> Self {
-        let mut ice = JingleRuntimeConfig::default();
-        ice.session.gone_grace = CLIENT_GONE_GRACE;
+        let mut runtime = JingleRuntimeConfig::default();
+        runtime.session.gone_grace = CLIENT_GONE_GRACE;
         JingleClientConfig {
             xmpp,
-            ice,
-            discover_services: true,
-            identity: Identity::client_bot("jingle-ice"),
-            extra_features: Vec::new(),
+            runtime,
             reconnect: ReconnectPolicy::default(),
         }
     }
@@ -230,18 +223,11 @@ impl JingleClient {
         let jid = conn.jid().clone();
         let policy = config.reconnect.clone();
         // The extension does the announcing, the tracking and the answering itself.
-        let mut ice = config.ice.clone();
-        ice.identity = config.identity.clone();
-        for f in &config.extra_features {
-            if !ice.extra_features.contains(f) {
-                ice.extra_features.push(f.clone());
-            }
-        }
-        ice.presence = send_presence;
-        ice.discover_services = config.discover_services;
-        ice.outbox_capacity = policy.queue_capacity;
-        ice.peer_wait = policy.peer_wait;
-        let ext = Arc::new(JingleRuntime::new(jid.clone(), ice));
+        let mut runtime = config.runtime.clone();
+        runtime.presence = send_presence;
+        runtime.outbox_capacity = policy.queue_capacity;
+        runtime.peer_wait = policy.peer_wait;
+        let ext = Arc::new(JingleRuntime::new(jid.clone(), runtime));
         ext.stream_online();
         let current = Arc::new(Mutex::new(conn.sender()));
         let (status_tx, status_rx) = watch::channel(ConnectionStatus {
@@ -264,7 +250,7 @@ impl JingleClient {
             closing: None,
         };
         let pump = tokio::spawn(pump.run(conn));
-        if config.discover_services {
+        if config.runtime.discover_services {
             ext.services_settled().await;
         }
         Ok(JingleClient {

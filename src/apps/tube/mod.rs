@@ -30,8 +30,7 @@ use crate::channel::ChannelOptions;
 use crate::jingle::{Reason, ReasonCondition};
 use crate::net::{DataChannel, SelectedPair};
 use crate::xmpp::{
-    IncomingSession, JingleClientConfig, JingleRuntime, JingleRuntimeConfig, JingleRuntimeError,
-    JingleSession,
+    IncomingSession, JingleRuntime, JingleRuntimeConfig, JingleRuntimeError, JingleSession,
 };
 use pipe::{pipe, ActiveGuard, Counters, PipeConfig};
 
@@ -49,15 +48,10 @@ const PEER_END_WAIT: Duration = Duration::from_secs(2);
 
 /// Advertises tubes in disco#info (XEP-0030 §3.1, `xep/tube.md` §5) so that peers can find
 /// who takes them. Tubes use no `session-info` payload.
-pub fn enable_client(config: &mut JingleClientConfig) {
-    let ns = NS_TUBE.to_string();
-    if !config.extra_features.contains(&ns) {
-        config.extra_features.push(ns);
-    }
-}
-
-/// [`enable_client`] for the extension on its own ([`JingleRuntime`] in the application's own XMPP
-/// client): advertises tubes in the extension's disco#info answers and caps.
+///
+/// One call for either way of running the runtime: `enable(&mut config)` for a
+/// [`JingleRuntime`] in the application's own XMPP client, `enable(&mut config.runtime)` for a
+/// [`JingleClient`](crate::xmpp::JingleClient) bot.
 pub fn enable(config: &mut JingleRuntimeConfig) {
     let ns = NS_TUBE.to_string();
     if !config.extra_features.contains(&ns) {
