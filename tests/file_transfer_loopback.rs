@@ -606,39 +606,14 @@ async fn a_sender_counting_on_past_65535_as_conversations_does_is_followed_over_
     ibb_transfer("ibb-counting", SIZE, strip_candidates_and_count_on).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_the_fallback_off_a_session_without_a_path_fails_the_transfer() {
-    let src = temp_dir("noibb-src");
-    let dst = temp_dir("noibb-dst");
+/// Sends a file between peers whose candidates are stripped (no path) with `config`, and
+/// returns the sender's error, after checking that the receiver failed and stored nothing.
+async fn transfer_without_a_path(tag: &str, mut config: JingleRuntimeConfig) -> String {
+    let src = temp_dir(&format!("{tag}-src"));
+    let dst = temp_dir(&format!("{tag}-dst"));
     let path = src.join("never.bin");
     std::fs::write(&path, pattern(1000)).unwrap();
-    let mut config = ft_config();
     config.connect_timeout = Duration::from_secs(2);
-    config.ibb_fallback = false;
-    let (a, b) = unwired(config);
-    wire_with(a.clone(), b.clone(), strip_candidates);
-    let (receiver, _progress) = spawn_receiver(&b, &dst);
-    let sent = tokio::time::timeout(Duration::from_secs(30), spawn_sender(&a, &b, &path))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(sent.is_err(), "{sent:?}");
-    assert!(receiver.await.unwrap().is_err());
-    assert!(listing(&dst).is_empty());
-}
-
-/// The fallback order is the session layer's transport registry: without IBB in it, a session
-/// without a path ends as with the fallback off, and no `transport-replace` is tried.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_ibb_in_the_transport_registry_a_session_without_a_path_fails_the_transfer() {
-    let src = temp_dir("noibb-reg-src");
-    let dst = temp_dir("noibb-reg-dst");
-    let path = src.join("never.bin");
-    std::fs::write(&path, pattern(1000)).unwrap();
-    let mut config = ft_config();
-    config.connect_timeout = Duration::from_secs(2);
-    assert!(config.ibb_fallback, "on, but the registry has no IBB");
-    config.session.transports.remove(NS_JINGLE_IBB);
     let (a, b) = unwired(config);
     wire_with(a.clone(), b.clone(), strip_candidates);
     let (receiver, _progress) = spawn_receiver(&b, &dst);
@@ -647,9 +622,27 @@ async fn without_ibb_in_the_transport_registry_a_session_without_a_path_fails_th
         .unwrap()
         .unwrap();
     let err = sent.expect_err("no path and no fallback");
-    assert!(!err.to_string().contains("In-Band"), "{err}");
     assert!(receiver.await.unwrap().is_err());
     assert!(listing(&dst).is_empty());
+    err.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_fallback_off_a_session_without_a_path_fails_the_transfer() {
+    let mut config = ft_config();
+    config.ibb_fallback = false;
+    transfer_without_a_path("noibb", config).await;
+}
+
+/// The fallback order is the session layer's transport registry: without IBB in it, a session
+/// without a path ends as with the fallback off, and no `transport-replace` is tried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_ibb_in_the_transport_registry_a_session_without_a_path_fails_the_transfer() {
+    let mut config = ft_config();
+    assert!(config.ibb_fallback, "on, but the registry has no IBB");
+    config.session.transports.remove(NS_JINGLE_IBB);
+    let err = transfer_without_a_path("noibb-reg", config).await;
+    assert!(!err.contains("In-Band"), "{err}");
 }
 
 /// Leaves a part file as a receiver killed after `kept` bytes would (no cleanup runs).
