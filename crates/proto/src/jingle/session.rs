@@ -647,13 +647,7 @@ impl SessionManager {
         transport: Transport,
         now: Instant,
     ) -> Result<(), SessionError> {
-        let session = self
-            .sessions
-            .get_mut(key)
-            .ok_or_else(|| SessionError::UnknownSession(key.clone()))?;
-        let state = session
-            .content_mut(content)
-            .ok_or_else(|| SessionError::UnknownContent(key.clone(), content.to_owned()))?;
+        let state = content_state(&mut self.sessions, key, content)?;
         if state.replacing.is_some() {
             return Err(SessionError::OutOfOrder(
                 key.clone(),
@@ -696,13 +690,7 @@ impl SessionManager {
         accept: Option<Transport>,
         now: Instant,
     ) -> Result<(), SessionError> {
-        let session = self
-            .sessions
-            .get_mut(key)
-            .ok_or_else(|| SessionError::UnknownSession(key.clone()))?;
-        let state = session
-            .content_mut(content)
-            .ok_or_else(|| SessionError::UnknownContent(key.clone(), content.to_owned()))?;
+        let state = content_state(&mut self.sessions, key, content)?;
         let Some(offered) = state.replace_offered.take() else {
             return Err(SessionError::OutOfOrder(
                 key.clone(),
@@ -1634,6 +1622,19 @@ fn keep_first_candidates(contents: &mut [Content], max: usize) {
             t.keep_first_candidates(max);
         }
     }
+}
+
+/// The state of `content` in the session `key`.
+fn content_state<'a>(
+    sessions: &'a mut HashMap<SessionKey, Session>,
+    key: &SessionKey,
+    content: &str,
+) -> Result<&'a mut ContentState, SessionError> {
+    sessions
+        .get_mut(key)
+        .ok_or_else(|| SessionError::UnknownSession(key.clone()))?
+        .content_mut(content)
+        .ok_or_else(|| SessionError::UnknownContent(key.clone(), content.to_owned()))
 }
 
 fn bad_request(stanza: &Element, e: &JingleError) -> Element {

@@ -576,6 +576,16 @@ mod tests {
         n
     }
 
+    /// Appends to `got` whatever `stream` has to read now.
+    fn read_all(stream: &mut IbbStream, buf: &mut [u8], got: &mut Vec<u8>) {
+        while let Some(n) = stream.read(buf).unwrap() {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+
     fn pair(config: IbbConfig, now: Instant) -> (IbbStream, IbbStream) {
         let mut a = IbbStream::opener(B, "s1", 4096, config.clone(), "a", now);
         let mut b = IbbStream::acceptor(A, "s1", 4096, config, "b");
@@ -597,12 +607,7 @@ mod tests {
             written += a.write(&data[written..]).unwrap();
             pump(&mut a, A, &mut b, now);
             pump(&mut b, B, &mut a, now);
-            while let Some(n) = b.read(&mut buf).unwrap() {
-                if n == 0 {
-                    break;
-                }
-                got.extend_from_slice(&buf[..n]);
-            }
+            read_all(&mut b, &mut buf, &mut got);
         }
         assert_eq!(got, data);
         assert!(a.flushed());
@@ -777,12 +782,7 @@ mod tests {
                 assert!(b.handle_iq(&st, now));
             }
             pump(&mut b, B, &mut a, now);
-            while let Some(n) = b.read(&mut buf).unwrap() {
-                if n == 0 {
-                    break;
-                }
-                got.extend_from_slice(&buf[..n]);
-            }
+            read_all(&mut b, &mut buf, &mut got);
         }
         assert_eq!(got, data);
         let expected: Vec<u64> = (0..data.len() as u64).map(wrapped).collect();
